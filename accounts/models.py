@@ -1,0 +1,159 @@
+"""Accounts (upstream Grok Web sessions), egress proxies, runtime config, stamps and alerts.
+
+The database is the source of truth. Request paths read in-memory snapshots that refresh when a
+VersionStamp changes (grok2api/snapshots.py); writes from the hot path are batched.
+"""
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from grok2api.fields import EncryptedTextField
+
+MODES = ("auto", "fast", "expert", "heavy", "grok-420-computer-use-sa")
+
+
+class Pool(models.TextChoices):
+    BASIC = "basic", "basic"
+    SUPER = "super", "super"
+    HEAVY = "heavy", "heavy"
+
+
+class AccountStatus(models.TextChoices):
+    ACTIVE = "active", "active"
+    COOLING = "cooling", "cooling"
+    EXPIRED = "expired", "expired"
+    DISABLED = "disabled", "disabled"
+
+
+class QuotaSource(models.IntegerChoices):
+    DEFAULT = 0, "default"
+    REAL = 1, "real"
+    ESTIMATED = 2, "estimated"
+
+
+class Account(models.Model):
+    """One upstream Grok Web account, identified by its SSO token.
+
+    quotas: {mode: {"remaining": int, "total": int, "window_seconds": int, "reset_at": epoch s | None,
+                    "synced_at": epoch s | None, "source": 0|1|2, "stale": bool}}
+    """
+
+    token = EncryptedTextField(help_text="SSO cookie value, encrypted at rest")
+    token_fingerprint = models.CharField(max_length=64, unique=True, editable=False)
+    token_last4 = models.CharField(max_length=4, editable=False)
+    pool = models.CharField(max_length=8, choices=Pool.choices, default=Pool.BASIC, db_index=True)
+    pool_detected = models.BooleanField(default=False, help_text="pool came from quota tier detection")
+    status = models.CharField(max_length=10, choices=AccountStatus.choices, default=AccountStatus.ACTIVE, db_index=True)
+    state_reason = models.CharField(max_length=200, blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    note = models.CharField(max_length=200, blank=True, default="")
+    user_id = models.CharField(max_length=64, blank=True, default="", help_text="upstream user id (from session or asset paths)")
+    quotas = models.JSONField(default=dict, blank=True)
+    health = models.FloatField(default=1.0)
+    use_count = models.PositiveIntegerField(default=0)
+    fail_count = models.PositiveIntegerField(default=0)
+    sync_count = models.PositiveIntegerField(default=0)
+    last_use_at = models.DateTimeField(null=True, blank=True)
+    last_fail_at = models.DateTimeField(null=True, blank=True)
+    last_fail_reason = models.CharField(max_length=64, blank=True, default="")
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    cooling_until = models.DateTimeField(null=True, blank=True)
+    ext = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.pool} ••••{self.token_last4}"
+
+    @property
+    def masked_token(self) -> str:
+        return "••••••" + self.token_last4
+
+    def set_token(self, token: str) -> None:
+        from grok2api import crypto
+
+        self.token = token
+        self.token_fingerprint = crypto.fingerprint(token)
+        self.token_last4 = token[-4:]
+
+
+class Proxy(models.Model):
+    """An egress proxy for upstream traffic (proxy.egress.mode = proxy_pool uses enabled rows too)."""
+
+    url = EncryptedTextField(help_text="http://, https://, socks5:// (credentials allowed), encrypted at rest")
+    label = models.CharField(max_length=100, blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    healthy = models.BooleanField(default=True)
+    fail_count = models.PositiveIntegerField(default=0)
+    success_count = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_fail_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "proxies"
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.label or f"proxy #{self.pk}"
+
+
+class RuntimeConfig(models.Model):
+    """Singleton (pk=1): the operator's saved runtime config, a nested dict of overrides."""
+
+    data = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "runtime config"
+        verbose_name_plural = "runtime config"
+
+    def __str__(self) -> str:
+        return "Runtime config"
+
+
+class VersionStamp(models.Model):
+    """Bumped on every change of a snapshotted table; processes poll these to refresh snapshots."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    version = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class AlertKind(models.TextChoices):
+    ANTI_BOT = "anti_bot", "upstream anti-bot rejection"
+    CLOUDFLARE = "cloudflare", "Cloudflare challenge (clearance rejected)"
+    MEDIA_LINKS = "media_links", "media links without app.app_url"
+    OTHER = "other", "other"
+
+
+class OperatorAlert(models.Model):
+    """Something the operator must fix (not an account's fault). Shown on the admin index and /readyz."""
+
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    endpoint = models.CharField(max_length=200, blank=True, default="")
+    egress = models.CharField(max_length=200, blank=True, default="", help_text="proxy label or 'direct'")
+    message = models.TextField()
+    hint = models.TextField(blank=True, default="")
+    count = models.PositiveIntegerField(default=1)
+    first_at = models.DateTimeField(default=timezone.now)
+    last_at = models.DateTimeField(default=timezone.now)
+    resolved = models.BooleanField(default=False, db_index=True)
+
+    class Meta:
+        ordering = ["-last_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "endpoint", "egress"], condition=models.Q(resolved=False), name="one_open_alert"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.count}×)"

@@ -1,0 +1,271 @@
+"""Deployment variables: read once at startup, validated, turned into settings values.
+
+Every variable of the README's table is read here and nowhere else. A malformed value raises
+EnvError with one line naming the variable and the expected form; manage.py prints that line and
+exits 2 instead of a traceback.
+
+The reference project's ACCOUNT_STORAGE family is mapped onto DATABASE_URL / REDIS_URL:
+  local      -> SQLite at ACCOUNT_LOCAL_PATH (default DATA_DIR/grok2api.db)
+  postgresql -> ACCOUNT_POSTGRESQL_URL (SQLAlchemy driver suffixes such as +asyncpg are dropped)
+  mysql      -> ACCOUNT_MYSQL_URL
+  redis      -> SQLite stays the store; ACCOUNT_REDIS_URL becomes REDIS_URL
+ACCOUNT_SQL_POOL_SIZE / _MAX_OVERFLOW / _TIMEOUT / _RECYCLE configure psycopg's connection pool
+on PostgreSQL (min = size, max = size + overflow) and CONN_MAX_AGE elsewhere.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlparse
+
+
+class EnvError(Exception):
+    """A deployment variable has a value that cannot be used."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def _raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value.strip() if value is not None else None
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = _raw(name)
+    if value is None:
+        return default
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise EnvError(f"{name}: expected true or false, got {value!r}")
+
+
+def _int(name: str, default: int, *, lo: int | None = None, hi: int | None = None) -> int:
+    value = _raw(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise EnvError(f"{name}: expected an integer, got {value!r}") from None
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise EnvError(f"{name}: expected an integer between {lo} and {hi}, got {number}")
+    return number
+
+
+def _str(name: str, default: str) -> str:
+    value = _raw(name)
+    return default if value is None or value == "" else value
+
+
+def _url(name: str, schemes: tuple[str, ...]) -> str | None:
+    value = _raw(name)
+    if not value:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme.split("+")[0] not in schemes or not (parsed.netloc or parsed.path):
+        raise EnvError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}")
+    return value
+
+
+def _secret_key(data_dir: Path) -> str:
+    value = _raw("SECRET_KEY") or _raw("DJANGO_SECRET_KEY")
+    if value:
+        if len(value) < 16:
+            raise EnvError("SECRET_KEY: expected at least 16 characters")
+        return value
+    # Zero-setup: one random key per data directory, kept beside the database.
+    path = data_dir / "secret_key"
+    if path.is_file():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    os.chmod(path, 0o600)
+    return key
+
+
+def _sqlite(path: Path) -> dict[str, Any]:
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(path),
+        "OPTIONS": {
+            # web + worker processes write together: take the write lock up front, wait for it.
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL;",
+        },
+        "TEST": {"NAME": str(path.with_name("test_" + path.name))},
+    }
+
+
+def _normalise_sqlalchemy(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    base = scheme.split("+")[0]
+    base = {"postgresql": "postgres", "postgres": "postgres", "mysql": "mysql", "mariadb": "mysql"}.get(base, base)
+    return f"{base}://{rest}"
+
+
+def _database(env, data_dir: Path) -> dict[str, Any]:
+    url = _url("DATABASE_URL", ("postgres", "postgresql", "pgsql", "mysql", "mariadb", "sqlite"))
+    storage = _str("ACCOUNT_STORAGE", "local").lower()
+    if storage not in {"local", "redis", "mysql", "postgresql"}:
+        raise EnvError(f"ACCOUNT_STORAGE: expected local, redis, mysql or postgresql, got {storage!r}")
+    if url is None and storage == "postgresql":
+        url = _url("ACCOUNT_POSTGRESQL_URL", ("postgres", "postgresql"))
+        if url is None:
+            raise EnvError("ACCOUNT_POSTGRESQL_URL: required when ACCOUNT_STORAGE=postgresql")
+    if url is None and storage == "mysql":
+        url = _url("ACCOUNT_MYSQL_URL", ("mysql", "mariadb"))
+        if url is None:
+            raise EnvError("ACCOUNT_MYSQL_URL: required when ACCOUNT_STORAGE=mysql")
+    if url is None:
+        local = _raw("ACCOUNT_LOCAL_PATH")
+        path = Path(local).expanduser() if local else data_dir / "grok2api.db"
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _sqlite(path)
+    url = _normalise_sqlalchemy(url)
+    try:
+        config = env.db_url_config(url)
+    except Exception as exc:  # django-environ raises several types for bad URLs
+        raise EnvError(f"DATABASE_URL: cannot parse {url!r} ({exc})") from None
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        return _sqlite(Path(config["NAME"]))
+    pool_size = _int("ACCOUNT_SQL_POOL_SIZE", 0, lo=0, hi=1000)
+    overflow = _int("ACCOUNT_SQL_MAX_OVERFLOW", 10, lo=0, hi=1000)
+    timeout = _int("ACCOUNT_SQL_POOL_TIMEOUT", 30, lo=1, hi=3600)
+    recycle = _int("ACCOUNT_SQL_POOL_RECYCLE", 1800, lo=0, hi=86400)
+    config.setdefault("OPTIONS", {})
+    if "postgresql" in config["ENGINE"] and pool_size > 0:
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"]["pool"] = {
+            "min_size": pool_size,
+            "max_size": pool_size + overflow,
+            "timeout": timeout,
+            "max_lifetime": max(recycle, 60),
+        }
+    else:
+        config["CONN_MAX_AGE"] = _int("CONN_MAX_AGE", 60, lo=0)
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+def _logging(level: str, file_enabled: bool, log_dir: Path) -> dict[str, Any]:
+    handlers: dict[str, Any] = {"console": {"class": "logging.StreamHandler", "formatter": "plain"}}
+    if file_enabled:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handlers["file"] = {
+            "class": "logging.handlers.TimedRotatingFileHandler",
+            "filename": str(log_dir / "grok2api.log"),
+            "when": "midnight",
+            "backupCount": 7,
+            "formatter": "plain",
+            "delay": True,
+        }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": handlers,
+        "root": {"handlers": list(handlers), "level": level},
+        "loggers": {
+            "django.request": {"level": "ERROR"},
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
+        },
+    }
+
+
+def read_env(env, base_dir: Path) -> SimpleNamespace:
+    data_dir = Path(_str("DATA_DIR", "./data")).expanduser()
+    if not data_dir.is_absolute():
+        data_dir = (Path.cwd() / data_dir).resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EnvError(f"DATA_DIR: cannot create {str(data_dir)!r} ({exc.strerror})") from None
+    log_dir = Path(_str("LOG_DIR", "./logs")).expanduser()
+    if not log_dir.is_absolute():
+        log_dir = (Path.cwd() / log_dir).resolve()
+
+    level = _str("LOG_LEVEL", "INFO").upper()
+    if level not in _LEVELS:
+        raise EnvError(f"LOG_LEVEL: expected one of {', '.join(sorted(_LEVELS))}, got {level!r}")
+
+    storage = _str("ACCOUNT_STORAGE", "local").lower()
+    redis_url = _url("REDIS_URL", ("redis", "rediss", "unix"))
+    if redis_url is None and storage == "redis":
+        redis_url = _url("ACCOUNT_REDIS_URL", ("redis", "rediss", "unix"))
+        if redis_url is None:
+            raise EnvError("ACCOUNT_REDIS_URL: required when ACCOUNT_STORAGE=redis")
+    _int("ACCOUNT_SYNC_INTERVAL", 30, lo=1)  # validated for compatibility; snapshots poll every 2 s
+    _int("ACCOUNT_SYNC_ACTIVE_INTERVAL", 3, lo=1)
+    _int("HOST_PORT", 8000, lo=1, hi=65535)
+
+    tz = _str("TZ", "UTC")
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(tz)
+    except Exception:
+        raise EnvError(f"TZ: expected an IANA time zone such as UTC or Asia/Shanghai, got {tz!r}") from None
+
+    if redis_url:
+        caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url}}
+        channel_layers = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [redis_url]}}}
+        broker = redis_url
+        broker_options: dict[str, Any] = {}
+    else:
+        caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        channel_layers = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+        broker_dir = data_dir / "broker"
+        for sub in ("out", "processed"):
+            (broker_dir / sub).mkdir(parents=True, exist_ok=True)
+        broker = "filesystem://"
+        broker_options = {
+            "data_folder_in": str(broker_dir / "out"),
+            "data_folder_out": str(broker_dir / "out"),
+            "processed_folder": str(broker_dir / "processed"),
+            "store_processed": False,
+        }
+
+    hosts = [h.strip() for h in _str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+    origins = [o.strip() for o in _str("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+    for origin in origins:
+        if not re.match(r"^https?://", origin):
+            raise EnvError(f"CSRF_TRUSTED_ORIGINS: expected comma-separated http(s):// origins, got {origin!r}")
+
+    max_body_mb = _int("MAX_BODY_MB", 50, lo=1, hi=2048)
+
+    return SimpleNamespace(
+        data_dir=data_dir,
+        log_dir=log_dir,
+        secret_key=_secret_key(data_dir),
+        debug=_bool("DEBUG", False),
+        allowed_hosts=hosts,
+        csrf_trusted_origins=origins,
+        database=_database(env, data_dir),
+        redis_url=redis_url,
+        caches=caches,
+        channel_layers=channel_layers,
+        celery_broker_url=broker,
+        celery_broker_options=broker_options,
+        celery_eager=_bool("CELERY_TASK_ALWAYS_EAGER", False),
+        tz=tz,
+        server_host=_str("SERVER_HOST", "0.0.0.0"),
+        server_port=_int("SERVER_PORT", 8000, lo=1, hi=65535),
+        server_workers=_int("SERVER_WORKERS", 1, lo=1, hi=64),
+        admin_username=_str("ADMIN_USERNAME", "admin"),
+        admin_password=_raw("ADMIN_PASSWORD") or "",
+        encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
+        max_body_bytes=max_body_mb * 1024 * 1024,
+        logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir),
+    )

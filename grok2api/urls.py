@@ -1,0 +1,14 @@
+"""URL map: /v1 (Ninja), /admin (Django admin), /webui (pages), /healthz and /readyz."""
+from django.contrib import admin
+from django.urls import include, path
+
+from grok2api import health
+from grok2api.api import api
+
+urlpatterns = [
+    path("v1/", api.urls),
+    path("admin/", admin.site.urls),
+    path("webui/", include("webui.urls")),
+    path("healthz", health.healthz),
+    path("readyz", health.readyz),
+]

@@ -1,0 +1,21 @@
+#!/usr/bin/env python
+"""Django's command-line utility for grok2api."""
+import os
+import sys
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grok2api.settings")
+    from grok2api.envcheck import EnvError
+
+    try:
+        from django.core.management import execute_from_command_line
+
+        execute_from_command_line(sys.argv)
+    except EnvError as exc:
+        print(f"grok2api: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
