@@ -3,3 +3,8 @@ import os
 
 # Unit tests reload snapshots inline (in the test's own transaction); no background poller thread.
 os.environ.setdefault("SNAPSHOT_POLLER", "0")
+
+pytest_plugins = [
+    "grok2api.testing.fixtures",
+    "gateway.upstream.simulator.fixtures",
+]

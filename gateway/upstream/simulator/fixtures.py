@@ -1,0 +1,1 @@
+"""Pytest fixtures for the simulator on a real socket (issue 3)."""
