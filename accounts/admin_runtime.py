@@ -1,0 +1,1 @@
+"""Admin for runtime config, proxies and operator alerts (issue 2)."""
