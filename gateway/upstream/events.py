@@ -31,6 +31,9 @@ class ThinkingDelta:
     tag: str = ""
     rollout_id: str | None = None
     step_id: int | None = None
+    # True when the first answer token was already emitted: keep it for non-stream output, do not
+    # stream it (spec §4.7 rule 12).
+    after_answer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class ToolUsage:
     card_id: str
     tool_name: str  # snake_case
     args: dict[str, Any] = field(default_factory=dict)
+    after_answer: bool = False  # the reasoning line is shown only while the answer has not started (§4.7 rule 10)
 
 
 @dataclass(frozen=True, slots=True)
