@@ -1,0 +1,382 @@
+"""transport.py: proxy URLs, egress choice and health feedback, pooled clients, credential-safe
+redirects — with a real origin server and a real HTTP forward proxy on 127.0.0.1."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+
+from gateway.tests.upstream._config import make_cfg
+from gateway.upstream import transport
+from gateway.upstream.transport import (
+    DIRECT,
+    Egress,
+    EgressConfigError,
+    egress_candidates,
+    egress_choose,
+    egress_flush,
+    egress_report,
+    proxy_label,
+    proxy_url_normalize,
+    send_with_redirects,
+    upstream_client,
+    ws_connect,
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_egress_state():
+    transport._egress_reset_for_tests()
+    yield
+    transport._egress_reset_for_tests()
+
+
+# --------------------------------------------------------------------------------------------
+# proxy URLs
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [("socks5://u:p@h:1080", "socks5h://u:p@h:1080"), ("SOCKS5://h:1", "socks5h://h:1"), ("socks://h:1", "socks5h://h:1"),
+     ("socks4://h:1", "socks4a://h:1"), ("socks5h://h:1", "socks5h://h:1"), ("http://h:3128", "http://h:3128"),
+     (" https://u:p@h:443 ", "https://u:p@h:443")],
+)
+def test_proxy_urls_are_normalised_to_remote_dns_forms(raw, normal):
+    assert proxy_url_normalize(raw) == normal
+
+
+@pytest.mark.parametrize("raw", ["", "h:3128", "ftp://h:1", "http://", "http://h:notaport"])
+def test_bad_proxy_urls_are_rejected(raw):
+    with pytest.raises(ValueError):
+        proxy_url_normalize(raw)
+
+
+def test_proxy_labels_never_contain_credentials():
+    assert proxy_label("socks5h://user:secret@10.0.0.1:1080") == "socks5h://10.0.0.1:1080"
+    assert "secret" not in proxy_label("http://user:secret@proxy")
+
+
+# --------------------------------------------------------------------------------------------
+# egress choice
+
+
+def test_direct_mode_has_no_proxy():
+    assert egress_choose(cfg=make_cfg()) == DIRECT
+
+
+def test_single_proxy_mode_uses_the_configured_url():
+    cfg = make_cfg({"proxy.egress.mode": "single_proxy", "proxy.egress.proxy_url": "socks5://u:p@10.0.0.9:1080"})
+    egress = egress_choose(cfg=cfg)
+    assert egress.proxy_url == "socks5h://u:p@10.0.0.9:1080"
+    assert egress.label == "socks5h://10.0.0.9:1080"
+
+
+def test_single_proxy_mode_without_a_url_is_a_clear_error():
+    with pytest.raises(EgressConfigError) as info:
+        egress_choose(cfg=make_cfg({"proxy.egress.mode": "single_proxy"}))
+    assert "proxy.egress.proxy_url" in info.value.message
+
+
+def _pool_cfg(*urls):
+    return make_cfg({"proxy.egress.mode": "proxy_pool", "proxy.egress.proxy_pool": list(urls)})
+
+
+@pytest.mark.django_db
+def test_pool_is_sticky_until_a_failure_rotates_it():
+    cfg = _pool_cfg("http://p1:1", "http://p2:2", "http://p3:3")
+    transport.proxies_snapshot.refresh_now()
+    first = egress_choose(cfg=cfg)
+    assert first.proxy_url == "http://p1:1"
+    egress_report(egress=first, ok=True)
+    assert egress_choose(cfg=cfg) == first  # sticky
+    egress_report(egress=first, ok=False, error="connect refused")
+    second = egress_choose(cfg=cfg)
+    assert second.proxy_url == "http://p2:2"
+    assert egress_choose(cfg=cfg) == second
+
+
+@pytest.mark.django_db
+def test_a_proxy_failing_repeatedly_is_skipped_for_a_while():
+    cfg = _pool_cfg("http://p1:1", "http://p2:2")
+    transport.proxies_snapshot.refresh_now()
+    bad = Egress("http://p1:1", "p1")
+    for _ in range(transport.FAIL_STREAK_DOWN):
+        egress_report(egress=bad, ok=False)
+    choices = {egress_choose(cfg=cfg).proxy_url for _ in range(5)}
+    assert choices == {"http://p2:2"}
+
+
+@pytest.mark.django_db
+def test_pool_includes_enabled_proxy_rows_and_feeds_back_their_health():
+    from accounts.models import Proxy
+
+    row = Proxy.objects.create(url="socks5://user:pw@10.9.9.9:1080", label="office")
+    Proxy.objects.create(url="http://10.8.8.8:3128", label="disabled", enabled=False)
+    transport.proxies_snapshot.refresh_now()
+    cfg = _pool_cfg("http://p1:1")
+    candidates = egress_candidates(cfg=cfg)
+    assert [c.proxy_url for c in candidates] == ["http://p1:1", "socks5h://user:pw@10.9.9.9:1080"]
+    office = candidates[1]
+    assert office.proxy_id == row.pk and office.label == "office"
+
+    egress_report(egress=office, ok=True)
+    for _ in range(transport.FAIL_STREAK_DOWN):
+        egress_report(egress=office, ok=False, error="proxy refused")
+    row.refresh_from_db()
+    assert (row.success_count, row.fail_count) == (0, 0)  # nothing written on the request path
+    assert egress_flush() == 1
+    row.refresh_from_db()
+    assert (row.success_count, row.fail_count, row.healthy, row.last_error) == (1, 3, False, "proxy refused")
+    assert row.last_used_at is not None and row.last_fail_at is not None
+    assert egress_flush() == 0  # buffer drained
+
+
+@pytest.mark.django_db
+def test_empty_pool_is_a_clear_error():
+    transport.proxies_snapshot.refresh_now()
+    with pytest.raises(EgressConfigError):
+        egress_choose(cfg=_pool_cfg())
+
+
+# --------------------------------------------------------------------------------------------
+# pooled clients
+
+
+async def test_clients_are_pooled_per_egress_on_one_loop():
+    cfg = make_cfg()
+    a = await upstream_client(egress=DIRECT, cfg=cfg)
+    assert await upstream_client(egress=DIRECT, cfg=cfg) is a
+    b = await upstream_client(egress=Egress("http://127.0.0.1:9", "p"), cfg=cfg)
+    assert b is not a
+    assert a.follow_redirects is False
+
+
+def test_each_event_loop_gets_its_own_client():
+    cfg = make_cfg()
+
+    async def grab():
+        return await upstream_client(egress=DIRECT, cfg=cfg)
+
+    first = asyncio.run(grab())
+    second = asyncio.run(grab())
+    assert first is not second
+
+
+async def test_socks4_egress_fails_with_an_actionable_error():
+    with pytest.raises(EgressConfigError) as info:
+        await upstream_client(egress=Egress("socks4a://h:1", "s4"), cfg=make_cfg())
+    assert "SOCKS4" in info.value.message
+
+
+async def test_websocket_over_socks_without_python_socks_is_a_clear_error():
+    try:
+        import python_socks  # noqa: F401
+        pytest.skip("python-socks is installed")
+    except ImportError:
+        pass
+    with pytest.raises(EgressConfigError):
+        ws_connect("ws://127.0.0.1:1/ws", headers={}, egress=Egress("socks5h://127.0.0.1:1080", "s5"))
+
+
+# --------------------------------------------------------------------------------------------
+# real servers: an origin that records requests, and an HTTP forward proxy
+
+
+class _Origin(BaseHTTPRequestHandler):
+    seen: list[dict] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        self._handle()
+
+    def do_POST(self):  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        self._handle()
+
+    def _handle(self):
+        _Origin.seen.append({"method": self.command, "path": self.path,
+                             "headers": {k.lower(): v for k, v in self.headers.items()}})
+        path, _, query = self.path.partition("?")
+        if path == "/redirect":
+            params = dict(parse_qsl(query))
+            self.send_response(int(params.get("code", "302")))
+            self.send_header("Location", params["to"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b"ok"
+        self.send_response(200)
+        if path == "/set-cookie":
+            self.send_header("Set-Cookie", "sticky=1; Path=/")
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def origin():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Origin)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+
+
+class ForwardProxy:
+    """A minimal HTTP forward proxy (absolute-form requests for http:// targets), counting requests."""
+
+    def __init__(self):
+        self.requests: list[str] = []
+        self.server = None
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader, writer):
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = lines[0].split(" ", 2)
+            self.requests.append(f"{method} {target}")
+            url = httpx.URL(target)
+            length = 0
+            out_headers = []
+            for line in lines[1:]:
+                if not line:
+                    continue
+                name, value = line.split(":", 1)
+                if name.lower() == "content-length":
+                    length = int(value)
+                if name.lower() in ("proxy-connection", "connection", "keep-alive"):
+                    continue
+                out_headers.append(f"{name}:{value}")
+            body = await reader.readexactly(length) if length else b""
+            up_reader, up_writer = await asyncio.open_connection(url.host, url.port or 80)
+            path = url.raw_path.decode()
+            up_writer.write((f"{method} {path} HTTP/1.1\r\n" + "\r\n".join(out_headers) + "\r\nConnection: close\r\n\r\n").encode("latin-1") + body)
+            await up_writer.drain()
+            response = await up_reader.read()
+            up_writer.close()
+            writer.write(response)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def stop(self):
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_single_proxy_egress_really_routes_through_the_proxy(origin):
+    proxy = ForwardProxy()
+    proxy_url = await proxy.start()
+    try:
+        cfg = make_cfg({"proxy.egress.mode": "single_proxy", "proxy.egress.proxy_url": proxy_url})
+        egress = egress_choose(cfg=cfg)
+        client = await upstream_client(egress=egress, cfg=cfg)
+        response = await client.get(f"http://127.0.0.1:{origin}/hello")
+        assert response.text == "ok"
+        assert proxy.requests == [f"GET http://127.0.0.1:{origin}/hello"]
+    finally:
+        await proxy.stop()
+
+
+async def test_the_cookie_jar_never_replays_set_cookie(origin):
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    await client.get(f"http://127.0.0.1:{origin}/set-cookie")
+    _Origin.seen.clear()
+    await client.get(f"http://127.0.0.1:{origin}/plain")
+    assert "cookie" not in _Origin.seen[-1]["headers"]
+
+
+async def test_redirect_within_credentialed_origins_keeps_credentials(origin):
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    base = f"http://127.0.0.1:{origin}"
+    request = client.build_request("GET", f"{base}/redirect?to={base}/target", headers={"Cookie": "sso=s", "x-statsig-id": "v"})
+    _Origin.seen.clear()
+    response, still = await send_with_redirects(client, request, credentialed=lambda u: u.host == "127.0.0.1")
+    await response.aclose()
+    assert still is True
+    assert _Origin.seen[-1]["path"] == "/target"
+    assert _Origin.seen[-1]["headers"]["cookie"] == "sso=s"
+
+
+async def test_redirect_to_another_origin_drops_cookie_and_grok_headers(origin):
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    request = client.build_request(
+        "GET", f"http://127.0.0.1:{origin}/redirect?to=http://localhost:{origin}/elsewhere",
+        headers={"Cookie": "sso=s; sso-rw=s", "x-statsig-id": "v", "x-xai-request-id": "r", "Origin": "http://127.0.0.1",
+                 "Referer": "http://127.0.0.1/", "User-Agent": "UA"},
+    )
+    _Origin.seen.clear()
+    response, still = await send_with_redirects(client, request, credentialed=lambda u: u.host == "127.0.0.1")
+    await response.aclose()
+    assert still is False
+    hop = _Origin.seen[-1]
+    assert hop["path"] == "/elsewhere" and hop["headers"]["host"] == f"localhost:{origin}"
+    assert not {"cookie", "x-statsig-id", "x-xai-request-id", "origin", "referer"} & set(hop["headers"])
+    assert hop["headers"]["user-agent"] == "UA"
+
+
+async def test_redirect_of_a_request_body_to_another_origin_is_refused(origin):
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    request = client.build_request(
+        "POST", f"http://127.0.0.1:{origin}/redirect?code=307&to=http://localhost:{origin}/steal",
+        headers={"Cookie": "sso=s"}, content=b'{"secret":1}',
+    )
+    with pytest.raises(transport.RedirectRefused):
+        await send_with_redirects(client, request, credentialed=lambda u: u.host == "127.0.0.1")
+
+
+async def test_redirect_loops_are_capped(origin):
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    base = f"http://127.0.0.1:{origin}"
+    request = client.build_request("GET", f"{base}/redirect?to={base}/redirect%3Fto%3D/x")
+    # /redirect?to=/redirect?to=/x → /x after two hops: allowed with max 3, refused with max 1
+    _Origin.seen.clear()
+    response, _ = await send_with_redirects(client, request, credentialed=lambda u: True, max_redirects=3)
+    await response.aclose()
+    assert [hop["path"].split("?")[0] for hop in _Origin.seen] == ["/redirect", "/redirect", "/x"]
+    with pytest.raises(transport.RedirectRefused):
+        await send_with_redirects(client, client.build_request("GET", f"{base}/redirect?to={base}/redirect%3Fto%3D/x"),
+                                  credentialed=lambda u: True, max_redirects=1)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_failing_pool_proxy_is_classified_and_rotated_away(sim):
+    import socket
+
+    from gateway.tests.upstream._config import sim_cfg
+    from gateway.upstream.client import GrokClient
+    from gateway.upstream.errors import UpstreamError, UpstreamKind
+
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}"
+    dead.close()  # nothing listens there any more
+    proxy = ForwardProxy()
+    live_url = await proxy.start()
+    try:
+        await asyncio.to_thread(transport.proxies_snapshot.refresh_now)
+        cfg = sim_cfg(sim, **{"proxy.egress.mode": "proxy_pool", "proxy.egress.proxy_pool": [dead_url, live_url]})
+        first = GrokClient(token="sim-super-a", cfg=cfg)
+        assert first.egress.proxy_url == dead_url
+        with pytest.raises(UpstreamError) as info:
+            await first.rate_limits(mode="auto")
+        assert info.value.kind is UpstreamKind.TRANSPORT and info.value.retry_elsewhere
+        second = GrokClient(token="sim-super-a", cfg=cfg)
+        assert second.egress.proxy_url == live_url
+        assert (await second.rate_limits(mode="auto"))["totalQueries"] == 50
+        assert proxy.requests == [f"POST {sim.url}/rest/rate-limits"]
+        assert GrokClient(token="sim-super-a", cfg=cfg).egress.proxy_url == live_url  # sticky again
+    finally:
+        await proxy.stop()

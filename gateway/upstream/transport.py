@@ -1,0 +1,804 @@
+"""The only module that builds HTTP and WebSocket clients (httpx / websockets).
+
+What it speaks:
+- Upstream HTTP (grok.com roles, spec §2): one pooled `httpx.AsyncClient` per (egress proxy,
+  TLS-verify flag, running event loop). HTTP/2 is offered (h2) and used where the origin
+  negotiates it; redirects are never followed implicitly; environment proxies are ignored
+  (`trust_env=False`) so only the configured egress is used; the client's cookie jar is disabled,
+  so a `Set-Cookie` from one host can never ride along to another. Credentials are per-request
+  headers chosen by gateway/upstream/client.py.
+- Egress (`proxy.egress.mode`): `direct`, `single_proxy` (`proxy.egress.proxy_url`) or
+  `proxy_pool` (`proxy.egress.proxy_pool` plus enabled `accounts.Proxy` rows, read from the
+  "proxies" snapshot, never per request). HTTP(S) and SOCKS5 proxies; `socks5://` is normalised
+  to `socks5h://` (remote DNS) and `socks4://` to `socks4a://` (which httpx cannot speak: such a
+  proxy fails with an actionable error). Pool mode keeps a sticky cursor and advances it when a
+  call through the current proxy fails; outcomes are counted in memory and written to the Proxy
+  rows in batches off the request path (`egress_report` / `egress_flush`).
+- Untrusted fetches (`fetch_untrusted`, spec §3.5): client-supplied http(s) URLs are fetched by a
+  separate credential-free client: the host is resolved once, every address is vetted (loopback,
+  private, link-local, multicast, unspecified, reserved, CGNAT and cloud-metadata addresses are
+  refused unless `security.fetch_allowlist` names the host or a CIDR holding the address), the
+  connection goes to the vetted IP (the URL is rewritten to the IP, `Host` and TLS SNI carry the
+  name, so there is no second resolution), every redirect hop is re-vetted (at most 3), the body
+  and the total time are capped and the content type must match `accept`.
+- WebSockets (`ws_connect`): the `websockets` asyncio client, direct or through an HTTP(S) proxy;
+  SOCKS for WebSockets needs the optional `python-socks` package (not installed by default), so a
+  SOCKS egress fails the WebSocket call with a clear error.
+"""
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from gateway.errors import GatewayError
+from grok2api.snapshots import Snapshot
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# Egress
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Egress:
+    """Where upstream traffic leaves: `proxy_url` None = direct. `label` never contains credentials."""
+
+    proxy_url: str | None
+    label: str
+    proxy_id: int | None = None
+
+
+DIRECT = Egress(None, "direct", None)
+
+PROXY_SCHEMES = ("http", "https", "socks5h", "socks4a")
+
+
+class EgressConfigError(GatewayError):
+    """The configured egress cannot be used (bad proxy URL, unsupported proxy type)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "egress_misconfigured"
+
+
+def proxy_url_normalize(url: str) -> str:
+    """Validate a proxy URL and normalise SOCKS URLs to their remote-DNS forms.
+
+    `socks5://` and `socks://` → `socks5h://`; `socks4://` → `socks4a://`. Raises ValueError with
+    a one-line reason for anything else than http, https, socks5(h), socks4(a).
+    """
+    text = (url or "").strip()
+    if "://" not in text:
+        raise ValueError(f"proxy URL needs a scheme (http://, https://, socks5://): {proxy_label(text)!r}")
+    scheme, rest = text.split("://", 1)
+    scheme = scheme.lower()
+    scheme = {"socks5": "socks5h", "socks": "socks5h", "socks4": "socks4a"}.get(scheme, scheme)
+    if scheme not in PROXY_SCHEMES:
+        raise ValueError(f"unsupported proxy scheme {scheme!r} (use http, https or socks5)")
+    parts = urlsplit(f"{scheme}://{rest}")
+    if not parts.hostname:
+        raise ValueError("proxy URL has no host")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError("proxy URL has an invalid port") from None
+    return f"{scheme}://{rest}"
+
+
+def proxy_label(url: str) -> str:
+    """scheme://host:port of a proxy URL, credentials removed (safe to log and show)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}" if parts.scheme else host
+    except ValueError:
+        return "<invalid proxy url>"
+
+
+@dataclass(frozen=True, slots=True)
+class _ProxyRow:
+    id: int
+    url: str
+    label: str
+    healthy: bool
+
+
+def _load_proxies() -> tuple[_ProxyRow, ...]:
+    from accounts.models import Proxy
+
+    rows = []
+    for proxy in Proxy.objects.filter(enabled=True).order_by("id"):
+        try:
+            url = proxy_url_normalize(proxy.url)
+        except ValueError as exc:
+            log.warning("proxy #%s skipped: %s", proxy.pk, exc)
+            continue
+        rows.append(_ProxyRow(proxy.pk, url, proxy.label or f"proxy #{proxy.pk} ({proxy_label(url)})", proxy.healthy))
+    return tuple(rows)
+
+
+# Writers of accounts.Proxy rows (admin) call grok2api.snapshots.stamp_bump("proxies").
+proxies_snapshot: Snapshot[tuple[_ProxyRow, ...]] = Snapshot("proxies", _load_proxies)
+
+FAIL_STREAK_DOWN = 3  # consecutive failures before a proxy is skipped for a while
+DOWN_SECONDS = 60.0
+
+
+@dataclass
+class _EgressState:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cursor: int = 0
+    streak: dict[str, int] = field(default_factory=dict)
+    down_until: dict[str, float] = field(default_factory=dict)
+    # proxy_id -> [successes, failures, last_error, last_used_ts, last_fail_ts, healthy or None]
+    pending: dict[int, list[Any]] = field(default_factory=dict)
+
+
+_state = _EgressState()
+_flusher_started = False
+
+
+def _cfg(cfg: Any | None) -> Any:
+    if cfg is not None:
+        return cfg
+    from accounts.config import config
+
+    return config()
+
+
+def egress_candidates(*, cfg: Any | None = None) -> list[Egress]:
+    """Every egress the current config allows, in pool order."""
+    cfg = _cfg(cfg)
+    mode = cfg.get("proxy.egress.mode", "direct")
+    if mode == "single_proxy":
+        raw = (cfg.get("proxy.egress.proxy_url") or "").strip()
+        if not raw:
+            raise EgressConfigError("proxy.egress.mode is single_proxy but proxy.egress.proxy_url is empty.")
+        try:
+            url = proxy_url_normalize(raw)
+        except ValueError as exc:
+            raise EgressConfigError(f"proxy.egress.proxy_url: {exc}") from None
+        return [Egress(url, proxy_label(url))]
+    if mode == "proxy_pool":
+        out: list[Egress] = []
+        for raw in cfg.get("proxy.egress.proxy_pool") or []:
+            try:
+                url = proxy_url_normalize(str(raw))
+            except ValueError as exc:
+                log.warning("proxy.egress.proxy_pool entry skipped: %s", exc)
+                continue
+            out.append(Egress(url, proxy_label(url)))
+        seen = {e.proxy_url for e in out}
+        for row in proxies_snapshot.get():
+            if row.url not in seen:
+                out.append(Egress(row.url, row.label, row.id))
+                seen.add(row.url)
+        if not out:
+            raise EgressConfigError("proxy.egress.mode is proxy_pool but no proxy is configured or enabled.")
+        return out
+    return [DIRECT]
+
+
+def egress_choose(*, cfg: Any | None = None) -> Egress:
+    """The egress for the next upstream call: sticky per process, advanced by failures."""
+    candidates = egress_candidates(cfg=cfg)
+    if len(candidates) == 1:
+        return candidates[0]
+    unhealthy_rows = {row.id for row in proxies_snapshot.get() if not row.healthy}
+    now = time.monotonic()
+    with _state.lock:
+        n = len(candidates)
+        start = _state.cursor % n
+        fallback = None
+        for i in range(n):
+            egress = candidates[(start + i) % n]
+            if _state.down_until.get(egress.proxy_url or "", 0.0) > now:
+                continue
+            if egress.proxy_id in unhealthy_rows and _state.streak.get(egress.proxy_url or "", 0) == 0:
+                # marked unhealthy by an earlier run or another process: use it only as a last resort
+                fallback = fallback or egress
+                continue
+            _state.cursor = (start + i) % n
+            return egress
+        return fallback or candidates[start]
+
+
+def egress_report(*, egress: Egress, ok: bool, error: str = "") -> None:
+    """Feed back the outcome of one call through `egress` (memory only; DB writes are batched)."""
+    if egress.proxy_url is None:
+        return
+    key = egress.proxy_url
+    now = time.monotonic()
+    wall = time.time()
+    with _state.lock:
+        if ok:
+            _state.streak[key] = 0
+            _state.down_until.pop(key, None)
+        else:
+            streak = _state.streak.get(key, 0) + 1
+            _state.streak[key] = streak
+            if streak >= FAIL_STREAK_DOWN:
+                _state.down_until[key] = now + DOWN_SECONDS
+            _state.cursor += 1  # sticky until it fails: rotate to the next proxy
+        if egress.proxy_id is not None:
+            entry = _state.pending.setdefault(egress.proxy_id, [0, 0, None, None, None, None])
+            if ok:
+                entry[0] += 1
+                entry[3] = wall
+                entry[5] = True
+            else:
+                entry[1] += 1
+                entry[2] = error[:300]
+                entry[4] = wall
+                if _state.streak[key] >= FAIL_STREAK_DOWN:
+                    entry[5] = False
+    if egress.proxy_id is not None:
+        _ensure_flusher()
+
+
+def egress_flush() -> int:
+    """Write the buffered proxy outcomes to the Proxy rows (sync; one UPDATE per proxy). Returns rows touched."""
+    from datetime import datetime, timezone as dt_tz
+
+    from django.db.models import F
+
+    from accounts.models import Proxy
+
+    with _state.lock:
+        pending, _state.pending = _state.pending, {}
+    touched = 0
+    for proxy_id, (ok_n, fail_n, last_error, used_ts, fail_ts, healthy) in pending.items():
+        values: dict[str, Any] = {}
+        if ok_n:
+            values["success_count"] = F("success_count") + ok_n
+        if fail_n:
+            values["fail_count"] = F("fail_count") + fail_n
+        if last_error is not None:
+            values["last_error"] = last_error
+        if used_ts is not None:
+            values["last_used_at"] = datetime.fromtimestamp(used_ts, dt_tz.utc)
+        if fail_ts is not None:
+            values["last_fail_at"] = datetime.fromtimestamp(fail_ts, dt_tz.utc)
+        if healthy is not None:
+            values["healthy"] = healthy
+        if values:
+            touched += Proxy.objects.filter(pk=proxy_id).update(**values)
+    return touched
+
+
+def _ensure_flusher() -> None:
+    global _flusher_started
+    if _flusher_started or os.environ.get("SNAPSHOT_POLLER", "1") == "0":
+        return  # tests (no background threads) call egress_flush() themselves
+    with _state.lock:
+        if _flusher_started:
+            return
+        _flusher_started = True
+    interval = float(os.environ.get("EGRESS_FLUSH_INTERVAL", "5"))
+
+    def run() -> None:
+        from django.db import close_old_connections
+
+        while True:
+            time.sleep(interval)
+            try:
+                egress_flush()
+            except Exception:
+                log.warning("proxy health flush failed", exc_info=True)
+            finally:
+                close_old_connections()
+
+    threading.Thread(target=run, name="egress-flush", daemon=True).start()
+
+
+def _egress_reset_for_tests() -> None:
+    with _state.lock:
+        _state.cursor = 0
+        _state.streak.clear()
+        _state.down_until.clear()
+        _state.pending.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooled httpx clients
+# ---------------------------------------------------------------------------------------------
+
+
+class _NoCookieJar(http.cookiejar.CookieJar):
+    """Never stores a cookie: credentials are explicit per-request headers only."""
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:  # noqa: D401
+        return None
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=30.0)
+UPSTREAM_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=64, keepalive_expiry=30.0)
+
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]]" = (
+    weakref.WeakKeyDictionary()
+)
+_clients_lock = threading.Lock()
+
+
+def _skip_verify(cfg: Any | None) -> bool:
+    try:
+        return bool(_cfg(cfg).get("proxy.egress.skip_ssl_verify", False))
+    except Exception:
+        return False
+
+
+def _build_upstream_client(proxy_url: str | None, verify: bool) -> httpx.AsyncClient:
+    if proxy_url and proxy_url.startswith("socks4"):
+        raise EgressConfigError(
+            f"SOCKS4 proxy {proxy_label(proxy_url)} is not supported by the HTTP client; use an http(s) or socks5 proxy."
+        )
+    try:
+        transport = httpx.AsyncHTTPTransport(
+            verify=verify, http1=True, http2=True, proxy=proxy_url, limits=UPSTREAM_LIMITS, trust_env=False
+        )
+    except (ValueError, ImportError, httpx.InvalidURL) as exc:
+        raise EgressConfigError(f"Egress proxy {proxy_label(proxy_url or '')} cannot be used: {exc}") from None
+    return httpx.AsyncClient(
+        transport=transport,
+        timeout=DEFAULT_TIMEOUT,
+        follow_redirects=False,
+        trust_env=False,
+        cookies=_NoCookieJar(),
+    )
+
+
+def _pooled(key: tuple, factory: Callable[[], httpx.AsyncClient]) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    with _clients_lock:
+        for old_loop in [lp for lp in list(_clients.keys()) if lp.is_closed()]:
+            # the loop is gone (asyncio.run() ended): drop its clients, their sockets die with them
+            _clients.pop(old_loop, None)
+        per_loop = _clients.setdefault(loop, {})
+        client = per_loop.get(key)
+        if client is None or client.is_closed:
+            client = factory()
+            per_loop[key] = client
+        return client
+
+
+async def upstream_client(*, egress: Egress, cfg: Any | None = None) -> httpx.AsyncClient:
+    """The pooled upstream client for `egress` on the running loop (built on first use, ~40 ms)."""
+    verify = not _skip_verify(cfg)
+    return _pooled(("upstream", egress.proxy_url, verify), lambda: _build_upstream_client(egress.proxy_url, verify))
+
+
+async def transport_aclose() -> None:
+    """Close every pooled client of the running loop (shutdown, tests)."""
+    loop = asyncio.get_running_loop()
+    with _clients_lock:
+        per_loop = _clients.pop(loop, {})
+    for client in per_loop.values():
+        await client.aclose()
+
+
+def deadline(seconds: float | None) -> "asyncio.Timeout":
+    """A total deadline for a whole call (httpx's read timeout only bounds the gap between chunks).
+
+    Use as `async with deadline(t): ...`; expiry raises TimeoutError inside the block. Never hold
+    it across a `yield` of an async generator (it would cancel the consumer instead).
+    """
+    return asyncio.timeout(seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Redirects for credentialed requests (spec §3.5)
+# ---------------------------------------------------------------------------------------------
+
+# Headers that belong to grok.com only: stripped when a redirect leaves the credentialed origins.
+CREDENTIAL_HEADERS = ("cookie", "x-statsig-id", "x-xai-request-id", "origin", "referer", "authorization")
+
+
+class RedirectRefused(httpx.HTTPError):
+    """A redirect that the policy does not follow (non-http scheme, a body to another origin, too many)."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def send_with_redirects(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    credentialed: Callable[[httpx.URL], bool],
+    max_redirects: int = 3,
+) -> tuple[httpx.Response, bool]:
+    """Send `request` (streamed) and follow up to `max_redirects` redirects, re-checking each hop.
+
+    A hop to an origin for which `credentialed(url)` is false is followed without the Cookie and
+    grok headers (CREDENTIAL_HEADERS); a hop that would re-send a request body there is refused.
+    Returns (response, still_credentialed). The caller closes the response.
+    """
+    still = credentialed(request.url)
+    for _hop in range(max_redirects + 1):
+        response = await client.send(request, stream=True)
+        if not response.is_redirect:
+            return response, still
+        status = response.status_code
+        location = response.headers.get("location", "")
+        await response.aclose()
+        try:
+            target = request.url.join(location)
+        except httpx.InvalidURL:
+            raise RedirectRefused(f"invalid redirect location from {request.url.host}", status=status) from None
+        if target.scheme not in ("http", "https"):
+            raise RedirectRefused(f"redirect to a {target.scheme!r} URL refused", status=status)
+        method = request.method
+        content: bytes | None = request.content if method not in ("GET", "HEAD") else None
+        if status == 303 or (status in (301, 302) and method == "POST"):
+            method, content = "GET", None
+        headers = httpx.Headers(request.headers)
+        headers.pop("host", None)
+        if content is None:
+            headers.pop("content-type", None)
+            headers.pop("content-length", None)
+        if not credentialed(target):
+            if content is not None:
+                raise RedirectRefused(f"redirect of a {method} request to {target.host} refused", status=status)
+            for name in CREDENTIAL_HEADERS:
+                headers.pop(name, None)
+            still = False
+        request = client.build_request(method, target, headers=headers, content=content, extensions=request.extensions)
+    raise RedirectRefused(f"more than {max_redirects} redirects", status=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Untrusted fetches (client-supplied URLs), SSRF-guarded
+# ---------------------------------------------------------------------------------------------
+
+METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
+FETCH_MAX_REDIRECTS = 3
+FETCH_USER_AGENT = "grok2api-fetch/1 (+media input)"
+
+
+class FetchRefused(GatewayError):
+    """A client-supplied URL could not be used. code: invalid_url, url_not_allowed, fetch_failed,
+    too_large, unsupported_media_type. The caller sets `param` (e.g. messages[0].content[1].image_url)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "fetch_failed"
+
+    def __init__(self, message: str, *, code: str = "fetch_failed", param: str | None = None) -> None:
+        super().__init__(message, code=code, param=param)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    data: bytes
+    content_type: str
+    url: str  # the final URL after redirects
+
+
+def address_refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why an address may not be fetched, or None when it is a public address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if ip.is_unspecified:
+        return "an unspecified address"
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_reserved:
+        return "a reserved address"
+    if ip.is_private:
+        return "a private address"
+    if not ip.is_global:
+        return "a non-public address"
+    return None
+
+
+class FetchAllowlist:
+    """`security.fetch_allowlist`: hostnames (exact, or `*.example.com` for subdomains) and IPs/CIDRs."""
+
+    def __init__(self, entries: Iterable[str]) -> None:
+        self.names: set[str] = set()
+        self.suffixes: list[str] = []
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for raw in entries:
+            entry = str(raw).strip().lower()
+            if not entry:
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+                continue
+            except ValueError:
+                pass
+            if entry.startswith("*."):
+                self.suffixes.append(entry[1:])
+            else:
+                self.names.add(entry.rstrip("."))
+
+    def host_allowed(self, host: str) -> bool:
+        host = host.lower().rstrip(".")
+        return host in self.names or any(host.endswith(sfx) for sfx in self.suffixes)
+
+    def address_allowed(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            if any(ip.ipv4_mapped in net for net in self.networks if net.version == 4):
+                return True
+        return any(ip in net for net in self.networks if net.version == ip.version)
+
+
+async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        raise FetchRefused(f"Could not resolve host {host!r}: {exc}", code="fetch_failed") from None
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if ip not in out:
+            out.append(ip)
+    if not out:
+        raise FetchRefused(f"Host {host!r} has no address.", code="fetch_failed")
+    return out
+
+
+async def vet_url(url: str, allowlist: FetchAllowlist) -> tuple[httpx.URL, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Parse and vet one URL hop; returns (url, the address to connect to)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise FetchRefused("The URL is not valid.", code="invalid_url") from None
+    if parsed.scheme not in ("http", "https"):
+        raise FetchRefused("Only http and https URLs can be fetched.", code="invalid_url")
+    host = parsed.host
+    if not host:
+        raise FetchRefused("The URL has no host.", code="invalid_url")
+    if parsed.userinfo:
+        raise FetchRefused("URLs with credentials are not fetched.", code="invalid_url")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    addresses = await _resolve(host, port)
+    host_ok = allowlist.host_allowed(host)
+    for ip in addresses:
+        if host_ok or allowlist.address_allowed(ip):
+            continue
+        reason = address_refusal(ip)
+        if reason:
+            # Every address must pass: a name that also resolves to an internal address is refused.
+            raise FetchRefused(f"The URL host {host!r} resolves to {reason}; it is not fetched.", code="url_not_allowed")
+    return parsed, addresses[0]
+
+
+def _pinned_request(
+    client: httpx.AsyncClient, url: httpx.URL, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, headers: dict[str, str]
+) -> httpx.Request:
+    pinned = url.copy_with(host=str(ip))
+    default_port = 443 if url.scheme == "https" else 80
+    name = f"[{url.host}]" if ":" in url.host else url.host
+    host_header = name if url.port in (None, default_port) else f"{name}:{url.port}"
+    extensions: dict[str, Any] = {}
+    if url.scheme == "https":
+        extensions["sni_hostname"] = url.host
+    return client.build_request("GET", pinned, headers={**headers, "Host": host_header}, extensions=extensions)
+
+
+def _build_fetch_client() -> httpx.AsyncClient:
+    # No keep-alive: a connection made for one host name must not serve another name on the same IP.
+    transport = httpx.AsyncHTTPTransport(
+        http1=True, http2=False, trust_env=False, limits=httpx.Limits(max_connections=100, max_keepalive_connections=0)
+    )
+    return httpx.AsyncClient(
+        transport=transport, follow_redirects=False, trust_env=False, cookies=_NoCookieJar(), timeout=DEFAULT_TIMEOUT
+    )
+
+
+MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def sniff_image(data: bytes) -> str:
+    for magic, mime in MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return ""
+
+
+def _type_ok(content_type: str, accept: Sequence[str]) -> bool:
+    if not accept:
+        return True
+    return any(content_type == a or (a.endswith("/") and content_type.startswith(a)) for a in accept)
+
+
+async def fetch_untrusted(
+    url: str,
+    *,
+    max_bytes: int,
+    accept: Sequence[str] = ("image/",),
+    timeout: float = 30.0,
+    allowlist: Iterable[str] | None = None,
+) -> Fetched:
+    """Fetch a client-supplied URL without any credentials, SSRF-guarded (spec §3.5).
+
+    `accept` holds MIME prefixes ending in "/" ("image/") or exact types ("application/pdf");
+    empty = anything. `allowlist` defaults to `security.fetch_allowlist`. Raises FetchRefused.
+    """
+    if allowlist is None:
+        allowlist = _cfg(None).get("security.fetch_allowlist") or []
+    allow = FetchAllowlist(allowlist)
+    client = _pooled(("fetch",), _build_fetch_client)
+    accept_header = ", ".join(a + "*" if a.endswith("/") else a for a in accept) or "*/*"
+    headers = {"User-Agent": FETCH_USER_AGENT, "Accept": accept_header + ", */*;q=0.1", "Accept-Encoding": "gzip, deflate"}
+    current = url
+    try:
+        async with asyncio.timeout(timeout):
+            for _hop in range(FETCH_MAX_REDIRECTS + 1):
+                target, ip = await vet_url(current, allow)
+                request = _pinned_request(client, target, ip, headers)
+                try:
+                    response = await client.send(request, stream=True)
+                except httpx.HTTPError as exc:
+                    raise FetchRefused(f"Fetching the URL failed: {type(exc).__name__}.", code="fetch_failed") from None
+                try:
+                    if response.is_redirect:
+                        location = response.headers.get("location", "")
+                        try:
+                            current = str(target.join(location))
+                        except httpx.InvalidURL:
+                            raise FetchRefused("The URL redirected to an invalid location.", code="invalid_url") from None
+                        continue
+                    if response.status_code != 200:
+                        raise FetchRefused(f"Fetching the URL failed with HTTP {response.status_code}.", code="fetch_failed")
+                    length = response.headers.get("content-length")
+                    if length and length.isdigit() and int(length) > max_bytes:
+                        raise FetchRefused(f"The URL's content is larger than {max_bytes} bytes.", code="too_large")
+                    content_type = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                    if content_type and content_type != "application/octet-stream" and not _type_ok(content_type, accept):
+                        raise FetchRefused(
+                            f"The URL's content type {content_type!r} is not accepted here.", code="unsupported_media_type"
+                        )
+                    chunks: list[bytes] = []
+                    size = 0
+                    try:
+                        async for chunk in response.aiter_bytes():
+                            size += len(chunk)
+                            if size > max_bytes:
+                                raise FetchRefused(f"The URL's content is larger than {max_bytes} bytes.", code="too_large")
+                            chunks.append(chunk)
+                    except httpx.HTTPError as exc:
+                        raise FetchRefused(f"Fetching the URL failed: {type(exc).__name__}.", code="fetch_failed") from None
+                    data = b"".join(chunks)
+                    if not content_type or content_type == "application/octet-stream":
+                        content_type = sniff_image(data) or content_type
+                        if not _type_ok(content_type, accept):
+                            raise FetchRefused(
+                                "The URL's content type could not be recognised as an accepted type.",
+                                code="unsupported_media_type",
+                            )
+                    if not data:
+                        raise FetchRefused("The URL returned an empty body.", code="fetch_failed")
+                    return Fetched(data=data, content_type=content_type, url=str(target))
+                finally:
+                    await response.aclose()
+            raise FetchRefused(f"The URL redirected more than {FETCH_MAX_REDIRECTS} times.", code="fetch_failed")
+    except TimeoutError:
+        raise FetchRefused(f"Fetching the URL took longer than {timeout:g} s.", code="fetch_failed") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# WebSockets
+# ---------------------------------------------------------------------------------------------
+
+WS_MAX_MESSAGE = 32 * 1024 * 1024  # Imagine frames carry base64 JPEG/PNG blobs
+
+
+def ws_connect(
+    url: str,
+    *,
+    headers: dict[str, str],
+    egress: Egress,
+    open_timeout: float = 20.0,
+    verify: bool | None = None,
+    ping_interval: float | None = 20.0,
+) -> Any:
+    """A `websockets` client connection (await it, or `async with` it).
+
+    `headers` are sent verbatim on the upgrade request (websockets adds no User-Agent or Origin
+    of its own). Direct, or through an HTTP(S) egress proxy; a SOCKS egress needs `python-socks`.
+    Errors surface as websockets' InvalidStatus (handshake status), OSError or TimeoutError.
+    """
+    from websockets.asyncio.client import connect
+
+    proxy = egress.proxy_url
+    if proxy and proxy.startswith("socks"):
+        try:
+            import python_socks  # noqa: F401
+        except ImportError:
+            raise EgressConfigError(
+                f"The Imagine WebSocket cannot use the SOCKS egress {egress.label}: install python-socks or use an HTTP proxy."
+            ) from None
+    kwargs: dict[str, Any] = {}
+    if url.startswith("wss://"):
+        if verify is None:
+            verify = not _skip_verify(None)
+        if not verify:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            kwargs["ssl"] = ctx
+    return connect(
+        url,
+        additional_headers=headers,
+        user_agent_header=None,
+        origin=None,
+        proxy=proxy,  # never True: environment proxies are not used
+        open_timeout=open_timeout,
+        ping_interval=ping_interval,
+        ping_timeout=ping_interval,
+        close_timeout=2,  # bounds the closing handshake (run in the background by callers)
+        max_size=WS_MAX_MESSAGE,
+        **kwargs,
+    )
+
+
+def quote_path(segment: str) -> str:
+    """Percent-encode one path segment (asset ids in URLs)."""
+    return quote(segment, safe="")
+
+
+__all__ = [
+    "DIRECT",
+    "CREDENTIAL_HEADERS",
+    "Egress",
+    "EgressConfigError",
+    "FetchAllowlist",
+    "FetchRefused",
+    "Fetched",
+    "RedirectRefused",
+    "address_refusal",
+    "deadline",
+    "egress_candidates",
+    "egress_choose",
+    "egress_flush",
+    "egress_report",
+    "fetch_untrusted",
+    "proxy_label",
+    "proxy_url_normalize",
+    "proxies_snapshot",
+    "send_with_redirects",
+    "transport_aclose",
+    "upstream_client",
+    "vet_url",
+    "ws_connect",
+]
