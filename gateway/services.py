@@ -1,0 +1,538 @@
+"""Orchestration of one /v1 chat request: account → upstream → translator → feedback → usage.
+
+The three chat families (OpenAI Chat Completions "openai", OpenAI Responses "responses", Anthropic
+Messages "anthropic") share this module; their wire formats live in gateway/translate/<family>.py.
+
+Flow of `chat_run` (spec §11.4, architecture §1/§4):
+1. Resolve the model (404 unknown, 403 outside the key's allow-list); image/video ids go to
+   media.services.media_chat_run.
+2. Client-supplied attachment URLs are fetched ONCE, credential-free and SSRF-guarded
+   (transport.fetch_untrusted), before any account is leased.
+3. Attempt loop: lease an account (pool order, fallback) excluding accounts already tried, upload
+   the attachments with that account, open the upstream chat stream.
+   - Streaming: nothing is sent to the client — no status line, no headers — until the upstream
+     produced its first answer or reasoning token (shown or hidden). Failures before that are
+     reported to the pool and retried on another account when `retry_elsewhere` allows and the
+     attempt cap (`retry.max_retries + 1`) is not reached; otherwise they become a normal HTTP
+     error. After that point the open upstream stream is handed to the response generator;
+     a later failure becomes the family's mid-stream error event, never a retry.
+   - Non-streaming: the whole answer is collected first, so in-band failures can be retried.
+4. Always: `account_report` once per attempt, and one usage-ledger entry per request (queued,
+   batched by gateway/usage.py) — no ORM query on the request path.
+
+The upstream stream lives inside the response generator, so a client disconnect (Django cancels
+the generator) closes the upstream request at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from django.http import StreamingHttpResponse
+
+from accounts.config import config
+from accounts.services import account_lease, account_release, account_report, account_retry_allowed, accounts_available_models
+from gateway.errors import (
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    RateLimited,
+)
+from gateway.auth import principal_allows
+from gateway.registry import ModelSpec, model_get
+from gateway.sse import KEEPALIVE, SSE_HEADERS, with_keepalive
+from gateway.translate import anthropic as anthropic_tr
+from gateway.translate import openai_chat, responses
+from gateway.translate.assembler import TurnAssembler
+from gateway.translate.common import flatten
+from gateway.translate.tokens import prompt_tokens, usage_for
+from gateway.upstream.client import GrokClient
+from gateway.upstream.transport import fetch_untrusted
+from gateway.upstream.errors import UpstreamError
+from gateway.upstream.events import AnswerDelta, ThinkingDelta
+from gateway.usage import UsageEntry, usage_record
+
+log = logging.getLogger(__name__)
+
+# Module path per family (media/services.py imports these by name) and the modules themselves.
+FAMILIES = {
+    "openai": "gateway.translate.openai_chat",
+    "responses": "gateway.translate.responses",
+    "anthropic": "gateway.translate.anthropic",
+}
+_MODULES = {"openai": openai_chat, "responses": responses, "anthropic": anthropic_tr}
+ENDPOINTS = {"openai": "chat.completions", "responses": "responses", "anthropic": "messages"}
+
+# Largest client-supplied URL attachment we fetch (bytes).
+MAX_FETCH_BYTES = 20 * 1024 * 1024
+FILE_ACCEPT = ("image/", "application/", "text/", "audio/")
+
+
+def _family_module(family: str):
+    try:
+        return _MODULES[family]
+    except KeyError:
+        raise InternalError(f"unknown API family {family!r}") from None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _json_body(raw: bytes) -> Any:
+    if not raw or not raw.strip():
+        raise InvalidRequest("The request body is empty; expected a JSON object.", param=None, code="invalid_json")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request ({exc.args[0] if exc.args else 'invalid JSON'}).",
+            param=None,
+            code="invalid_json",
+        ) from None
+
+
+def _body_object(raw: bytes) -> dict:
+    body = _json_body(raw)
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.", param=None, code="invalid_json")
+    return body
+
+
+def chat_parse(*, family: str, raw: bytes):
+    """Raw request bytes → ChatRequest, with `stream` / reasoning defaults from the runtime config."""
+    body = _body_object(raw)
+    cfg = config()
+    return _family_module(family).parse_request(
+        body,
+        default_stream=bool(cfg.get("features.stream")),
+        default_thinking=bool(cfg.get("features.thinking")),
+    )
+
+
+async def chat_handle(*, family: str, raw: bytes, principal) -> StreamingHttpResponse | dict:
+    """What a /v1 chat endpoint calls: parse the body of its family, then run it."""
+    req = chat_parse(family=family, raw=raw)
+    return await chat_run(req=req, family=family, principal=principal)
+
+
+def messages_count_tokens(*, raw: bytes, principal) -> dict:
+    """POST /v1/messages/count_tokens: the prompt tokens the same /v1/messages body would cost."""
+    body = _body_object(raw)
+    model = body.get("model")
+    if isinstance(model, str):
+        _model_for(model_id=model, principal=principal)
+    return anthropic_tr.count_tokens(body)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _principal_allows(principal, model_id: str) -> bool:
+    return principal_allows(principal, model_id)
+
+
+def _model_for(*, model_id: str, principal) -> ModelSpec:
+    spec = model_get(model_id)
+    if spec is None:
+        raise ModelNotFound(model_id)
+    if principal is not None and not _principal_allows(principal, spec.id):
+        raise PermissionDenied(f"This API key is not allowed to use the model '{model_id}'.", param="model", code="model_not_allowed")
+    return spec
+
+
+def _model_object(spec: ModelSpec, created: int) -> dict:
+    return {
+        "id": spec.id,
+        "object": "model",
+        "created": created,
+        "owned_by": "xai",
+        "name": spec.name,
+        "capability": spec.capability,
+        "mode": spec.mode,
+        "tier": spec.tier,
+        "pools": list(spec.pools),
+    }
+
+
+def _available_models() -> list[ModelSpec]:
+    return list(accounts_available_models())
+
+
+def models_list(*, principal) -> dict:
+    """GET /v1/models: every model some usable account can serve, that this key may use."""
+    created = int(time.time())
+    data = [
+        _model_object(spec, created)
+        for spec in _available_models()
+        if principal is None or _principal_allows(principal, spec.id)
+    ]
+    return {"object": "list", "data": data}
+
+
+def model_retrieve(*, model_id: str, principal) -> dict:
+    """GET /v1/models/{id}: any registry model (even with no account right now); 404 otherwise."""
+    spec = model_get(model_id)
+    if spec is None or (principal is not None and not _principal_allows(principal, spec.id)):
+        raise ModelNotFound(model_id)
+    return _model_object(spec, int(time.time()))
+
+
+# --------------------------------------------------------------------------- chat
+
+
+@dataclass(slots=True)
+class _Fetched:
+    name: str
+    mime: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class _Ctx:
+    req: Any
+    family: str
+    spec: ModelSpec
+    principal: Any
+    prompt: str
+    prompt_tokens: int
+    files: list[_Fetched]
+    t0: float = field(default_factory=time.monotonic)
+    tried: set[int] = field(default_factory=set)
+    attempts: int = 0
+    ttft_ms: int | None = None
+
+    def usage_entry(self, *, lease, status: str, error: GatewayError | None, usage) -> UsageEntry:
+        principal = self.principal
+        return UsageEntry(
+            endpoint=ENDPOINTS.get(self.family, self.family),
+            model=self.spec.id,
+            stream=bool(self.req.stream),
+            api_key_id=getattr(principal, "key_id", None),
+            api_key_label=getattr(principal, "label", "") or "",
+            mode=getattr(lease, "mode", "") or "",
+            account_id=getattr(getattr(lease, "account", None), "id", None),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=getattr(usage, "completion_tokens", 0) if usage else 0,
+            reasoning_tokens=getattr(usage, "reasoning_tokens", 0) if usage else 0,
+            duration_ms=int((time.monotonic() - self.t0) * 1000),
+            ttft_ms=self.ttft_ms,
+            status=status,
+            error_code=(error.code or error.type or "")[:60] if error else "",
+            attempts=max(1, self.attempts),
+        )
+
+
+def _may_retry(ctx: _Ctx, err: GatewayError) -> bool:
+    """Before the first byte only: the pool's rule (spec §11.4) with this request's attempt count."""
+    if not isinstance(err, UpstreamError):
+        return False
+    return account_retry_allowed(error=err, attempt=ctx.attempts, answer_started=False)
+
+
+def _report(lease, outcome: BaseException | None, *, answer_started: bool) -> None:
+    if lease is None:
+        return
+    try:
+        if isinstance(outcome, UpstreamError) or outcome is None:
+            account_report(lease=lease, outcome=outcome, answer_started=answer_started)
+        elif answer_started:
+            # the account served (client went away, or a gateway-side failure): count it as a use
+            account_report(lease=lease, outcome=None, answer_started=True)
+        else:
+            # cancelled or failed on our side before the upstream answered: nothing to learn
+            account_release(lease=lease)
+    except Exception:
+        log.exception("account_report failed")
+
+
+async def _fetch_attachments(req) -> list[_Fetched]:
+    attachments = list(getattr(req, "attachments", ()) or ())
+    if not attachments:
+        return []
+    out: list[_Fetched] = []
+    for att in attachments:
+        if att.data is not None:
+            out.append(_Fetched(att.name, att.mime or "application/octet-stream", att.data))
+            continue
+        if not att.url:
+            continue
+        accept = ("image/",) if att.kind == "image" else FILE_ACCEPT
+        try:
+            got = await fetch_untrusted(att.url, max_bytes=MAX_FETCH_BYTES, accept=accept)
+        except GatewayError as exc:
+            if exc.param is None and getattr(att, "param", ""):
+                exc.param = att.param
+            raise
+        mime = (got.content_type or att.mime or "application/octet-stream").split(";")[0].strip()
+        out.append(_Fetched(att.name, mime, got.data))
+    return out
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One leased account with its open upstream stream. close() is idempotent and reports once."""
+
+    lease: Any
+    stack: AsyncExitStack
+    events: Any
+    client: Any = None
+    closed: bool = False
+
+    async def close(self, outcome: BaseException | None, *, answer_started: bool) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self.stack.aclose()
+        except Exception:
+            log.debug("closing the upstream stream failed", exc_info=True)
+        finally:
+            _report(self.lease, outcome, answer_started=answer_started)
+
+    def __del__(self) -> None:
+        # Safety net: a response generator dropped before it ever ran (client gone between the
+        # view returning and the first iteration) still closes its upstream stream.
+        if not self.closed:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            loop.create_task(self.close(None, answer_started=True))
+
+
+async def _open_attempt(ctx: _Ctx) -> _Attempt:
+    """Lease an account, upload attachments with it and open the upstream chat stream."""
+    lease = await account_lease(model=ctx.spec, exclude=frozenset(ctx.tried))
+    ctx.tried.add(lease.account.id)
+    ctx.attempts += 1
+    stack = AsyncExitStack()
+    try:
+        client = GrokClient(token=lease.account.token, user_id=getattr(lease.account, "user_id", "") or "")
+        lease.egress = getattr(client.egress, "label", "") or ""
+        file_ids: list[str] = []
+        for f in ctx.files:
+            uploaded = await client.upload_file(name=f.name, mime=f.mime, data=f.data)
+            file_ids.append(uploaded.file_id)
+        payload = client.build_chat_payload(message=ctx.prompt, mode=lease.mode, file_ids=file_ids)
+        events = await stack.enter_async_context(client.chat_stream(payload=payload, mode=lease.mode))
+    except BaseException as exc:
+        attempt = _Attempt(lease, stack, None)
+        await attempt.close(exc, answer_started=False)
+        if isinstance(exc, GatewayError):
+            exc._lease = lease  # type: ignore[attr-defined]  # for the ledger row
+        raise
+    return _Attempt(lease, stack, events.__aiter__(), client)
+
+
+async def _finish(assembler, attempt: _Attempt) -> list:
+    """assembler.finish(), first turning in-chat images/videos into local links or data URIs when
+    features.image_format / video_format ask for it (media/services.py downloads them with the
+    account that produced them). A failed download falls back to the upstream URL."""
+    res = assembler.result
+    media: dict[str, str] = {}
+    if res.images or res.videos:
+        from media.services import media_chat_urls
+
+        try:
+            media = await media_chat_urls(client=attempt.client, images=list(res.images), videos=list(res.videos))
+        except GatewayError as exc:
+            log.warning("caching in-chat media failed, linking upstream URLs instead: %r", exc)
+    return assembler.finish(media_urls=media)
+
+
+def _assembler(req):
+    cfg = config()
+    return TurnAssembler(
+        tools=req.tools,
+        tool_choice=req.tool_choice,
+        show_reasoning=req.show_reasoning,
+        thinking_summary=bool(cfg.get("features.thinking_summary")),
+        show_search_sources=bool(cfg.get("features.show_search_sources")),
+        image_format=str(cfg.get("features.image_format") or "grok_url"),
+        video_format=str(cfg.get("features.video_format") or "grok_url"),
+    )
+
+
+def _starts_answer(event) -> bool:
+    """An upstream answer or reasoning token (shown or not): the account is serving this request."""
+    return (isinstance(event, AnswerDelta) and bool(event.text)) or isinstance(event, ThinkingDelta)
+
+
+def _keepalive_interval() -> float:
+    try:
+        value = float(config().get("chat.keepalive_interval"))
+    except (KeyError, TypeError, ValueError):
+        value = 15.0
+    return value if value > 0 else 15.0
+
+
+async def chat_run(*, req, family: str, principal) -> StreamingHttpResponse | dict:
+    spec = _model_for(model_id=req.model, principal=principal)
+    if not spec.is_chat:
+        return await _media_dispatch(req=req, spec=spec, family=family, principal=principal)
+    prompt = flatten(req)
+    ctx = _Ctx(req=req, family=family, spec=spec, principal=principal, prompt=prompt,
+               prompt_tokens=prompt_tokens(prompt), files=[])
+    try:
+        ctx.files = await _fetch_attachments(req)
+        if req.stream:
+            return await _run_stream(ctx)
+        return await _run_complete(ctx)
+    except GatewayError as exc:
+        if not getattr(exc, "_ledgered", False):
+            usage_record(entry=ctx.usage_entry(lease=getattr(exc, "_lease", None), status="error", error=exc, usage=None))
+        raise
+    except asyncio.CancelledError:
+        usage_record(entry=ctx.usage_entry(lease=None, status="cancelled", error=None, usage=None))
+        raise
+
+
+async def _next_attempt(ctx: _Ctx, last_error: GatewayError | None) -> _Attempt:
+    """Lease + upload + open, retrying failures of these steps on other accounts."""
+    while True:
+        try:
+            return await _open_attempt(ctx)
+        except RateLimited:
+            # Every account tried or busy: the upstream failure that caused the retry says more.
+            if last_error is not None:
+                raise last_error from None
+            raise
+        except UpstreamError as exc:
+            if not _may_retry(ctx, exc):
+                raise
+            log.info("attempt %d for %s failed before the first byte (%s); retrying on another account",
+                     ctx.attempts, ctx.spec.id, exc.kind)
+            last_error = exc
+
+
+async def _run_complete(ctx: _Ctx) -> dict:
+    mod = _family_module(ctx.family)
+    last_error: GatewayError | None = None
+    while True:
+        attempt = await _next_attempt(ctx, last_error)
+        assembler = _assembler(ctx.req)
+        try:
+            async for event in attempt.events:
+                assembler.feed(event)
+                if ctx.ttft_ms is None and assembler.started:
+                    ctx.ttft_ms = int((time.monotonic() - ctx.t0) * 1000)
+            await _finish(assembler, attempt)
+        except GatewayError as exc:
+            await attempt.close(exc, answer_started=False)
+            if _may_retry(ctx, exc):
+                log.info("attempt %d for %s on account %s failed before the first byte (%s); retrying on another account",
+                         ctx.attempts, ctx.spec.id, attempt.lease.account.id, getattr(exc, "kind", exc.code))
+                last_error = exc
+                continue
+            exc._lease = attempt.lease  # type: ignore[attr-defined]
+            raise
+        except BaseException as exc:
+            await attempt.close(exc, answer_started=False)
+            raise
+        await attempt.close(None, answer_started=True)
+        result = assembler.result
+        usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=result)
+        usage_record(entry=ctx.usage_entry(lease=attempt.lease, status="ok", error=None, usage=usage))
+        return mod.body(result=result, model=ctx.req.model, prompt_tokens=ctx.prompt_tokens)
+
+
+async def _run_stream(ctx: _Ctx) -> StreamingHttpResponse:
+    mod = _family_module(ctx.family)
+    last_error: GatewayError | None = None
+    while True:
+        attempt = await _next_attempt(ctx, last_error)
+        assembler = _assembler(ctx.req)
+        pending: list = []
+        ended = False
+        try:
+            while True:
+                try:
+                    event = await attempt.events.__anext__()
+                except StopAsyncIteration:
+                    ended = True
+                    break
+                pending.extend(assembler.feed(event))
+                if assembler.started or _starts_answer(event):
+                    break
+        except GatewayError as exc:
+            await attempt.close(exc, answer_started=False)
+            if _may_retry(ctx, exc):
+                log.info("attempt %d for %s on account %s failed before the first byte (%s); retrying on another account",
+                         ctx.attempts, ctx.spec.id, attempt.lease.account.id, getattr(exc, "kind", exc.code))
+                last_error = exc
+                continue
+            exc._lease = attempt.lease  # type: ignore[attr-defined]
+            raise
+        except BaseException as exc:
+            await attempt.close(exc, answer_started=False)
+            raise
+        ctx.ttft_ms = int((time.monotonic() - ctx.t0) * 1000)
+        encoder = mod.StreamEncoder(model=ctx.req.model, prompt_tokens=ctx.prompt_tokens,
+                                    include_usage=bool(getattr(ctx.req, "include_usage", False)))
+        body = _stream_body(ctx, attempt, assembler, encoder, pending, ended)
+        response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
+        for name, value in SSE_HEADERS.items():
+            response[name] = value
+        return response
+
+
+async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending: list, ended: bool):
+    """The response generator: owns the open upstream stream from here on."""
+    status = "ok"
+    error: GatewayError | None = None
+    usage = None
+    try:
+        first = encoder.feed(pending) if pending else b""
+        yield first or encoder.keepalive()
+        if not ended:
+            interval = _keepalive_interval()
+            source = with_keepalive(attempt.events, interval=interval)
+            try:
+                async for item in source:
+                    if item is KEEPALIVE:
+                        yield encoder.keepalive()
+                        continue
+                    pieces = assembler.feed(item)
+                    if pieces:
+                        out = encoder.feed(pieces)
+                        if out:
+                            yield out
+            finally:
+                await source.aclose()
+        tail = await _finish(assembler, attempt)
+        out = encoder.feed(tail) if tail else b""
+        usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=assembler.result)
+        yield out + encoder.finish(assembler.result)
+    except (asyncio.CancelledError, GeneratorExit):
+        status = "cancelled"
+        raise
+    except GatewayError as exc:
+        status, error = "error", exc
+        log.info("stream of %s failed after the first byte: %r", ctx.spec.id, exc)
+        yield encoder.error(exc)
+    except Exception as exc:
+        log.exception("stream of %s failed", ctx.spec.id)
+        status, error = "error", InternalError("Internal server error")
+        yield encoder.error(error)
+    finally:
+        await attempt.close(error, answer_started=True)
+        if usage is None:
+            try:
+                usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=assembler.result)
+            except Exception:
+                usage = None
+        usage_record(entry=ctx.usage_entry(lease=attempt.lease, status=status, error=error, usage=usage))
+
+
+async def _media_dispatch(*, req, spec: ModelSpec, family: str, principal):
+    """Image, image-edit and video model ids through a chat endpoint (media/services.py)."""
+    from media.services import media_chat_run  # media imports the pool and client too: import late
+
+    return await media_chat_run(req=req, spec=spec, family=family, principal=principal)

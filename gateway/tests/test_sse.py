@@ -1,0 +1,80 @@
+"""gateway/sse.py: keep-alive wrapper semantics and frame encoding."""
+import asyncio
+
+import orjson
+
+from gateway.sse import KEEPALIVE, data_frame, event_frame, with_keepalive
+
+
+async def _slow_source(log: list, gaps: list[float]):
+    try:
+        for i, gap in enumerate(gaps):
+            await asyncio.sleep(gap)
+            yield i
+    finally:
+        log.append("closed")
+
+
+async def test_it_yields_keepalives_during_a_gap_without_losing_or_reordering_items():
+    log: list = []
+    out = [item async for item in with_keepalive(_slow_source(log, [0, 0.25, 0]), interval=0.02)]
+    items = [x for x in out if x is not KEEPALIVE]
+    assert items == [0, 1, 2]
+    # the gap before item 1 produced keep-alives, and none of them cancelled the pending read
+    first, second = out.index(0), out.index(1)
+    assert any(x is KEEPALIVE for x in out[first:second])
+    assert log == ["closed"]
+
+
+async def test_it_sends_no_keepalive_when_items_flow():
+    log: list = []
+    out = [item async for item in with_keepalive(_slow_source(log, [0, 0, 0]), interval=5)]
+    assert out == [0, 1, 2]
+
+
+async def test_closing_the_wrapper_closes_the_source_at_once():
+    log: list = []
+    wrapper = with_keepalive(_slow_source(log, [0, 3600]), interval=0.01)
+    assert await wrapper.__anext__() == 0
+    assert await wrapper.__anext__() is KEEPALIVE  # source is now parked in its hour-long sleep
+    await wrapper.aclose()
+    assert log == ["closed"]
+
+
+async def test_cancelling_the_consumer_closes_the_source():
+    log: list = []
+    started = asyncio.Event()
+
+    async def consume():
+        async for item in with_keepalive(_slow_source(log, [0, 3600]), interval=10):
+            started.set()
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    assert log == ["closed"]
+
+
+async def test_source_errors_propagate_unchanged():
+    async def failing():
+        yield 1
+        raise ValueError("boom")
+
+    got = []
+    try:
+        async for item in with_keepalive(failing(), interval=1):
+            got.append(item)
+    except ValueError as exc:
+        assert str(exc) == "boom"
+    else:
+        raise AssertionError("the error was swallowed")
+    assert got == [1]
+
+
+def test_frames_are_sse_encoded():
+    assert data_frame({"a": "é"}) == b"data: " + orjson.dumps({"a": "é"}) + b"\n\n"
+    assert event_frame("ping", {"type": "ping"}) == b'event: ping\ndata: {"type":"ping"}\n\n'
