@@ -1,0 +1,127 @@
+"""Access rules of /webui/* through Django's test client (sessions, CSRF, staff users)."""
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+PAGES = ("/webui/chat", "/webui/masonry", "/webui/chatkit")
+
+
+def test_every_route_is_404_when_the_pages_are_disabled(client, set_config):
+    set_config(app__webui_enabled="false", app__webui_key="")
+    for path in (*PAGES, "/webui/login"):
+        response = client.get(path)
+        assert response.status_code == 404
+        assert b"The web pages are disabled" in response.content
+    response = client.get("/webui/api/models")
+    assert response.status_code == 404
+    assert "disabled" in response.json()["error"]["message"]
+
+
+def test_the_pages_open_directly_without_a_key(client, set_config):
+    set_config(app__webui_enabled="true", app__webui_key="")
+    for path in PAGES:
+        assert client.get(path).status_code == 200
+    assert client.get("/webui/login").status_code == 302  # nothing to sign in to
+
+
+def test_a_key_sends_visitors_to_the_login_page(client, set_config):
+    set_config(app__webui_enabled="true", app__webui_key="s3cret-webui")
+    response = client.get("/webui/masonry")
+    assert response.status_code == 302
+    assert response["Location"] == "/webui/login?next=%2Fwebui%2Fmasonry"
+    api = client.get("/webui/api/models")
+    assert api.status_code == 401
+    assert api.json()["error"]["code"] == "webui_session_required"
+
+
+def test_a_wrong_key_gets_a_clear_message_and_no_access(client, set_config):
+    set_config(app__webui_enabled="true", app__webui_key="s3cret-webui")
+    response = client.post("/webui/login", {"key": "wrong", "next": "/webui/chat"})
+    assert response.status_code == 403
+    assert b"That key is not correct" in response.content
+    assert client.get("/webui/chat").status_code == 302
+    empty = client.post("/webui/login", {"key": "  "})
+    assert empty.status_code == 400
+    assert b"Enter the WebUI key" in empty.content
+
+
+def test_the_right_key_signs_in_until_logout(client, set_config):
+    set_config(app__webui_enabled="true", app__webui_key="s3cret-webui")
+    before = client.cookies.get("sessionid")
+    response = client.post("/webui/login", {"key": "s3cret-webui", "next": "/webui/chatkit"})
+    assert response.status_code == 302
+    assert response["Location"] == "/webui/chatkit"
+    assert client.cookies["sessionid"].value != (before.value if before else None)
+    assert client.get("/webui/chat").status_code == 200
+    assert client.post("/webui/logout").status_code == 302
+    assert client.get("/webui/chat").status_code == 302
+
+
+def test_changing_the_key_signs_every_session_out(client, set_config):
+    set_config(app__webui_enabled="true", app__webui_key="first-key")
+    client.post("/webui/login", {"key": "first-key"})
+    assert client.get("/webui/chat").status_code == 200
+    set_config(app__webui_key="second-key")
+    assert client.get("/webui/chat").status_code == 302
+
+
+def test_login_refuses_an_offsite_next_url(client, set_config):
+    set_config(app__webui_enabled="true", app__webui_key="k")
+    response = client.post("/webui/login", {"key": "k", "next": "https://evil.example/webui/chat"})
+    assert response["Location"] == "/webui/chat"
+
+
+def test_login_form_is_csrf_protected(set_config):
+    set_config(app__webui_enabled="true", app__webui_key="k")
+    strict = Client(enforce_csrf_checks=True)
+    assert strict.post("/webui/login", {"key": "k"}).status_code == 403
+    page = strict.get("/webui/login")
+    token = page.cookies["csrftoken"].value
+    assert strict.post("/webui/login", {"key": "k", "csrfmiddlewaretoken": token}).status_code == 302
+
+
+def test_api_posts_need_the_csrf_header(set_config):
+    set_config(app__webui_enabled="true", app__webui_key="")
+    strict = Client(enforce_csrf_checks=True)
+    strict.get("/webui/chat")
+    refused = strict.post("/webui/api/voice/token", b"{}", content_type="application/json")
+    assert refused.status_code == 403
+    token = strict.cookies["csrftoken"].value
+    bad = strict.post("/webui/api/voice/token", b'{"speed": 9}', content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "speed"
+
+
+def test_staff_signed_in_to_admin_get_in_without_the_key(client, set_config, django_user_model):
+    set_config(app__webui_enabled="true", app__webui_key="k")
+    staff = django_user_model.objects.create_user("op", password="pw-123456", is_staff=True)
+    client.force_login(staff)
+    assert client.get("/webui/chat").status_code == 200
+    plain = django_user_model.objects.create_user("user", password="pw-123456")
+    other = Client()
+    other.force_login(plain)
+    assert other.get("/webui/chat").status_code == 302
+
+
+def test_the_pages_never_contain_the_api_key(client, set_config):
+    set_config(app__webui_enabled="true", app__webui_key="", app__api_key="sk-server-side-only")
+    for path in PAGES:
+        assert b"sk-server-side-only" not in client.get(path).content
+
+
+def test_chat_api_names_the_empty_and_the_over_long_prompt(client, set_config):
+    set_config(app__webui_enabled="true", app__webui_key="")
+    empty = client.post("/webui/api/chat/completions", {"model": "grok-4.20-fast", "messages": [{"role": "user", "content": " "}]},
+                        content_type="application/json")
+    assert empty.status_code == 400
+    assert empty.json()["error"]["param"] == "messages[0].content"
+    assert empty.json()["error"]["code"] == "empty_prompt"
+    long = client.post("/webui/api/chat/completions",
+                       {"model": "grok-4.20-fast", "messages": [{"role": "user", "content": "x" * 32001}]},
+                       content_type="application/json")
+    assert long.status_code == 400
+    assert long.json()["error"]["code"] == "prompt_too_long"
+    assert "32001" in long.json()["error"]["message"]
