@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install install-dev run test bench
+.PHONY: install install-dev run test bench vendor
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,21 @@ test: install-dev
 
 bench: install-dev
 	$(PY) -m bench.run
+
+# Front-end libraries of the web pages (docs/webui.md): exact versions from webui/frontend/package.json
+# + package-lock.json, installed into a temporary directory, dist files copied to static/vendor/
+# (committed, so `make run` works offline). Re-run after changing a pinned version.
+VENDOR_FILES := marked/lib/marked.umd.js marked/LICENSE dompurify/dist/purify.min.js dompurify/LICENSE \
+	livekit-client/dist/livekit-client.umd.js livekit-client/LICENSE
+vendor:
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp webui/frontend/package.json webui/frontend/package-lock.json "$$tmp"/; \
+	(cd "$$tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error); \
+	mkdir -p static/vendor; \
+	for f in $(VENDOR_FILES); do \
+		pkg=$${f%%/*}; name=$$(basename "$$f"); \
+		case "$$name" in LICENSE*) name="$$pkg.$$name";; esac; \
+		cp "$$tmp/node_modules/$$f" "static/vendor/$$name"; \
+	done; \
+	(cd "$$tmp/node_modules" && for p in marked dompurify livekit-client; do node -p "'$$p ' + require('./$$p/package.json').version"; done) > static/vendor/VERSIONS; \
+	echo "vendored into static/vendor:"; cat static/vendor/VERSIONS

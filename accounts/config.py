@@ -2,22 +2,44 @@
 
 Keys are dotted paths of the defaults file ("chat.timeout", "proxy.egress.mode"). The
 environment name of a key is GROK_ + the path upper-cased with dots and dashes as underscores
-(GROK_PROXY_EGRESS_MODE). Values are typed by their default: bool, int, float, str, list.
+(GROK_PROXY_EGRESS_MODE). Values are typed by their default: bool, int, float, str, list;
+some keys have extra rules (choices, URL schemes, ranges) in `_RULES`.
+
+The RuntimeConfig row (pk=1) holds the saved config as a nested dict. It is created on first
+start with a copy of the defaults (`config_seed`); keys missing from it (added by a newer
+version) take their default. Secret values (SECRET_KEYS) are stored encrypted ("enc:v1:" +
+Fernet, grok2api/crypto.py). The effective source of a key is "environment" when a GROK_*
+variable sets it, "database" when the saved value differs from the default, else "default".
 
 Request paths call `config_get(key)` / `config()`: a memory read of the current snapshot, which
 reloads when the "config" version stamp moves (grok2api/snapshots.py).
+
+Reference config files (`import_config`): the legacy flat keys `proxy.cf_cookies`,
+`proxy.user_agent`, `proxy.cf_clearance` win over their nested `proxy.clearance.*` keys, as in
+the reference; `retry.retry_status_codes` is used only when `retry.on_codes` is absent. Keys
+dropped by policy (spec §13) are accepted and ignored with a warning; the `flaresolverr`
+clearance mode becomes `none` with a warning.
 """
 from __future__ import annotations
 
-import copy
+import ipaddress
+import json
+import logging
 import os
+import re
 import tomllib
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlparse
 
 from django.conf import settings
 
+from grok2api import crypto
+from grok2api.crypto import mask
 from grok2api.snapshots import Snapshot, stamp_bump
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -42,6 +64,15 @@ DROPPED_KEYS = frozenset(
     }
 )
 
+# Reference spellings -> our key. The flat proxy.* aliases win over the nested key (reference
+# behaviour); retry.retry_status_codes only fills retry.on_codes when that is absent.
+LEGACY_WINNING = {
+    "proxy.cf_cookies": "proxy.clearance.cf_cookies",
+    "proxy.user_agent": "proxy.clearance.user_agent",
+    "proxy.cf_clearance": "proxy.clearance.cf_clearance",
+}
+LEGACY_FALLBACK = {"retry.retry_status_codes": "retry.on_codes"}
+
 CHOICES: dict[str, tuple[str, ...]] = {
     "features.image_format": ("grok_url", "local_url", "grok_md", "local_md", "base64"),
     "features.video_format": ("grok_url", "local_url", "grok_html", "local_html"),
@@ -50,7 +81,53 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "logging.file_level": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
 }
 
-SECRET_KEYS = frozenset({"app.api_key", "app.app_key", "app.webui_key", "proxy.clearance.cf_cookies", "proxy.clearance.cf_clearance", "upstream.static_statsig_id", "proxy.egress.proxy_url", "proxy.egress.proxy_pool"})
+SECRET_KEYS = frozenset(
+    {
+        "app.api_key",
+        "app.app_key",
+        "app.webui_key",
+        "proxy.clearance.cf_cookies",
+        "proxy.clearance.cf_clearance",
+        "upstream.static_statsig_id",
+        "proxy.egress.proxy_url",
+        "proxy.egress.proxy_pool",
+        "proxy.egress.resource_proxy_url",
+        "proxy.egress.resource_proxy_pool",
+    }
+)
+
+_HTTP = ("http", "https")
+_WS = ("ws", "wss")
+_PROXY = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+
+# key -> (url schemes) for URL-valued keys (str or list of str); empty values are allowed.
+URL_SCHEMES: dict[str, tuple[str, ...]] = {
+    "app.app_url": _HTTP,
+    "upstream.web_base_url": _HTTP,
+    "upstream.assets_base_url": _HTTP,
+    "upstream.imagine_public_base_url": _HTTP,
+    "upstream.ws_base_url": _WS,
+    "upstream.livekit_url": _WS,
+    "proxy.egress.proxy_url": _PROXY,
+    "proxy.egress.proxy_pool": _PROXY,
+    "proxy.egress.resource_proxy_url": _PROXY,
+    "proxy.egress.resource_proxy_pool": _PROXY,
+}
+REQUIRED_URLS = frozenset({"upstream.web_base_url", "upstream.assets_base_url", "upstream.ws_base_url"})
+
+# Lower bounds of integer keys (default bound: 0). Timeouts and concurrencies must be positive.
+MIN_INT: dict[str, int] = {"retry.max_retries": 0, "cache.local.image_max_mb": 0, "cache.local.video_max_mb": 0,
+                           "account.refresh.on_demand_min_interval_sec": 0}
+MAX_INT: dict[str, int] = {"retry.max_retries": 10}
+
+
+def _min_int(key: str) -> int:
+    if key in MIN_INT:
+        return MIN_INT[key]
+    last = key.rsplit(".", 1)[-1]
+    if "timeout" in last or "concurrency" in last or last.endswith(("_sec", "max_inflight", "max_files")):
+        return 1
+    return 0
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -86,80 +163,153 @@ def env_name(key: str) -> str:
     return "GROK_" + key.upper().replace(".", "_").replace("-", "_")
 
 
+def is_dropped(key: str) -> bool:
+    return key in DROPPED_KEYS or any(key.startswith(d + ".") for d in DROPPED_KEYS)
+
+
+def _check_url(key: str, value: str, schemes: tuple[str, ...]) -> None:
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.hostname:
+        raise ConfigError(key, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}")
+
+
+def _check_host_or_cidr(key: str, item: str) -> None:
+    try:
+        ipaddress.ip_network(item, strict=False)
+        return
+    except ValueError:
+        pass
+    if not re.fullmatch(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*(:\d{1,5})?", item):
+        raise ConfigError(key, f"expected host names, IP addresses or CIDR ranges, got {item!r}")
+
+
+def _status_codes(key: str, items: list[Any]) -> list[int]:
+    out = []
+    for item in items:
+        try:
+            code = int(str(item).strip())
+        except ValueError:
+            raise ConfigError(key, f"expected HTTP status codes (100-599), got {item!r}") from None
+        if not 100 <= code <= 599:
+            raise ConfigError(key, f"expected HTTP status codes (100-599), got {code}")
+        out.append(code)
+    return out
+
+
 def coerce(key: str, value: Any) -> Any:
-    """Convert `value` (from TOML, JSON, admin form or env text) to the type of the key's default."""
-    base = defaults().get(key)
+    """Convert `value` (from TOML, JSON, admin form or env text) to the type of the key's default.
+
+    Raises ConfigError with a one-line message naming the expected form.
+    """
     if key not in defaults():
         raise ConfigError(key, "unknown key")
-    try:
-        if isinstance(base, bool):
-            if isinstance(value, bool):
-                out: Any = value
-            elif isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
-                out = True
-            elif isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
-                out = False
-            else:
-                raise ConfigError(key, f"expected true or false, got {value!r}")
-        elif isinstance(base, int):
-            if isinstance(value, bool):
-                raise ConfigError(key, f"expected an integer, got {value!r}")
-            out = int(value) if not isinstance(value, float) or value.is_integer() else None
-            if out is None:
-                raise ConfigError(key, f"expected an integer, got {value!r}")
-            if out < 0:
-                raise ConfigError(key, f"expected a non-negative integer, got {out}")
-        elif isinstance(base, float):
-            out = float(value)
-        elif isinstance(base, list):
-            if isinstance(value, str):
-                text = value.strip()
-                if text.startswith("["):
-                    import json
-
-                    out = json.loads(text)
-                else:
-                    out = [part.strip() for part in text.split(",") if part.strip()]
-            elif isinstance(value, (list, tuple)):
-                out = list(value)
-            else:
-                raise ConfigError(key, f"expected a list, got {value!r}")
-            if base and isinstance(base[0], int):
-                out = [int(v) for v in out]
+    base = defaults()[key]
+    out: Any
+    if isinstance(base, bool):
+        if isinstance(value, bool):
+            out = value
+        elif isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            out = True
+        elif isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            out = False
         else:
-            if isinstance(value, (list, tuple)) and key == "app.api_key":
-                out = ",".join(str(v) for v in value)
-            elif not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise ConfigError(key, f"expected text, got {value!r}")
+            raise ConfigError(key, f"expected true or false, got {value!r}")
+    elif isinstance(base, int):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(key, f"expected an integer, got {value!r}")
+        try:
+            out = int(value.strip()) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected an integer, got {value!r}") from None
+        lo, hi = _min_int(key), MAX_INT.get(key)
+        if out < lo or (hi is not None and out > hi):
+            bound = f"between {lo} and {hi}" if hi is not None else f"of at least {lo}"
+            raise ConfigError(key, f"expected an integer {bound}, got {out}")
+    elif isinstance(base, float):
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected a number, got {value!r}") from None
+    elif isinstance(base, list):
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    out = json.loads(text)
+                except ValueError:
+                    raise ConfigError(key, f"expected a JSON list or comma-separated values, got {value!r}") from None
             else:
-                out = str(value)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError):
-        kind = type(base).__name__
-        raise ConfigError(key, f"expected {'an integer' if kind == 'int' else 'a ' + kind}, got {value!r}") from None
+                out = [part.strip() for part in re.split(r"[,\n]", text) if part.strip()]
+        elif isinstance(value, (list, tuple)):
+            out = list(value)
+        else:
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        if not isinstance(out, list):
+            raise ConfigError(key, f"expected a list, got {value!r}")
+        if key == "retry.reset_session_status_codes":
+            out = _status_codes(key, out)
+        else:
+            if any(not isinstance(v, str) for v in out):
+                raise ConfigError(key, f"expected a list of strings, got {value!r}")
+            out = [v.strip() for v in out if v.strip()]
+            if key in URL_SCHEMES:
+                for item in out:
+                    _check_url(key, item, URL_SCHEMES[key])
+            if key == "security.fetch_allowlist":
+                for item in out:
+                    _check_host_or_cidr(key, item)
+    else:
+        if isinstance(value, (list, tuple)) and key in ("app.api_key", "retry.on_codes"):
+            value = ",".join(str(v) for v in value)
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(key, f"expected text, got {value!r}")
+        out = str(value).strip()
+        if key == "logging.file_level":
+            out = out.upper()
+        if key == "retry.on_codes":
+            codes = _status_codes(key, [p for p in out.split(",") if p.strip()])
+            out = ",".join(str(c) for c in codes)
+        if key == "app.api_key":
+            out = ",".join(p.strip() for p in out.split(",") if p.strip())
+        if key in URL_SCHEMES and out:
+            _check_url(key, out, URL_SCHEMES[key])
+        if key in REQUIRED_URLS and not out:
+            raise ConfigError(key, f"expected a URL starting with {' or '.join(s + '://' for s in URL_SCHEMES[key])}, got an empty value")
+        if key == "proxy.clearance.user_agent" and not out:
+            raise ConfigError(key, "expected a User-Agent string, got an empty value")
     choices = CHOICES.get(key)
     if choices and out not in choices:
         raise ConfigError(key, f"expected one of {', '.join(choices)}, got {out!r}")
-    if key.startswith("upstream.") and key.endswith("_url") and out:
-        allowed = ("ws://", "wss://") if key in ("upstream.ws_base_url", "upstream.livekit_url") else ("http://", "https://")
-        if not str(out).startswith(allowed):
-            raise ConfigError(key, f"expected a URL starting with {' or '.join(allowed)}, got {out!r}")
     return out
+
+
+ENV_ALIASES = {env_name(old): new for old, new in LEGACY_WINNING.items()}
 
 
 def env_overrides() -> dict[str, Any]:
-    """GROK_* variables that name a known key, coerced. A malformed value raises ConfigError."""
+    """GROK_* variables that name a known key, coerced. A malformed value raises ConfigError
+    whose key is the variable name (so the message names what the operator must fix)."""
     out: dict[str, Any] = {}
-    for key in defaults():
-        raw = os.environ.get(env_name(key))
-        if raw is not None:
+    pairs = [(env_name(key), key) for key in defaults()] + list(ENV_ALIASES.items())  # aliases last: they win
+    for var, key in pairs:
+        raw = os.environ.get(var)
+        if raw is None:
+            continue
+        try:
             out[key] = coerce(key, raw)
+        except ConfigError as exc:
+            raise ConfigError(var, exc.message) from None
     return out
 
 
+def env_unknown() -> list[str]:
+    """GROK_* variables that name no key (typos); reported as a warning at startup."""
+    known = {env_name(key) for key in defaults()} | set(ENV_ALIASES) | {env_name(k) for k in DROPPED_KEYS}
+    return sorted(v for v in os.environ if v.startswith("GROK_") and v not in known and not v.startswith("GROK_SIM"))
+
+
 class ConfigView:
-    """An immutable view of the effective config (flat dict) with attribute-free access."""
+    """An immutable view of the effective config (flat dict) with its sources."""
 
     __slots__ = ("values", "sources")
 
@@ -178,16 +328,47 @@ class ConfigView:
         return {k[len(prefix):]: v for k, v in self.values.items() if k.startswith(prefix)}
 
 
+SEALED_PREFIX = "enc:v1:"
+
+
+def _seal(key: str, value: Any) -> Any:
+    """Secret values are stored encrypted in RuntimeConfig.data (grok2api.crypto)."""
+    if key not in SECRET_KEYS:
+        return value
+    if isinstance(value, list):
+        return [SEALED_PREFIX + crypto.encrypt(str(v)) for v in value]
+    return SEALED_PREFIX + crypto.encrypt(str(value)) if value else value
+
+
+def _unseal(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_unseal(v) for v in value]
+    if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+        return crypto.decrypt(value[len(SEALED_PREFIX):])
+    return value  # plain (typed in by hand); sealed on the next save
+
+
+def saved_values(saved: dict[str, Any]) -> dict[str, Any]:
+    """The valid known keys of a saved nested dict, decrypted and coerced. Bad values (edited by
+    hand in the database, or sealed with another key) are skipped with a warning: they never
+    break serving."""
+    out: dict[str, Any] = {}
+    for key, value in flatten(saved).items():
+        if key in defaults():
+            try:
+                out[key] = coerce(key, _unseal(value))
+            except (ConfigError, ValueError) as exc:
+                log.warning("ignoring saved config value %s: %s", key, exc)
+    return out
+
+
 def build_view(saved: dict[str, Any]) -> ConfigView:
     values = dict(defaults())
     sources = {key: "default" for key in values}
-    for key, value in flatten(saved).items():
-        if key in values:
-            try:
-                values[key] = coerce(key, value)
-                sources[key] = "database"
-            except ConfigError:
-                pass  # a bad saved value (edited by hand in the DB) never breaks serving; admin shows it
+    for key, value in saved_values(saved).items():
+        values[key] = value
+        if value != defaults()[key]:
+            sources[key] = "database"
     for key, value in env_overrides().items():
         values[key] = value
         sources[key] = "environment"
@@ -221,7 +402,7 @@ def config_validate(flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str
     clean: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for key, value in flat.items():
-        if key in DROPPED_KEYS or any(key.startswith(d + ".") for d in DROPPED_KEYS):
+        if is_dropped(key):
             continue
         try:
             clean[key] = coerce(key, value)
@@ -230,16 +411,136 @@ def config_validate(flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str
     return clean, errors
 
 
-def config_save(*, values: dict[str, Any]) -> None:
-    """Persist a flat dict of overrides (already validated) and bump the stamp, atomically."""
+def config_saved() -> dict[str, Any]:
+    """The saved config (defaults filled in), flat and coerced; read from the database."""
+    from accounts.models import RuntimeConfig
+
+    row = RuntimeConfig.objects.filter(pk=1).first()
+    out = dict(defaults())
+    out.update(saved_values(row.data if row else {}))
+    return out
+
+
+def config_seed() -> bool:
+    """Create the RuntimeConfig row from config.defaults.toml if it does not exist (first start)."""
     from django.db import transaction
 
     from accounts.models import RuntimeConfig
 
     with transaction.atomic():
-        row, _ = RuntimeConfig.objects.select_for_update().get_or_create(pk=1)
-        merged = flatten(copy.deepcopy(row.data))
-        merged.update(values)
-        row.data = unflatten(merged)
+        _, created = RuntimeConfig.objects.get_or_create(pk=1, defaults={"data": unflatten({k: _seal(k, v) for k, v in defaults().items()})})
+        if created:
+            stamp_bump("config")
+    return created
+
+
+def config_save(*, values: dict[str, Any]) -> None:
+    """Persist a flat dict of values (validated with config_validate), merged into the saved
+    config, and bump the stamp, atomically: every process sees it within a poll interval."""
+    from django.db import transaction
+
+    from accounts.models import RuntimeConfig
+
+    clean, errors = config_validate(values)
+    if errors:
+        key, message = next(iter(errors.items()))
+        raise ConfigError(key, message)
+    with transaction.atomic():
+        row, _ = RuntimeConfig.objects.select_for_update().get_or_create(pk=1, defaults={"data": {}})
+        merged = saved_values(row.data)
+        merged.update(clean)
+        row.data = unflatten({k: _seal(k, v) for k, v in merged.items()})
         row.save()
         stamp_bump("config")
+
+
+# -- config files (import_config / export_config) --
+
+
+@dataclass
+class ParsedConfig:
+    values: dict[str, Any] = field(default_factory=dict)  # flat, coerced, ready for config_save
+    unknown: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+MASK_PREFIX = "••••••"
+
+
+def config_parse_file(tree: dict[str, Any]) -> ParsedConfig:
+    """Map a config file (ours or the reference's config.toml) onto our keys, validating all of it."""
+    out = ParsedConfig()
+    flat = flatten(tree)
+    for old, new in LEGACY_FALLBACK.items():
+        if old in flat:
+            value = flat.pop(old)
+            if new in flat:
+                out.warnings.append(f"{old}: legacy alias ignored because {new} is also set")
+            else:
+                flat[new] = value
+                out.warnings.append(f"{old}: legacy alias, imported as {new}")
+    for old, new in LEGACY_WINNING.items():
+        if old in flat:
+            flat[new] = flat.pop(old)
+            out.warnings.append(f"{old}: legacy flat key, imported as {new} (it wins over {new})")
+    if flat.get("proxy.clearance.mode") == "flaresolverr":
+        flat["proxy.clearance.mode"] = "none"
+        out.warnings.append("proxy.clearance.mode: 'flaresolverr' is not supported by policy (challenges are never solved); imported as 'none'")
+    for key in sorted(flat):
+        value = flat[key]
+        if is_dropped(key):
+            out.warnings.append(f"{key}: dropped by policy (no effect), ignored")
+            continue
+        if key not in defaults():
+            out.unknown.append(key)
+            continue
+        if key in SECRET_KEYS and _is_masked(value):
+            out.warnings.append(f"{key}: masked value (from export_config without --include-secrets), current value kept")
+            continue
+        try:
+            out.values[key] = coerce(key, value)
+        except ConfigError as exc:
+            out.errors[key] = exc.message
+    return out
+
+
+def _is_masked(value: Any) -> bool:
+    if isinstance(value, str):
+        return MASK_PREFIX in value
+    if isinstance(value, list):
+        return any(isinstance(v, str) and MASK_PREFIX in v for v in value)
+    return False
+
+
+def mask_value(key: str, value: Any) -> Any:
+    """A secret key's value as shown in admin and exports: last 4 characters only."""
+    if key not in SECRET_KEYS or not value:
+        return value
+    if isinstance(value, list):
+        return [mask(str(v)) for v in value]
+    if key == "app.api_key":
+        return ",".join(mask(part) for part in str(value).split(","))
+    if key.startswith("proxy.egress.") and "://" in str(value):
+        return mask_url(str(value))
+    return mask(str(value))
+
+
+def mask_url(url: str) -> str:
+    """scheme://host:port with credentials and path hidden (proxy URLs carry passwords)."""
+    parsed = urlparse(url)
+    if not parsed.hostname:
+        return mask(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    creds = MASK_PREFIX + "@" if parsed.username or parsed.password else ""
+    return f"{parsed.scheme}://{creds}{parsed.hostname}{port}"
+
+
+def config_export(*, include_secrets: bool) -> str:
+    """The saved config (defaults + database, not GROK_* overrides) as TOML."""
+    import tomli_w
+
+    flat = config_saved()
+    if not include_secrets:
+        flat = {k: mask_value(k, v) for k, v in flat.items()}
+    return tomli_w.dumps(unflatten(flat))

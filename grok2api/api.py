@@ -13,7 +13,9 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
-from gateway.errors import AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound
+from django.core.exceptions import RequestDataTooBig
+
+from gateway.errors import AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,14 @@ def _http_error(request, exc: HttpError):
     if status == 404:
         return render_error(request, NotFound(str(exc)))
     return render_error(request, GatewayError(str(exc), status=status, type="invalid_request_error" if status < 500 else "server_error"))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request, exc):
+    from django.conf import settings
+
+    limit_mb = settings.MAX_BODY_BYTES // (1024 * 1024)
+    return render_error(request, RequestTooLarge(f"Request body exceeds the {limit_mb} MB limit (MAX_BODY_MB)."))
 
 
 @api.exception_handler(Exception)

@@ -61,6 +61,19 @@ def _int(name: str, default: int, *, lo: int | None = None, hi: int | None = Non
     return number
 
 
+def _float(name: str, default: float, *, lo: float = 0.0) -> float:
+    value = _raw(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise EnvError(f"{name}: expected a number, got {value!r}") from None
+    if number < lo:
+        raise EnvError(f"{name}: expected a number of at least {lo:g}, got {number:g}")
+    return number
+
+
 def _str(name: str, default: str) -> str:
     value = _raw(name)
     return default if value is None or value == "" else value
@@ -209,6 +222,15 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
     _int("ACCOUNT_SYNC_INTERVAL", 30, lo=1)  # validated for compatibility; snapshots poll every 2 s
     _int("ACCOUNT_SYNC_ACTIVE_INTERVAL", 3, lo=1)
     _int("HOST_PORT", 8000, lo=1, hi=65535)
+    # Tuning knobs read by the modules that use them; validated here so a typo stops startup.
+    _float("SNAPSHOT_POLL_INTERVAL", 2.0, lo=0.05)
+    _bool("SNAPSHOT_POLLER", True)
+    for knob, default in (("EGRESS_FLUSH_INTERVAL", 5.0), ("USAGE_FLUSH_INTERVAL", 1.0), ("ACCOUNT_FLUSH_INTERVAL", 1.0),
+                          ("MEDIA_VIDEO_STALE_SECONDS", 120.0)):
+        _float(knob, default, lo=0.05)
+    _int("USAGE_FLUSH_BATCH", 200, lo=1)
+    _bool("USAGE_FLUSHER", True)
+    _bool("ACCOUNT_FLUSHER", True)
 
     tz = _str("TZ", "UTC")
     try:

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "gateway",
     "media",
     "webui",
+    "grok2api.apps.Grok2apiConfig",  # startup checks, serve/import_config/export_config/ensure_admin
 ]
 
 MIDDLEWARE = [
@@ -97,6 +98,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "staticfiles"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing root; files come from the finders
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

@@ -1,10 +1,20 @@
 """In-memory snapshots of database state, refreshed by version stamps, never queried per request.
 
 A Snapshot holds the result of a loader (a sync function that reads the ORM). Writers call
-`stamp_bump(name)` after a change (inside their transaction); every process runs one daemon
+`stamp_bump(name)` after a change (inside their transaction). Every process runs one daemon
 poller thread that reads all VersionStamp rows in one query every SNAPSHOT_POLL_INTERVAL seconds
-(default 2) and reloads the snapshots whose stamp moved. The writing process reloads at once
-(on commit). Request paths only call `snapshot.get()`, which is a memory read.
+(default 2) and reloads the snapshots whose stamp moved. Request paths only call
+`snapshot.get()`, a memory read.
+
+Correctness notes:
+- each load records the stamp version read *before* the data, so a change landing during a load
+  is picked up by the next poll (never lost);
+- the writing process marks the snapshot stale on commit: sync callers reload at once, async
+  callers keep the current value and wake the poller (no blocking the event loop);
+- the poller is per process: a forked child (Celery prefork, gunicorn-style workers) starts its
+  own on first use;
+- with SNAPSHOT_POLLER=0 (unit tests) there is no thread: stale snapshots reload inline, from
+  async code on a helper thread.
 """
 from __future__ import annotations
 
@@ -24,7 +34,7 @@ T = TypeVar("T")
 
 _registry: dict[str, "Snapshot"] = {}
 _poller_lock = threading.Lock()
-_poller_started = False
+_poller_pid: int | None = None
 
 
 def poll_interval() -> float:
@@ -32,6 +42,10 @@ def poll_interval() -> float:
         return max(0.05, float(os.environ.get("SNAPSHOT_POLL_INTERVAL", "2")))
     except ValueError:
         return 2.0
+
+
+def poller_enabled() -> bool:
+    return os.environ.get("SNAPSHOT_POLLER", "1") != "0"
 
 
 def _in_event_loop() -> bool:
@@ -52,7 +66,6 @@ def _run_in_thread(fn: Callable[[], T]) -> T:
         except BaseException as exc:  # re-raised in the caller
             box["error"] = exc
         finally:
-            close_old_connections()
             connection.close()
 
     thread = threading.Thread(target=target, name="snapshot-load", daemon=True)
@@ -61,6 +74,12 @@ def _run_in_thread(fn: Callable[[], T]) -> T:
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["value"]  # type: ignore[return-value]
+
+
+def _read_stamps(names: list[str]) -> dict[str, int]:
+    from accounts.models import VersionStamp
+
+    return dict(VersionStamp.objects.filter(name__in=names).values_list("name", "version"))
 
 
 class Snapshot(Generic[T]):
@@ -76,9 +95,12 @@ class Snapshot(Generic[T]):
         _registry[name] = self
 
     def _load(self) -> None:
-        value = self._loader()
+        # One load at a time per snapshot; a caller that waited finds it fresh and returns.
         with self._lock:
+            version = _read_stamps([self.name]).get(self.name, 0)
+            value = self._loader()
             self._value = value
+            self._version = version
             self._loaded = True
             self._stale = False
             self.loaded_at = time.monotonic()
@@ -86,14 +108,12 @@ class Snapshot(Generic[T]):
     def get(self) -> T:
         _ensure_poller()
         if self._stale or not self._loaded:
-            if _in_event_loop():
-                if not self._loaded:
-                    _run_in_thread(self._load)  # first use only: block once
-                # stale but loaded: the poller thread reloads; serve the current value meanwhile
-                else:
-                    _request_reload(self)
-            else:
+            if not _in_event_loop():
                 self._load()
+            elif not self._loaded or not poller_enabled():
+                _run_in_thread(self._load)  # first use (or no poller): block once
+            else:
+                _request_reload(self)  # serve the current value; the poller reloads now
         return self._value  # type: ignore[return-value]
 
     def invalidate(self) -> None:
@@ -114,10 +134,26 @@ def stamp_bump(name: str) -> None:
 
     updated = VersionStamp.objects.filter(name=name).update(version=F("version") + 1)
     if not updated:
-        VersionStamp.objects.get_or_create(name=name, defaults={"version": 1})
+        _, created = VersionStamp.objects.get_or_create(name=name, defaults={"version": 1})
+        if not created:  # lost a creation race: count this change too
+            VersionStamp.objects.filter(name=name).update(version=F("version") + 1)
     snap = _registry.get(name)
     if snap is not None:
+        # Stale now (this connection sees its own write) and again on commit (for other threads,
+        # which may have reloaded the old committed state in between).
+        snap.invalidate()
         transaction.on_commit(snap.invalidate)
+        if _in_event_loop() or poller_enabled():
+            transaction.on_commit(lambda: _request_reload(snap))
+
+
+def snapshots_warm() -> None:
+    """Load every registered snapshot now (server start), so the first request does not wait."""
+    for snap in list(_registry.values()):
+        try:
+            snap._load()
+        except Exception:
+            log.warning("snapshot %s could not be loaded at start", snap.name, exc_info=True)
 
 
 _reload_requests: set[str] = set()
@@ -130,17 +166,13 @@ def _request_reload(snap: Snapshot) -> None:
 
 
 def _poll_once() -> None:
-    from accounts.models import VersionStamp
-
-    stamps = dict(VersionStamp.objects.filter(name__in=list(_registry)).values_list("name", "version"))
+    stamps = _read_stamps(list(_registry))
     for name, snap in list(_registry.items()):
-        version = stamps.get(name, 0)
-        changed = snap._version is not None and version != snap._version
-        snap._version = version
-        if changed:
-            snap._stale = True
-        if snap._loaded and (snap._stale or name in _reload_requests):
-            _reload_requests.discard(name)
+        requested = name in _reload_requests
+        _reload_requests.discard(name)
+        if not snap._loaded:
+            continue  # loaded on first use; nothing to refresh
+        if requested or snap._stale or stamps.get(name, 0) != snap._version:
             try:
                 snap._load()
             except Exception:  # keep serving the old snapshot; try again next round
@@ -149,6 +181,7 @@ def _poll_once() -> None:
 
 def _poller() -> None:
     while True:
+        _wake.clear()
         try:
             _poll_once()
         except Exception:
@@ -156,15 +189,15 @@ def _poller() -> None:
         finally:
             close_old_connections()
         _wake.wait(poll_interval())
-        _wake.clear()
 
 
 def _ensure_poller() -> None:
-    global _poller_started
-    if _poller_started or os.environ.get("SNAPSHOT_POLLER", "1") == "0":
+    global _poller_pid
+    pid = os.getpid()
+    if _poller_pid == pid or not poller_enabled():
         return
     with _poller_lock:
-        if _poller_started:
+        if _poller_pid == pid:
             return
-        _poller_started = True
+        _poller_pid = pid
         threading.Thread(target=_poller, name="snapshot-poller", daemon=True).start()

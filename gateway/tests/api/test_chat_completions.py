@@ -127,11 +127,15 @@ def test_raw_stream_is_sse_with_done_last_and_no_cache_headers(env):
 
 
 def test_stream_defaults_to_features_stream_when_omitted(env):
+    # features.stream defaults to false: the SDKs omit "stream" on their non-streaming calls.
     env.account("basic", "dflt")
     env.ready(FAST)
     r = env.http().post("/v1/chat/completions", headers={"Authorization": f"Bearer {env.key}"},
                         json={"model": FAST, "messages": [{"role": "user", "content": "hi"}]})
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.json()["object"] == "chat.completion"
+    completion = env.openai().chat.completions.create(model=FAST, messages=[{"role": "user", "content": "hi"}])
+    assert completion.choices[0].message.content == r.json()["choices"][0]["message"]["content"]
 
 
 # --------------------------------------------------------------------------- reasoning, search

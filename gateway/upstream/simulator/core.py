@@ -10,6 +10,7 @@ come from the virtual clock (``time_scale`` 0 freezes it; ``advance()`` moves it
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -408,6 +409,11 @@ class Simulator:
                       listed=listed)
         with self._lock:
             self.assets[path] = asset
+            # The upstream also serves every generated asset at users/<uid>/<assetId>/content
+            # (spec §6.3 step 5, §6.5); the alias is unlisted so E5 shows each asset once.
+            content_path = f"users/{user_id}/{asset_id}/content"
+            if content_path != path and content_path not in self.assets:
+                self.assets[content_path] = dataclasses.replace(asset, path=content_path, listed=False)
         return asset
 
     def public_image(self, image_id: str, *, ext: str = "jpg", size: tuple[int, int] = (64, 64)) -> str:

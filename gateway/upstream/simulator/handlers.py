@@ -107,6 +107,10 @@ async def _stream(sim: Simulator, entry: dict, token: str, plan: list, framing: 
     try:
         async for chunk in chat.render(plan, framing, flat=flat):
             yield chunk
+            # modelResponse ends the answer; a client may close before reading the title trailer
+            # (the gateway stops at modelResponse, spec §4.7), which is still a completed exchange.
+            if b'"modelResponse"' in chunk and b'"streamErrors":[]' in chunk.replace(b" ", b""):
+                entry["completed"] = True
         entry["completed"] = True
     except chat.Drop:
         entry["dropped"] = True

@@ -1,0 +1,174 @@
+"""`manage.py serve`: the production entry point (`make run`, the Docker image).
+
+1. applies pending migrations, creates the first admin (`ensure_admin`), seeds the runtime config;
+2. starts uvicorn (`grok2api.asgi:application`) on SERVER_HOST:SERVER_PORT with SERVER_WORKERS
+   worker processes;
+3. when no Redis broker is configured (zero-setup), also starts `celery -A grok2api worker -B`
+   with the django-celery-beat DatabaseScheduler on the filesystem broker (`--no-worker` skips
+   it; with Redis, run `worker` and `beat` as their own services, or pass `--worker`).
+
+SIGINT (Ctrl-C) or SIGTERM stops every child: SIGTERM to each, a grace period, then SIGKILL;
+then whatever is left in each child's process group (Celery's pool and embedded beat, uvicorn's
+workers) is terminated too. If a child exits on its own, the others are stopped and serve exits
+with a non-zero code. Children also get SIGTERM if serve itself dies (Linux parent-death signal).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+
+STOP_GRACE_SECONDS = 15.0
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: Ctrl-C still reaches the whole process group
+
+
+class Command(BaseCommand):
+    help = "Migrate, create the first admin, seed the config, then run uvicorn (+ an embedded Celery worker on the filesystem broker)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--host", default=None, help="bind address (default SERVER_HOST)")
+        parser.add_argument("--port", type=int, default=None, help="port (default SERVER_PORT)")
+        parser.add_argument("--workers", type=int, default=None, help="uvicorn worker processes (default SERVER_WORKERS)")
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument("--no-worker", action="store_true", help="do not start the embedded Celery worker")
+        group.add_argument("--worker", action="store_true", help="start the embedded Celery worker even with a Redis broker")
+
+    def handle(self, *args, **opts) -> None:
+        host = opts["host"] or settings.SERVER_HOST
+        port = opts["port"] if opts["port"] is not None else settings.SERVER_PORT
+        workers = opts["workers"] if opts["workers"] is not None else settings.SERVER_WORKERS
+        if not 1 <= port <= 65535:
+            raise CommandError(f"--port: expected 1-65535, got {port}", returncode=2)
+        if not 1 <= workers <= 64:
+            raise CommandError(f"--workers: expected 1-64, got {workers}", returncode=2)
+
+        self.prepare(verbosity=opts["verbosity"])
+        embedded = opts["worker"] or (not opts["no_worker"] and settings.CELERY_BROKER_URL.startswith("filesystem"))
+        sys.exit(self.supervise(host=host, port=port, workers=workers, embedded_worker=embedded))
+
+    def prepare(self, *, verbosity: int) -> None:
+        from accounts.config import config_seed
+        from grok2api.bootstrap import admin_ensure
+
+        call_command("migrate", interactive=False, verbosity=max(0, verbosity - 1))
+        admin_ensure()
+        if config_seed():
+            self.stdout.write("grok2api: runtime config seeded from config.defaults.toml")
+        connections.close_all()  # the children open their own
+
+    def supervise(self, *, host: str, port: int, workers: int, embedded_worker: bool) -> int:
+        level = logging_level()
+        commands = {
+            "web": [
+                sys.executable, "-m", "uvicorn", "grok2api.asgi:application",
+                "--host", host, "--port", str(port), "--workers", str(workers),
+                "--lifespan", "on", "--timeout-graceful-shutdown", "10",
+                "--log-level", level.lower(),
+                *([] if level == "DEBUG" else ["--no-access-log"]),
+            ],
+        }
+        if embedded_worker:
+            commands["worker"] = [
+                sys.executable, "-m", "celery", "-A", "grok2api", "worker", "-B",
+                "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+                "--loglevel", level, "-n", "embedded@%h",
+            ]
+        stop_requested: list[int] = []
+
+        def on_signal(signum, frame) -> None:
+            stop_requested.append(signum)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+        children: dict[str, subprocess.Popen] = {}
+        for name, argv in commands.items():
+            # Own process group per child: at stop, whatever it forked (Celery's pool and embedded
+            # beat, uvicorn's workers) can be swept even if the child exits without reaping it.
+            children[name] = subprocess.Popen(argv, cwd=settings.BASE_DIR, preexec_fn=_die_with_parent, start_new_session=True)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        self.stdout.write(
+            f"grok2api: serving on http://{shown}:{port} ({workers} worker{'s' if workers > 1 else ''})"
+            + (", embedded Celery worker + beat" if embedded_worker else "")
+            + f"; admin at http://{shown}:{port}/admin/  pids: " + ", ".join(f"{n}={p.pid}" for n, p in children.items())
+        )
+        self.stdout.flush()
+
+        exit_code = 0
+        while not stop_requested:
+            for name, child in children.items():
+                code = child.poll()
+                if code is not None:
+                    self.stderr.write(f"grok2api: {name} exited with code {code}; stopping")
+                    exit_code = code or 1
+                    break
+            else:
+                time.sleep(0.2)
+                continue
+            break
+        self.stop(children)
+        return exit_code
+
+    def stop(self, children: dict[str, subprocess.Popen]) -> None:
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for name, child in children.items():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.stderr.write(f"grok2api: {name} did not stop within {STOP_GRACE_SECONDS:.0f}s; killing it")
+                child.kill()
+                child.wait()
+        for name, child in children.items():
+            _sweep_group(child.pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _sweep_group(pgid: int, grace: float = 3.0) -> None:
+    """Terminate what is left in a child's process group (e.g. an embedded beat process that
+    outlived its worker), SIGKILL after `grace` seconds."""
+    if not _group_alive(pgid):
+        return
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _group_alive(pgid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def logging_level() -> str:
+    return settings.LOGGING["root"]["level"]

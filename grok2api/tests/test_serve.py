@@ -1,0 +1,105 @@
+"""`manage.py serve` on a real socket: answers /healthz, and SIGTERM stops every child process."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _children_of(pid: int) -> set[int]:
+    """Every live descendant of `pid` (from /proc), e.g. uvicorn, celery, its pool and beat."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _group_members(pgids: set[int]) -> list[int]:
+    """Live processes whose process group is one of `pgids` (serve starts each child in its own)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) in pgids and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def _wait_for(gateway, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in gateway.log():
+        assert time.monotonic() < deadline, f"{text!r} not in the log:\n{gateway.log()}"
+        time.sleep(0.1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_serve_answers_on_a_real_socket_and_stops_every_child_on_sigterm(gateway_factory):
+    gateway = gateway_factory(embedded_worker=True)
+    assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(gateway.url + "/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["broker"]["ok"] is True
+
+    pids = {name: int(pid) for name, pid in re.findall(r"(web|worker)=(\d+)", gateway.log())}
+    assert set(pids) == {"web", "worker"}, gateway.log()
+    _wait_for(gateway, "beat: Starting")  # the embedded beat is a grandchild: let it exist first
+    descendants = _children_of(gateway.process.pid)
+    assert set(pids.values()) <= descendants
+    assert len(descendants) > 2  # Celery's pool / beat processes
+
+    assert gateway.stop() == 0
+    leftover = [pid for pid in descendants if _alive(pid)] + _group_members(set(pids.values()))
+    assert leftover == [], gateway.log()
+    assert "Application shutdown complete" in gateway.log()  # uvicorn ran the lifespan shim both ways
+
+
+@pytest.mark.django_db(transaction=True)
+def test_serve_runs_several_uvicorn_workers(gateway_factory):
+    gateway = gateway_factory(workers=2)
+    assert httpx.get(gateway.url + "/readyz").status_code == 200
+
+    def started() -> set[int]:
+        return {int(p) for p in re.findall(r"Started server process \[(\d+)\]", gateway.log())}
+
+    deadline = time.monotonic() + 30  # the second worker may log a moment after the first answers
+    while len(started()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = started()
+    tree = _children_of(gateway.process.pid)
+    assert len(workers) == 2 and workers <= tree, gateway.log()  # supervisor -> uvicorn main -> 2 workers
+    assert gateway.stop() == 0
+    assert [pid for pid in tree if _alive(pid)] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_serve_stops_on_ctrl_c_too(gateway_factory):
+    import signal
+
+    gateway = gateway_factory()
+    web = int(re.search(r"web=(\d+)", gateway.log()).group(1))
+    gateway.process.send_signal(signal.SIGINT)
+    assert gateway.process.wait(timeout=30) == 0
+    assert not _alive(web) and _group_members({web}) == []
