@@ -196,6 +196,19 @@ def _status_codes(key: str, items: list[Any]) -> list[int]:
     return out
 
 
+def status_codes_parse(raw: Any) -> frozenset[int]:
+    """A status-code list as stored ("429,401,503" or [403]) -> a set; junk entries are skipped
+    (the saved value was validated; this must never fail on the request path)."""
+    items = raw if isinstance(raw, (list, tuple)) else str(raw or "").replace(";", ",").split(",")
+    out = set()
+    for item in items:
+        try:
+            out.add(int(str(item).strip()))
+        except ValueError:
+            continue
+    return frozenset(out)
+
+
 def coerce(key: str, value: Any) -> Any:
     """Convert `value` (from TOML, JSON, admin form or env text) to the type of the key's default.
 

@@ -32,7 +32,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts import pool as P
-from accounts.config import config
+from accounts.config import config, status_codes_parse
 from accounts.inflight import slots
 from accounts.models import Account, AccountStatus, OperatorAlert
 from accounts.tokenfile import TokenLine, tokens_parse
@@ -664,15 +664,7 @@ _RETRY_KINDS_ALWAYS = frozenset({
 
 
 def _on_codes(cfg) -> frozenset[int]:
-    raw = cfg.get("retry.on_codes", "429,401,503")
-    items = raw if isinstance(raw, (list, tuple)) else str(raw).replace(";", ",").split(",")
-    out = set()
-    for item in items:
-        try:
-            out.add(int(str(item).strip()))
-        except ValueError:
-            continue
-    return frozenset(out)
+    return status_codes_parse(cfg.get("retry.on_codes", "429,401,503"))
 
 
 def account_retry_allowed(

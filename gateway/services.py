@@ -32,11 +32,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from django.http import StreamingHttpResponse
 
 from accounts.config import config
 from accounts.services import account_lease, account_release, account_report, account_retry_allowed, accounts_available_models
+from gateway.jsonbody import json_body_parse
 from gateway.errors import (
     GatewayError,
     InternalError,
@@ -86,16 +86,7 @@ def _family_module(family: str):
 
 
 def _json_body(raw: bytes) -> Any:
-    if not raw or not raw.strip():
-        raise InvalidRequest("The request body is empty; expected a JSON object.", param=None, code="invalid_json")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"We could not parse the JSON body of your request ({exc.args[0] if exc.args else 'invalid JSON'}).",
-            param=None,
-            code="invalid_json",
-        ) from None
+    return json_body_parse(raw, require_object=False)
 
 
 def _body_object(raw: bytes) -> dict:
@@ -517,7 +508,7 @@ async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending
         status, error = "error", exc
         log.info("stream of %s failed after the first byte: %r", ctx.spec.id, exc)
         yield encoder.error(exc)
-    except Exception as exc:
+    except Exception:
         log.exception("stream of %s failed", ctx.spec.id)
         status, error = "error", InternalError("Internal server error")
         yield encoder.error(error)

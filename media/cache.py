@@ -30,6 +30,7 @@ from django.db.models import Count, Sum
 
 from accounts.config import config
 from media.models import CachedMedia
+from media.params import sniff_content_type
 
 log = logging.getLogger(__name__)
 
@@ -87,21 +88,6 @@ def media_id_for_url(url: str) -> str:
             return stem
         break
     return hashlib.sha1(url.encode()).hexdigest()[:32]
-
-
-def sniff_content_type(head: bytes) -> str | None:
-    """Content type from magic bytes (never trust a header or a file name for what we serve)."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp":
-        return "video/mp4"
-    return None
 
 
 def _cap_bytes(media_type: str) -> int:

@@ -75,8 +75,8 @@ class VideoParams:
     preset: str
 
 
-def sniff_image(data: bytes) -> str | None:
-    head = data[:16]
+def sniff_content_type(head: bytes) -> str | None:
+    """Content type from magic bytes (never trust a header or a file name for what we serve)."""
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "image/png"
     if head.startswith(b"\xff\xd8\xff"):
@@ -85,7 +85,14 @@ def sniff_image(data: bytes) -> str | None:
         return "image/gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
+    if head[4:8] == b"ftyp":
+        return "video/mp4"
     return None
+
+
+def sniff_image(data: bytes) -> str | None:
+    kind = sniff_content_type(data[:16])
+    return kind if kind and kind.startswith("image/") else None
 
 
 def image_input(data: bytes, *, name: str, param: str) -> ImageInput:

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 
 from accounts.config import config
 from gateway.errors import GatewayError, InvalidRequest, RateLimited
+from gateway.jsonbody import json_body_parse
 from gateway.registry import ModelSpec, model_get
 from gateway.upstream.errors import UpstreamError, UpstreamKind
 from webui.access import WEBUI_PRINCIPAL
@@ -82,10 +82,7 @@ def webui_chat_check(body: Any) -> None:
 async def webui_chat(*, raw: bytes):
     from gateway import services
 
-    try:
-        body = orjson.loads(raw) if raw.strip() else None
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.", param=None, code="invalid_json") from None
+    body = json_body_parse(raw, require_object=False, empty=None)
     webui_chat_check(body)
     return await services.chat_handle(family="openai", raw=raw, principal=WEBUI_PRINCIPAL)
 

@@ -24,7 +24,8 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
+from gateway.errors import AuthenticationFailed, GatewayError, NotFound
+from gateway.jsonbody import json_body_parse
 from webui import services
 from webui.access import access_granted, access_sign_in, access_sign_out, key_required, webui_enabled
 
@@ -173,10 +174,6 @@ async def api_chat(request: HttpRequest):
 @require_POST
 @api
 async def api_voice_token(request: HttpRequest):
-    raw = request.body
-    try:
-        body = orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.", param=None, code="invalid_json") from None
+    body = json_body_parse(request.body, require_object=False, empty={})
     params = services.voice_params_parse(body)
     return await services.voice_token_issue(**params)

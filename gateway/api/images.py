@@ -8,13 +8,12 @@ naming the parameter. Each route: authenticate → parse → one media service c
 """
 from __future__ import annotations
 
-import orjson
 from django.http import HttpRequest
 from ninja import Router
 
 from gateway.api._common import read_body, render
 from gateway.auth import api_auth
-from gateway.errors import InvalidRequest
+from gateway.jsonbody import json_body_parse
 from media import services
 from media.forms import multipart_fields, multipart_images
 from media.params import MAX_EDIT_IMAGES, image_edit_params
@@ -24,19 +23,9 @@ router = Router(tags=["images"])
 DEFAULT_IMAGE_MODEL = "grok-imagine-image-lite"
 
 
-def _json_object(raw: bytes) -> dict:
-    try:
-        body = orjson.loads(raw or b"null")
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON ({exc}).", param=None, code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.", param=None, code="invalid_json")
-    return body
-
-
 @router.post("/images/generations", auth=api_auth)
 async def images_generations(request: HttpRequest):
-    body = _json_object(read_body(request))
+    body = json_body_parse(read_body(request))
     result = await services.images_generate(
         model=body.get("model") or DEFAULT_IMAGE_MODEL,
         prompt=body.get("prompt"),

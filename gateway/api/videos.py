@@ -11,14 +11,13 @@ key are 404. Each route: authenticate → parse → one media service call → r
 """
 from __future__ import annotations
 
-import orjson
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from ninja import Router
 
 from gateway.api._common import read_body, render
 from gateway.auth import api_auth
-from gateway.errors import InvalidRequest
+from gateway.jsonbody import json_body_parse
 from media import services
 from media.forms import image_inputs, multipart_fields, multipart_images
 from media.params import MAX_VIDEO_REFERENCES, video_params
@@ -31,13 +30,7 @@ REFERENCE_FIELDS = ("input_reference", "input_reference[]", "input_reference[ima
 
 def _fields(request: HttpRequest, raw: bytes) -> dict:
     if request.content_type == "application/json":
-        try:
-            body = orjson.loads(raw or b"null")
-        except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"The request body is not valid JSON ({exc}).", param=None, code="invalid_json") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("The request body must be a JSON object.", param=None, code="invalid_json")
-        return body
+        return json_body_parse(raw)
     return multipart_fields(request)
 
 
