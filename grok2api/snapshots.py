@@ -132,11 +132,14 @@ def stamp_bump(name: str) -> None:
     """Record that `name` changed; call inside the writing transaction."""
     from accounts.models import VersionStamp
 
-    updated = VersionStamp.objects.filter(name=name).update(version=F("version") + 1)
+    # A fresh clock value, not a counter: a counter restarts at 1 when the table is recreated or
+    # flushed, and a poller that had cached 1 would then miss the change.
+    version = time.time_ns()
+    updated = VersionStamp.objects.filter(name=name).update(version=version)
     if not updated:
-        _, created = VersionStamp.objects.get_or_create(name=name, defaults={"version": 1})
-        if not created:  # lost a creation race: count this change too
-            VersionStamp.objects.filter(name=name).update(version=F("version") + 1)
+        _, created = VersionStamp.objects.get_or_create(name=name, defaults={"version": version})
+        if not created:  # lost a creation race: record this change too
+            VersionStamp.objects.filter(name=name).update(version=time.time_ns())
     snap = _registry.get(name)
     if snap is not None:
         # Stale now (this connection sees its own write) and again on commit (for other threads,
