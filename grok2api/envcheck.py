@@ -249,13 +249,14 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         caches = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
         channel_layers = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
         broker_dir = data_dir / "broker"
-        for sub in ("out", "processed"):
+        for sub in ("out", "processed", "control"):
             (broker_dir / sub).mkdir(parents=True, exist_ok=True)
         broker = "filesystem://"
         broker_options = {
             "data_folder_in": str(broker_dir / "out"),
             "data_folder_out": str(broker_dir / "out"),
             "processed_folder": str(broker_dir / "processed"),
+            "control_folder": str(broker_dir / "control"),  # else kombu writes ./control in the cwd
             "store_processed": False,
         }
 
