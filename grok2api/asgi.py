@@ -1,9 +1,11 @@
 """ASGI entry point: Channels routes HTTP to Django and WebSockets to the webui consumers.
 
-Two things happen before Channels sees a connection:
+Three things happen before Channels sees a connection:
 - the `lifespan` scope (sent by uvicorn) is answered here: Channels' ProtocolTypeRouter rejects
-  unknown scope types. Startup loads the in-memory snapshots (config, API keys, ...) so the first
-  request does not wait for the database;
+  unknown scope types. Startup loads the in-memory snapshots (config, API keys, ...) and the token
+  vocabulary so the first request does not wait for them;
+- each HTTP request gets its thread for sync code from a bounded set of kept threads instead of a
+  new thread per request (`_SharedThreadContext`);
 - request bodies are capped at MAX_BODY_MB before Django buffers them: a declared
   Content-Length over the cap, or a chunked body that grows past it, gets HTTP 413 with
   `request_too_large` in the route family's error envelope (OpenAI, or Anthropic for
@@ -17,7 +19,6 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi = get_asgi_application()
 
-import threading  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
 import orjson  # noqa: E402
@@ -104,47 +105,58 @@ def _capped(scope, receive, send, limit):
     return capped_receive, guarded_send
 
 
-class _PooledThreadContext(ThreadSensitiveContext):
-    """Django's per-request ThreadSensitiveContext, with its one worker thread reused.
+class _SharedThreadContext(ThreadSensitiveContext):
+    """Django's per-request ThreadSensitiveContext, on a bounded set of long-lived threads.
 
     Django runs each HTTP request's thread-sensitive sync code (signals, response.close(),
-    sync_to_async ORM calls) on a thread of its own: asgiref starts a new thread for every request
-    and joins it afterwards from yet another thread (measured in docs/benchmarks.md: ~0.2 ms of CPU
-    and ~0.5 ms of latency per request). Entered first, this context hands the request a parked
-    single-thread executor instead and parks it again at the end; Django's own context then nests
-    as a no-op. One request still owns one thread at a time, as before.
+    sync_to_async ORM calls) on a thread of its own: asgiref starts a new thread per request and
+    joins it afterwards, so 1,000 open streams meant 1,000 threads (measured in
+    docs/benchmarks.md: ~0.2 ms of CPU and ~0.5 ms of latency per request, and RSS). Entered
+    first, this context gives the request one of at most _THREADS_MAX single-thread executors —
+    a free one if any, else the least shared — and Django's own context then nests as a no-op.
+    A request's sync code still always runs on one and the same thread.
     """
 
     async def __aenter__(self):
         await super().__aenter__()
         if self.token is not None:
-            SyncToAsync.context_to_thread_executor[self] = (
-                _parked.pop() if _parked else ThreadPoolExecutor(max_workers=1, thread_name_prefix="request")
-            )
+            self._slot = _thread_take()
+            SyncToAsync.context_to_thread_executor[self] = _threads[self._slot]
         return self
 
     async def __aexit__(self, exc, value, tb):
         if not self.token:
             return
-        executor = SyncToAsync.context_to_thread_executor.pop(self, None)
+        SyncToAsync.context_to_thread_executor.pop(self, None)
         SyncToAsync.thread_sensitive_context.reset(self.token)
         self.token = None
-        if executor is not None:
-            if len(_parked) < _PARKED_MAX:
-                _parked.append(executor)
-            else:
-                threading.Thread(target=executor.shutdown, daemon=True).start()
+        _thread_users[self._slot] -= 1
 
 
-_parked: list[ThreadPoolExecutor] = []
-_PARKED_MAX = 64
+_THREADS_MAX = 32
+_threads: list[ThreadPoolExecutor] = []
+_thread_users: list[int] = []  # requests currently assigned to each executor (event-loop thread only)
+
+
+def _thread_take() -> int:
+    for i, users in enumerate(_thread_users):
+        if not users:
+            _thread_users[i] = 1
+            return i
+    if len(_threads) < _THREADS_MAX:
+        _threads.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="request"))
+        _thread_users.append(1)
+        return len(_threads) - 1
+    i = min(range(len(_thread_users)), key=_thread_users.__getitem__)
+    _thread_users[i] += 1
+    return i
 
 
 async def application(scope, receive, send):
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)
     if scope["type"] == "http":
-        async with _PooledThreadContext():
+        async with _SharedThreadContext():
             return await _http(scope, receive, send)
     return await router(scope, receive, send)
 

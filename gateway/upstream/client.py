@@ -94,6 +94,39 @@ CHAT_TOTAL_CAP = 900.0  # overall cap of one chat/media stream, on top of the id
 DOWNLOAD_TOTAL_FACTOR = 10  # total download cap = asset.download_timeout (idle gap) × this
 IMAGINE_MAX_RECONNECTS = 2  # consecutive reconnects without a new image before giving up
 IMAGINE_MAX_ROUNDS = 8
+DRAIN_TAIL_SECONDS = 5.0  # a completed chat body's tail is read for at most this long, then the connection is dropped
+DRAIN_TAIL_BYTES = 256 * 1024
+DRAIN_INLINE_SECONDS = 0.01  # waited inline: the tail usually arrives with modelResponse; slower tails finish in the background
+_draining: set[asyncio.Task] = set()
+
+
+async def _drain(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
+    """Read the rest of a completed body so the connection can be reused; inline for up to
+    DRAIN_INLINE_SECONDS, then in a background task (the caller is not held up by a slow tail)."""
+    task = _drain_in_background(response, chunks)
+    await asyncio.wait((task,), timeout=DRAIN_INLINE_SECONDS)
+
+
+def _drain_in_background(response: httpx.Response, chunks: AsyncIterator[bytes]) -> asyncio.Task:
+    async def drain() -> None:
+        try:
+            seen = 0
+            async with asyncio.timeout(DRAIN_TAIL_SECONDS):
+                async for chunk in chunks:
+                    seen += len(chunk)
+                    if seen > DRAIN_TAIL_BYTES:
+                        break
+        except Exception:  # best effort (timeout, reset): aclose below drops the connection
+            pass
+        finally:
+            await response.aclose()
+
+    task = asyncio.get_running_loop().create_task(drain())
+    _draining.add(task)
+    task.add_done_callback(_draining.discard)
+    return task
+
+
 USER_ID_IN_PATH = re.compile(r"(?:^|/)users/([0-9A-Za-z_-]{1,64})/")
 
 
@@ -220,20 +253,6 @@ def cookie_header(token: str, *, clearance_mode: str = "none", cf_cookies: str =
     return "; ".join(pairs)
 
 
-def _retry_codes(raw: Any) -> frozenset[int]:
-    if isinstance(raw, (list, tuple)):
-        items = raw
-    else:
-        items = str(raw or "").split(",")
-    out = set()
-    for item in items:
-        try:
-            out.add(int(str(item).strip()))
-        except ValueError:
-            continue
-    return frozenset(out)
-
-
 def user_id_from_path(path: str) -> str:
     match = USER_ID_IN_PATH.search(path or "")
     return match.group(1) if match else ""
@@ -277,9 +296,9 @@ class GrokClient:
     """
 
     def __init__(self, *, token: str, user_id: str = "", egress: Egress | None = None, cfg: Any = None) -> None:
-        if cfg is None:
-            from accounts.config import config
+        from accounts.config import config, status_codes_parse  # late: payload builders import this module without Django
 
+        if cfg is None:
             cfg = config()
         self.cfg = cfg
         self.token = token
@@ -293,7 +312,7 @@ class GrokClient:
         self.statsig = (cfg.get("upstream.static_statsig_id") or "").strip()
         self.accept_language = cfg.get("upstream.accept_language") or "en-US,en;q=0.9"
         self.user_agent = cfg.get("proxy.clearance.user_agent") or ""
-        self.retry_on_codes = _retry_codes(cfg.get("retry.on_codes", "503"))
+        self.retry_on_codes = status_codes_parse(cfg.get("retry.on_codes", "503"))
         self.credentialed_origins = frozenset(origin_of(u) for u in (self.web_base, self.assets_base, self.ws_base))
         self._web_origin = origin_of(self.web_base)
         parts = urlsplit(self.web_base)
@@ -531,8 +550,10 @@ class GrokClient:
         timeout (gap between chunks, also the wait for the response headers) defaults to
         `chat.timeout` (`video.timeout` for video payloads, `image.timeout` for image edits);
         the whole stream is capped by `total_timeout` (default CHAT_TOTAL_CAP). Leaving the
-        context — normally, by an exception or by cancellation — closes the upstream response
-        at once.
+        context before the answer completed — by an exception, by cancellation or early — closes
+        the upstream response at once; after `Completed`, the rest of the body (the title line) is
+        read — inline for up to DRAIN_INLINE_SECONDS, then in the background (≤ DRAIN_TAIL_SECONDS)
+        — so the connection returns to the pool.
         """
         from gateway.upstream.parse import ChatStreamParser
 
@@ -560,6 +581,8 @@ class GrokClient:
             raise self._transport_failed(exc, endpoint) from exc
         egress_report(egress=self.egress, ok=True)
         events: AsyncIterator[Any] | None = None
+        parser = None
+        chunks = response.aiter_bytes()
         try:
             if response.status_code != 200:
                 try:
@@ -571,21 +594,29 @@ class GrokClient:
                                         endpoint=endpoint, mode=mode)
             parser = ChatStreamParser(assets_base_url=self.assets_base, endpoint=endpoint, mode=mode,
                                       user_id=self.user_id)
-            events = self._chat_events(response, parser, idle_timeout, started + total, endpoint)
+            events = self._chat_events(response, parser, idle_timeout, started + total, endpoint, chunks=chunks)
             yield events
         finally:
             if events is not None:
                 await events.aclose()  # type: ignore[attr-defined]
-            await response.aclose()
+            if parser is not None and parser.completed and not response.is_closed:
+                # Completed: only the short tail (title line) is left. Read it, so the HTTP/1.1
+                # connection goes back to the pool instead of being closed (measured in
+                # docs/benchmarks.md: a new upstream connection per request otherwise).
+                await _drain(response, chunks)
+            else:
+                await response.aclose()
 
     async def _chat_events(
-        self, response: httpx.Response, parser: Any, idle: float, deadline_at: float, endpoint: str
+        self, response: httpx.Response, parser: Any, idle: float, deadline_at: float, endpoint: str,
+        chunks: AsyncIterator[bytes] | None = None,
     ) -> AsyncIterator[Any]:
         # Consumption pattern of gateway/upstream/parse.py: yield what feed() returned, then
         # check() (an in-band error after those events raises here), stop at Completed / [DONE],
         # finish() only when the body ended before completion.
         loop = asyncio.get_running_loop()
-        chunks = response.aiter_bytes()
+        if chunks is None:
+            chunks = response.aiter_bytes()
         got_data = False
         while True:
             remaining = deadline_at - loop.time()

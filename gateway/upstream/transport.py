@@ -331,7 +331,10 @@ class _NoCookieJar(http.cookiejar.CookieJar):
 
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=30.0)
-UPSTREAM_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=64, keepalive_expiry=30.0)
+# max_connections bounds concurrent upstream requests per client (one per (proxy, event loop), so per
+# worker): over HTTP/1.1 each open stream holds a connection, and one worker must hold 1,000 streams
+# (issue 8; docs/benchmarks.md lane 4: with 512, streams 513+ waited for the pool and failed with 504).
+UPSTREAM_LIMITS = httpx.Limits(max_connections=2048, max_keepalive_connections=64, keepalive_expiry=30.0)
 
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]]" = (
     weakref.WeakKeyDictionary()

@@ -1,0 +1,92 @@
+"""Smoke test of the benchmark harness (issue 8): `python -m bench.run --quick --no-peer` end to end.
+
+A few requests per lane against a real simulator and a real `manage.py serve` (quick sizes, no
+LiteLLM: installing and starting the peer takes minutes). It checks that the report is produced
+and that its numbers are sane — counts add up, percentiles are ordered, every stream completed —
+never how fast anything was (speed is what `make bench` measures, not the test suite).
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("bench")
+    out = out_dir / "benchmarks.md"
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--no-peer", "--out", str(out),
+                           "--run-dir", str(out_dir / "run")], cwd=BASE_DIR, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return out.read_text(), json.loads(out.with_suffix(".json").read_text())
+
+
+def _finite_positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.mark.timeout(300)
+def test_it_writes_the_report_with_every_lane(quick_run):
+    md, _ = quick_run
+    for heading in ("## Summary: targets (issue 8)", "### 1. Added latency", "### 2. Sustained throughput",
+                    "### 3. Streaming", "concurrent streams held by one worker", "### 6. Account selection",
+                    "## How it was run"):
+        assert heading in md
+    assert "added latency p50 ≤ 2 ms" in md and "added TTFT p99 ≤ 5 ms" in md
+    assert "Peer not measured" in md  # --no-peer is said, not hidden
+
+
+def test_it_measures_added_latency_per_round(quick_run):
+    _, r = quick_run
+    rounds = r["params"]["lane1_rounds"]
+    for mode in ("non_stream", "stream"):
+        lane = r["lane1"][mode]
+        assert set(lane) == {"direct-grok", "gateway", "direct-openai"}
+        for row in lane.values():
+            assert row["n"] == rounds and row["errors"] == 0
+            assert _finite_positive(row["p50"]) and row["p99"] >= row["p50"]
+        g = lane["gateway"]
+        assert g["added_p50"] == pytest.approx(g["p50"] - lane["direct-grok"]["p50"], abs=0.01)
+
+
+def test_it_finds_a_sustained_rate_without_errors(quick_run):
+    _, r = quick_run
+    for mode in ("non_stream", "stream"):
+        g = r["lane2"][mode]["gateway"]
+        assert _finite_positive(g["sustained_rps"])
+        assert g["levels"][0]["errors"] == 0 and g["levels"][0]["within_slo"]
+        assert 0 <= g["levels"][0]["gen_cpu"] < 4
+        assert _finite_positive(r["lane2"][mode]["direct-grok"]["sustained_rps"])
+
+
+def test_it_streams_every_chunk_separately(quick_run):
+    _, r = quick_run
+    tokens = r["params"]["lane3_tokens"]
+    g = r["lane3"]["gateway"]
+    assert g["errors"] == 0 and g["chunks_min"] == g["chunks_max"] == tokens
+    assert g["gaps"] == g["n"] * (tokens - 1)
+    # the upstream paces tokens ~20 ms apart: a buffered stream would collapse most gaps
+    assert g["gaps_under_5ms"] < g["gaps"] / 2
+    assert _finite_positive(g["p50"]) and math.isfinite(g["added_p99"])
+
+
+def test_it_holds_all_streams_in_one_worker_and_samples_rss(quick_run):
+    _, r = quick_run
+    l4, l5 = r["lane4"]["gateway"], r["lane5"]["gateway"]
+    assert l4["completed"] == l4["streams"] == r["params"]["lane4_streams"] and l4["failed"] == 0
+    assert l4["peak_open"] == l4["streams"]
+    assert l4["events_min"] == r["params"]["lane4_tokens"]
+    assert _finite_positive(l5["idle_mb"]) and l5["peak_mb"] >= l5["idle_mb"] * 0.9 and _finite_positive(l5["after_mb"])
+
+
+def test_it_reports_account_selection_cost(quick_run):
+    _, r = quick_run
+    assert r["lane6"]["n_accounts"] == 10000 and r["lane6"]["misses"] == 0
+    assert _finite_positive(r["lane6"]["median_us"]) and r["lane6"]["p99_us"] >= r["lane6"]["median_us"]
