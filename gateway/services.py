@@ -415,23 +415,30 @@ async def _run_complete(ctx: _Ctx) -> dict:
                 if ctx.ttft_ms is None and assembler.started:
                     ctx.ttft_ms = int((time.monotonic() - ctx.t0) * 1000)
             await _finish(assembler, attempt)
-        except GatewayError as exc:
-            await attempt.close(exc, answer_started=False)
-            if _may_retry(ctx, exc):
-                log.info("attempt %d for %s on account %s failed before the first byte (%s); retrying on another account",
-                         ctx.attempts, ctx.spec.id, attempt.lease.account.id, getattr(exc, "kind", exc.code))
+        except BaseException as exc:
+            if await _retry_after_failure(ctx, attempt, exc):
                 last_error = exc
                 continue
-            exc._lease = attempt.lease  # type: ignore[attr-defined]
-            raise
-        except BaseException as exc:
-            await attempt.close(exc, answer_started=False)
             raise
         await attempt.close(None, answer_started=True)
         result = assembler.result
         usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=result)
         usage_record(entry=ctx.usage_entry(lease=attempt.lease, status="ok", error=None, usage=usage))
         return mod.body(result=result, model=ctx.req.model, prompt_tokens=ctx.prompt_tokens)
+
+
+async def _retry_after_failure(ctx: _Ctx, attempt: _Attempt, exc: BaseException) -> bool:
+    """A failure before the first byte: close the attempt (reporting it), then say whether to retry
+    on another account. A GatewayError that is not retried carries its lease for the usage ledger."""
+    await attempt.close(exc, answer_started=False)
+    if not isinstance(exc, GatewayError):
+        return False
+    if _may_retry(ctx, exc):
+        log.info("attempt %d for %s on account %s failed before the first byte (%s); retrying on another account",
+                 ctx.attempts, ctx.spec.id, attempt.lease.account.id, getattr(exc, "kind", exc.code))
+        return True
+    exc._lease = attempt.lease  # type: ignore[attr-defined]
+    return False
 
 
 async def _run_stream(ctx: _Ctx) -> StreamingHttpResponse:
@@ -452,17 +459,10 @@ async def _run_stream(ctx: _Ctx) -> StreamingHttpResponse:
                 pending.extend(assembler.feed(event))
                 if assembler.started or _starts_answer(event):
                     break
-        except GatewayError as exc:
-            await attempt.close(exc, answer_started=False)
-            if _may_retry(ctx, exc):
-                log.info("attempt %d for %s on account %s failed before the first byte (%s); retrying on another account",
-                         ctx.attempts, ctx.spec.id, attempt.lease.account.id, getattr(exc, "kind", exc.code))
+        except BaseException as exc:
+            if await _retry_after_failure(ctx, attempt, exc):
                 last_error = exc
                 continue
-            exc._lease = attempt.lease  # type: ignore[attr-defined]
-            raise
-        except BaseException as exc:
-            await attempt.close(exc, answer_started=False)
             raise
         ctx.ttft_ms = int((time.monotonic() - ctx.t0) * 1000)
         encoder = mod.StreamEncoder(model=ctx.req.model, prompt_tokens=ctx.prompt_tokens,
