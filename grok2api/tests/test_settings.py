@@ -73,6 +73,28 @@ def test_it_uses_postgresql_and_redis_when_urls_are_given(tmp_path):
     assert out["broker"] == "redis://127.0.0.1:6379/9"
 
 
+POOL_PROBE = """
+import json
+import django
+django.setup()
+from django.db import connection
+with connection.cursor() as c:
+    c.execute("SELECT 1")
+    one = c.fetchone()[0]
+print(json.dumps({"pool": connection.settings_dict["OPTIONS"].get("pool"), "pool_class": type(connection.pool).__name__, "one": one}))
+"""
+
+
+def test_it_runs_postgresql_on_psycopgs_pool_from_the_reference_pool_variables(tmp_path):
+    env = _env(tmp_path, DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres", ACCOUNT_SQL_POOL_SIZE="2",
+               ACCOUNT_SQL_MAX_OVERFLOW="3", ACCOUNT_SQL_POOL_TIMEOUT="7", ACCOUNT_SQL_POOL_RECYCLE="900",
+               DJANGO_SETTINGS_MODULE="grok2api.settings")
+    proc = subprocess.run([sys.executable, "-c", POOL_PROBE], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"pool": {"min_size": 2, "max_size": 5, "timeout": 7, "max_lifetime": 900}, "pool_class": "ConnectionPool", "one": 1}
+
+
 def test_it_maps_the_reference_account_storage_variables(tmp_path):
     out = _probe(_env(tmp_path, ACCOUNT_STORAGE="postgresql", ACCOUNT_POSTGRESQL_URL="postgresql+asyncpg://u:p@db:5432/grok"))
     assert out["engine"] == "django.db.backends.postgresql"
