@@ -85,8 +85,16 @@ print(json.dumps({"pool": connection.settings_dict["OPTIONS"].get("pool"), "pool
 """
 
 
+@pytest.mark.django_db
 def test_it_runs_postgresql_on_psycopgs_pool_from_the_reference_pool_variables(tmp_path):
-    env = _env(tmp_path, DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres", ACCOUNT_SQL_POOL_SIZE="2",
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL); .ci/run's first pass provides it")
+    sd = connection.settings_dict
+    auth = sd["USER"] + (f":{sd['PASSWORD']}" if sd.get("PASSWORD") else "")
+    database_url = f"postgres://{auth}@{sd['HOST'] or '127.0.0.1'}:{sd['PORT'] or 5432}/{sd['NAME']}"
+    env = _env(tmp_path, DATABASE_URL=database_url, ACCOUNT_SQL_POOL_SIZE="2",
                ACCOUNT_SQL_MAX_OVERFLOW="3", ACCOUNT_SQL_POOL_TIMEOUT="7", ACCOUNT_SQL_POOL_RECYCLE="900",
                DJANGO_SETTINGS_MODULE="grok2api.settings")
     proc = subprocess.run([sys.executable, "-c", POOL_PROBE], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60)
