@@ -17,20 +17,6 @@ def _pool_state(monkeypatch):
 
 
 @pytest.fixture
-def set_config(monkeypatch):
-    """Override runtime config keys through their GROK_* environment variables."""
-    from accounts.config import config_snapshot, env_name
-
-    def apply(**values):
-        for key, value in values.items():
-            monkeypatch.setenv(env_name(key.replace("__", ".")), str(value))
-        config_snapshot().invalidate()
-
-    yield apply
-    config_snapshot().invalidate()
-
-
-@pytest.fixture
 def make_account(db):
     from django.db import transaction
 

@@ -236,3 +236,20 @@ def pytest_runtest_makereport(item, call):
     for gateway in {id(g): g for g in gateways}.values():
         tail = gateway.log()[-8000:]
         report.sections.append((f"gateway log ({gateway.url})", tail))
+
+
+@pytest.fixture
+def set_config(monkeypatch):
+    """Override runtime config keys in this process through their GROK_* environment variables.
+
+    `set_config(chat__timeout=5)` or `set_config(**{"chat.timeout": 5})`; undone after the test.
+    """
+    from accounts.config import config_snapshot, env_name
+
+    def apply(**values):
+        for key, value in values.items():
+            monkeypatch.setenv(env_name(key.replace("__", ".")), str(value))
+        config_snapshot().invalidate()
+
+    yield apply
+    config_snapshot().invalidate()

@@ -5,20 +5,6 @@ import pytest
 
 
 @pytest.fixture
-def set_config(monkeypatch):
-    """Override runtime config keys (dotted names) through their GROK_* environment variables."""
-    from accounts.config import config_snapshot, env_name
-
-    def apply(**values):
-        for key, value in values.items():
-            monkeypatch.setenv(env_name(key.replace("__", ".")), str(value))
-        config_snapshot().invalidate()
-
-    yield apply
-    config_snapshot().invalidate()
-
-
-@pytest.fixture
 def make_account():
     """Create an account row (committed when the test is transactional) and bump the pool stamp."""
     from django.db import transaction
