@@ -1,6 +1,8 @@
-"""ASGI entry point: Channels routes HTTP to Django and WebSockets to the webui consumers.
+"""ASGI entry point: the /v1 data-plane lane, then Channels (HTTP to Django, WebSockets to webui).
 
-Three things happen before Channels sees a connection:
+The completion routes (/v1/chat/completions, /v1/responses, /v1/messages, /v1/models) go to
+grok2api/fastlane.py, which calls their Ninja operations without Django's request cycle. For
+everything else, three things happen before Channels sees a connection:
 - the `lifespan` scope (sent by uvicorn) is answered here: Channels' ProtocolTypeRouter rejects
   unknown scope types. Startup loads the in-memory snapshots (config, API keys, ...) and the token
   vocabulary so the first request does not wait for them;
@@ -21,12 +23,12 @@ django_asgi = get_asgi_application()
 
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 
-import orjson  # noqa: E402
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from grok2api.fastlane import lane_handle, lane_serves, reject_413  # noqa: E402
 from webui.routing import websocket_urlpatterns  # noqa: E402
 
 router = ProtocolTypeRouter(
@@ -63,24 +65,6 @@ async def _lifespan(receive, send) -> None:
             return
 
 
-def _too_large_body(path: str) -> bytes:
-    from gateway.errors import RequestTooLarge
-
-    exc = RequestTooLarge(f"Request body exceeds the {settings.MAX_BODY_BYTES // (1024 * 1024)} MB limit (MAX_BODY_MB).")
-    body = exc.anthropic_body() if path.startswith("/v1/messages") else exc.openai_body()
-    return orjson.dumps(body)
-
-
-async def _reject_413(scope, send) -> None:
-    body = _too_large_body(scope.get("path", ""))
-    await send({
-        "type": "http.response.start",
-        "status": 413,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")],
-    })
-    await send({"type": "http.response.body", "body": body})
-
-
 def _capped(scope, receive, send, limit):
     """Wrap receive/send for a body without Content-Length (chunked): count while Django reads;
     past the cap answer 413 and tell Django the client left, so it stops and sends nothing."""
@@ -94,7 +78,7 @@ def _capped(scope, receive, send, limit):
             seen += len(message.get("body", b""))
             if seen > limit:
                 rejected = True
-                await _reject_413(scope, send)
+                await reject_413(scope, send)
                 return {"type": "http.disconnect"}
         return message
 
@@ -156,6 +140,8 @@ async def application(scope, receive, send):
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)
     if scope["type"] == "http":
+        if lane_serves(scope["path"]):
+            return await lane_handle(scope, receive, send, body_limit=settings.MAX_BODY_BYTES)
         async with _SharedThreadContext():
             return await _http(scope, receive, send)
     return await router(scope, receive, send)
@@ -171,7 +157,7 @@ async def _http(scope, receive, send):
             except ValueError:
                 declared = 0
             if declared > limit:
-                return await _reject_413(scope, send)
+                return await reject_413(scope, send)
         elif name == b"transfer-encoding":
             chunked = True
     if chunked:

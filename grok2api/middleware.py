@@ -18,14 +18,14 @@ from django.utils.decorators import async_only_middleware
 FAST_PREFIXES = ("/v1/", "/healthz")
 
 
-def _not_found(request):
+def not_found(request):
     from gateway.errors import NotFound
     from grok2api.api import render_error
 
     return render_error(request, NotFound(f"Unknown path: {request.method} {request.path}"))
 
 
-def _envelope_405(request, response):
+def envelope_405(request, response):
     if response.status_code != 405 or response.get("Content-Type", "").startswith("application/json"):
         return response
     from gateway.errors import GatewayError
@@ -52,14 +52,14 @@ def FastPathMiddleware(get_response):
             try:
                 match = resolve(request.path_info)
             except Resolver404:
-                return _not_found(request)
+                return not_found(request)
             request.resolver_match = match
             view = match.func
             if asyncio.iscoroutinefunction(view):
                 response = await view(request, *match.args, **match.kwargs)
             else:
                 response = await sync_to_async(view, thread_sensitive=True)(request, *match.args, **match.kwargs)
-            return _envelope_405(request, response)
+            return envelope_405(request, response)
         return await get_response(request)
 
     return middleware
