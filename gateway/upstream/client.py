@@ -549,7 +549,7 @@ class GrokClient:
         Non-200 answers raise the classified UpstreamError before anything is yielded. The idle
         timeout (gap between chunks, also the wait for the response headers) defaults to
         `chat.timeout` (`video.timeout` for video payloads, `image.timeout` for image edits);
-        the whole stream is capped by `total_timeout` (default CHAT_TOTAL_CAP). Leaving the
+        the whole stream is capped by `total_timeout` (default CHAT_TOTAL_CAP), checked as each chunk arrives. Leaving the
         context before the answer completed — by an exception, by cancellation or early — closes
         the upstream response at once; after `Completed`, the rest of the body (the title line) is
         read — inline for up to DRAIN_INLINE_SECONDS, then in the background (≤ DRAIN_TAIL_SECONDS)
@@ -623,9 +623,10 @@ class GrokClient:
             if remaining <= 0:
                 raise classify_transport(TimeoutError("the stream exceeded its total deadline"), endpoint=endpoint)
             try:
-                # The timeout wraps only the read, never the yield below (it would hit the consumer).
-                async with asyncio.timeout(min(idle, remaining)):
-                    chunk = await chunks.__anext__()
+                # The idle timeout is httpx's read timeout (set on the request): no timer of our own
+                # per read. The total deadline is checked between chunks, so a stream that stalls
+                # right before it ends at most one idle timeout later.
+                chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 break
             except httpx.RemoteProtocolError as exc:
