@@ -45,6 +45,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from gateway.errors import GatewayError
+from gateway.upstream.aionet import AsyncioBackend
 from grok2api.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
@@ -360,6 +361,10 @@ def _build_upstream_client(proxy_url: str | None, verify: bool) -> httpx.AsyncCl
         )
     except (ValueError, ImportError, httpx.InvalidURL) as exc:
         raise EgressConfigError(f"Egress proxy {proxy_label(proxy_url or '')} cannot be used: {exc}") from None
+    # httpx builds its httpcore pool (direct, HTTP proxy or SOCKS) without a way to pass a network
+    # backend; the pool reads it from this attribute on every new connection (httpx 0.28 /
+    # httpcore 1.0, pinned). Why asyncio's own sockets instead of anyio's: gateway/upstream/aionet.py.
+    transport._pool._network_backend = AsyncioBackend()  # noqa: SLF001
     return httpx.AsyncClient(
         transport=transport,
         timeout=DEFAULT_TIMEOUT,
