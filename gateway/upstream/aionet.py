@@ -177,11 +177,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     ) -> httpcore.AsyncNetworkStream:
         self._flush()
         try:
-            transport = await self._loop.start_tls(
-                self._transport, self._protocol, ssl_context, server_hostname=server_hostname,
-                ssl_handshake_timeout=timeout,
-            )
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+            # Our own deadline, not start_tls's ssl_handshake_timeout: an expired handshake timeout
+            # surfaces as ConnectionAbortedError (asyncio and uvloop), which is not a timeout.
+            async with asyncio.timeout(timeout):
+                transport = await self._loop.start_tls(
+                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname,
+                )
+        except TimeoutError as exc:
             self._transport.abort()
             raise httpcore.ConnectTimeout(str(exc) or "TLS handshake timed out") from exc
         except (OSError, ssl.SSLError, ConnectionError) as exc:
