@@ -349,7 +349,10 @@ def start_peer(run_dir: Path, sim: Proc, *, workers: int, name: str = "peer") ->
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "DATABASE_URL": "", "STORE_MODEL_IN_DB": "False"}
     argv = [str(PEER_VENV / "bin" / "litellm"), "--config", str(pdir / "config.yaml"), "--host", "127.0.0.1",
             "--port", str(port), "--num_workers", str(workers), "--telemetry", "False",
-            "--log_config", str(pdir / "log_config.json")]
+            "--log_config", str(pdir / "log_config.json"),
+            # uvicorn 0.54 kills a worker that has not finished start-up within 5 s; importing
+            # LiteLLM takes longer than that on a busy 2-core machine (workers "died" in a loop).
+            "--timeout_worker_healthcheck", "120"]
     # DATABASE_URL="" removes an inherited one: the peer runs without a database.
     proc = _spawn(name, argv, env=env, log_path=pdir / f"{name}-{port}.log", port=port, cwd=pdir)
 

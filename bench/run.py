@@ -105,7 +105,7 @@ async def _main(args) -> dict:
         "DATA_DIR=$RUN/gateway GROK_UPSTREAM_*=http://127.0.0.1:$SIM manage.py migrate; manage.py import_accounts "
         f"tokens.txt --pool super --no-probe  # {P['n_accounts']} × sim-super-benchNNNN; then manage.py refresh_quotas",
         f"SERVER_WORKERS=2 manage.py serve --no-worker --host 127.0.0.1 --port $GW    # lanes 1-3 (1 worker: lanes 4-5)",
-        f"bench/.peer-venv/bin/litellm --config config.yaml --num_workers {cores} --telemetry False --log_config log.json"
+        f"bench/.peer-venv/bin/litellm --config config.yaml --num_workers {cores} --telemetry False --log_config log.json --timeout_worker_healthcheck 120"
         "    # model openai/grok-sim at http://127.0.0.1:$SIM/openai/v1; num_retries 0; no DATABASE_URL (1 worker: lanes 4-5)",
     ]
 
