@@ -25,6 +25,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \
   CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('SERVER_PORT', '8000'), timeout=4)"
 
-# Migrates, creates the first admin, seeds the runtime config, runs uvicorn; with no REDIS_URL
+# Migrates, creates the first admin, seeds the runtime config, runs uvicorn (or SERVER_IMPL); with no REDIS_URL
 # it also runs an embedded Celery worker + beat on the filesystem broker under /data.
 CMD ["python", "manage.py", "serve"]

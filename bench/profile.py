@@ -1,8 +1,10 @@
 """Profile one gateway worker under load with py-spy (a dev tool, pinned in requirements-dev.txt).
 
     python -m bench.profile [--stream] [--concurrency 4] [--seconds 10] [--top 40] [--out DIR]
+                            [--server uvicorn|granian] [--no-spy]
 
-Starts the simulator (pace 0) and grok2api with ONE worker (its own DATA_DIR, like bench.run),
+Starts the simulator (pace 0) and grok2api with ONE worker of `--server` (default SERVER_IMPL; its
+own DATA_DIR, like bench.run),
 drives closed-loop load at it while `py-spy record --format raw` samples the worker, then prints
 the functions with the most samples, inclusive ("total") and exclusive ("self"). The collapsed
 stacks are kept in `<out>/profile.txt` (load into speedscope or flamegraph.pl).
@@ -17,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from grok2api.envcheck import SERVER_IMPLS
 
 
 def summarize(path: Path, top: int) -> str:
@@ -54,7 +58,8 @@ async def _drive(args, gw, sim) -> None:
                           warmup=0.0)
     cpu = cpu_ticks(pids) - cpu0
     n = r.ok + r.errors
-    print(f"load: {r.rps:.1f} req/s, p50 {r.p50 * 1000:.2f} ms, p99 {r.p99 * 1000:.2f} ms, errors {r.errors}, "
+    print(f"load ({args.server}, {'streamed' if args.stream else 'non-streamed'}, {args.concurrency} clients): "
+          f"{r.rps:.1f} req/s, p50 {r.p50 * 1000:.2f} ms, p99 {r.p99 * 1000:.2f} ms, errors {r.errors}, "
           f"worker CPU {cpu / max(1, n) * 1000:.3f} ms/request")
 
 
@@ -69,11 +74,16 @@ def main() -> int:
     ap.add_argument("--out", default="")
     ap.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (CPU, not waits)")
     ap.add_argument("--no-spy", action="store_true", help="only measure (req/s, latency, worker CPU per request)")
+    ap.add_argument("--server", choices=SERVER_IMPLS, default=None,
+                    help="ASGI server of grok2api (manage.py serve --server; default SERVER_IMPL)")
     args = ap.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grok2api.settings")
     import django
 
     django.setup()
+    from django.conf import settings
+
+    args.server = args.server or settings.SERVER_IMPL
     from bench import procs
 
     out = Path(args.out or tempfile.mkdtemp(prefix="g2a-profile-"))
@@ -82,7 +92,7 @@ def main() -> int:
     gw = None
     try:
         env = procs.prepare_gateway(out / "gateway", sim, n_accounts=20)
-        gw = procs.start_gateway(out / "gateway", env, workers=1)
+        gw = procs.start_gateway(out / "gateway", env, workers=1, server=args.server)
         worker = procs.worker_pids(gw.pid)[0]
         if args.no_spy:
             asyncio.run(_drive(args, gw, sim))

@@ -227,6 +227,11 @@ def render(r: dict) -> str:
     w("")
     w("## How it was run")
     w("")
+    # results saved before `--server` existed were all taken under uvicorn
+    server = r.get("server", "uvicorn")
+    w(f"Server: grok2api ran under **{server}** (`manage.py serve --server {server}`, SERVER_IMPL); "
+      "LiteLLM runs under its own uvicorn.")
+    w("")
     w("```sh")
     for cmd in r["commands"]:
         w(cmd)
@@ -238,7 +243,8 @@ def render(r: dict) -> str:
       "tokens); grok2api with its own DATA_DIR (SQLite), "
       f"{r['params']['n_accounts']} simulator accounts imported (`import_accounts --pool super`) and probed "
       "(`refresh_quotas`), one ApiKey row; LiteLLM without a database, `num_retries: 0`, master key as the client key, "
-      "uvicorn access log off (grok2api also runs with `--no-access-log`). The load generator is `bench/loadgen.py` "
+      f"uvicorn access log off (grok2api's {server} too: `serve` turns it on only at LOG_LEVEL=DEBUG). "
+      "The load generator is `bench/loadgen.py` "
       "(raw asyncio streams on uvloop, one process, the same 2 cores as the servers).")
     w("")
     if FASTPATH_NOTES.exists():

@@ -58,7 +58,13 @@ async def _lifespan(receive, send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            await sync_to_async(_warm, thread_sensitive=False)()
+            try:
+                await sync_to_async(_warm, thread_sensitive=False)()
+            except Exception as exc:
+                # Reported, not raised: granian takes a raising lifespan for "unsupported" and serves
+                # cold; on startup.failed both servers stop (and `serve` with them).
+                await send({"type": "lifespan.startup.failed", "message": f"grok2api warm-up failed: {exc!r}"})
+                return
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})

@@ -30,6 +30,7 @@ class EnvError(Exception):
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+SERVER_IMPLS = ("uvicorn", "granian")  # the ASGI servers `manage.py serve` can run (first = default)
 
 
 def _raw(name: str) -> str | None:
@@ -268,6 +269,10 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
 
     max_body_mb = _int("MAX_BODY_MB", 50, lo=1, hi=2048)
 
+    server_impl = _str("SERVER_IMPL", SERVER_IMPLS[0]).lower()
+    if server_impl not in SERVER_IMPLS:
+        raise EnvError(f"SERVER_IMPL: expected {' or '.join(SERVER_IMPLS)}, got {server_impl!r}")
+
     return SimpleNamespace(
         data_dir=data_dir,
         log_dir=log_dir,
@@ -286,6 +291,7 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         server_host=_str("SERVER_HOST", "0.0.0.0"),
         server_port=_int("SERVER_PORT", 8000, lo=1, hi=65535),
         server_workers=_int("SERVER_WORKERS", 1, lo=1, hi=64),
+        server_impl=server_impl,
         admin_username=_str("ADMIN_USERNAME", "admin"),
         admin_password=_raw("ADMIN_PASSWORD") or "",
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",

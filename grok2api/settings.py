@@ -124,6 +124,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 SERVER_HOST = E.server_host
 SERVER_PORT = E.server_port
 SERVER_WORKERS = E.server_workers
+SERVER_IMPL = E.server_impl
 ADMIN_USERNAME = E.admin_username
 ADMIN_PASSWORD = E.admin_password
 ENCRYPTION_KEY = E.encryption_key

@@ -1,4 +1,5 @@
-"""`manage.py serve` on a real socket: answers /healthz, and SIGTERM stops every child process."""
+"""`manage.py serve` on a real socket, under each ASGI server it can run (SERVER_IMPL): answers
+/healthz, runs N workers, and SIGTERM / Ctrl-C stops every child process."""
 from __future__ import annotations
 
 import re
@@ -7,6 +8,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from grok2api.envcheck import SERVER_IMPLS
+
+# What each server logs per worker process it starts (the pid is the group).
+WORKER_STARTED = {"uvicorn": r"Started server process \[(\d+)\]", "granian": r"Spawning worker-\d+ with PID: (\d+)"}
+# What each server logs once it has stopped cleanly (uvicorn: after the lifespan shim answered shutdown).
+LIFESPAN_SHUTDOWN = {"uvicorn": "Application shutdown complete", "granian": "Granian shutdown completed"}
 
 
 def _children_of(pid: int) -> set[int]:
@@ -56,8 +64,10 @@ def _wait_for(gateway, text: str, timeout: float = 30.0) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_serve_answers_on_a_real_socket_and_stops_every_child_on_sigterm(gateway_factory):
-    gateway = gateway_factory(embedded_worker=True)
+@pytest.mark.parametrize("server", SERVER_IMPLS)
+def test_serve_answers_on_a_real_socket_and_stops_every_child_on_sigterm(gateway_factory, server):
+    gateway = gateway_factory({"SERVER_IMPL": server}, embedded_worker=True)
+    assert f"({server}, 1 worker)" in gateway.log()
     assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(gateway.url + "/readyz")
     assert ready.status_code == 200, ready.text
@@ -73,33 +83,44 @@ def test_serve_answers_on_a_real_socket_and_stops_every_child_on_sigterm(gateway
     assert gateway.stop() == 0
     leftover = [pid for pid in descendants if _alive(pid)] + _group_members(set(pids.values()))
     assert leftover == [], gateway.log()
-    assert "Application shutdown complete" in gateway.log()  # uvicorn ran the lifespan shim both ways
+    assert LIFESPAN_SHUTDOWN[server] in gateway.log()
+    # granian serves on without the lifespan when the app's lifespan raises; it says so in the log
+    assert "Lifespan errored" not in gateway.log() and "lifespan startup failed" not in gateway.log()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_serve_runs_several_uvicorn_workers(gateway_factory):
-    gateway = gateway_factory(workers=2)
+@pytest.mark.parametrize("server", SERVER_IMPLS)
+def test_serve_runs_several_workers(gateway_factory, server):
+    gateway = gateway_factory({"SERVER_IMPL": server}, workers=2)
     assert httpx.get(gateway.url + "/readyz").status_code == 200
 
     def started() -> set[int]:
-        return {int(p) for p in re.findall(r"Started server process \[(\d+)\]", gateway.log())}
+        return {int(p) for p in re.findall(WORKER_STARTED[server], gateway.log())}
 
     deadline = time.monotonic() + 30  # the second worker may log a moment after the first answers
     while len(started()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     workers = started()
     tree = _children_of(gateway.process.pid)
-    assert len(workers) == 2 and workers <= tree, gateway.log()  # supervisor -> uvicorn main -> 2 workers
+    assert len(workers) == 2 and workers <= tree, gateway.log()  # supervisor -> server main -> 2 workers
     assert gateway.stop() == 0
     assert [pid for pid in tree if _alive(pid)] == []
 
 
 @pytest.mark.django_db(transaction=True)
-def test_serve_stops_on_ctrl_c_too(gateway_factory):
+@pytest.mark.parametrize("server", SERVER_IMPLS)
+def test_serve_stops_on_ctrl_c_too(gateway_factory, server):
     import signal
 
-    gateway = gateway_factory()
+    gateway = gateway_factory(server=server)
     web = int(re.search(r"web=(\d+)", gateway.log()).group(1))
     gateway.process.send_signal(signal.SIGINT)
     assert gateway.process.wait(timeout=30) == 0
     assert not _alive(web) and _group_members({web}) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_server_flag_overrides_server_impl(gateway_factory):
+    gateway = gateway_factory({"SERVER_IMPL": "uvicorn"}, server="granian")
+    assert "(granian, 1 worker)" in gateway.log() and "Starting granian" in gateway.log()
+    assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}

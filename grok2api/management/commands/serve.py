@@ -1,14 +1,16 @@
 """`manage.py serve`: the production entry point (`make run`, the Docker image).
 
 1. applies pending migrations, creates the first admin (`ensure_admin`), seeds the runtime config;
-2. starts uvicorn (`grok2api.asgi:application`) on SERVER_HOST:SERVER_PORT with SERVER_WORKERS
-   worker processes;
+2. starts the ASGI server SERVER_IMPL (`--server`): uvicorn (the default) or granian, both serving
+   `grok2api.asgi:application` on SERVER_HOST:SERVER_PORT with SERVER_WORKERS worker processes,
+   uvloop, HTTP/1.1, the lifespan protocol on (startup warms the snapshots), access log only at
+   LOG_LEVEL=DEBUG, 10 s for open requests to finish at stop;
 3. when no Redis broker is configured (zero-setup), also starts `celery -A grok2api worker -B`
    with the django-celery-beat DatabaseScheduler on the filesystem broker (`--no-worker` skips
    it; with Redis, run `worker` and `beat` as their own services, or pass `--worker`).
 
 SIGINT (Ctrl-C) or SIGTERM stops every child: SIGTERM to each, a grace period, then SIGKILL;
-then whatever is left in each child's process group (Celery's pool and embedded beat, uvicorn's
+then whatever is left in each child's process group (Celery's pool and embedded beat, the server's
 workers) is terminated too. If a child exits on its own, the others are stopped and serve exits
 with a non-zero code. Children also get SIGTERM if serve itself dies (Linux parent-death signal).
 """
@@ -26,6 +28,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
+from grok2api.envcheck import SERVER_IMPLS
+
 STOP_GRACE_SECONDS = 15.0
 
 
@@ -38,12 +42,14 @@ def _die_with_parent() -> None:
 
 
 class Command(BaseCommand):
-    help = "Migrate, create the first admin, seed the config, then run uvicorn (+ an embedded Celery worker on the filesystem broker)."
+    help = ("Migrate, create the first admin, seed the config, then run uvicorn or granian "
+            "(+ an embedded Celery worker on the filesystem broker).")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", default=None, help="bind address (default SERVER_HOST)")
         parser.add_argument("--port", type=int, default=None, help="port (default SERVER_PORT)")
-        parser.add_argument("--workers", type=int, default=None, help="uvicorn worker processes (default SERVER_WORKERS)")
+        parser.add_argument("--workers", type=int, default=None, help="server worker processes (default SERVER_WORKERS)")
+        parser.add_argument("--server", choices=SERVER_IMPLS, default=None, help="ASGI server (default SERVER_IMPL)")
         group = parser.add_mutually_exclusive_group()
         group.add_argument("--no-worker", action="store_true", help="do not start the embedded Celery worker")
         group.add_argument("--worker", action="store_true", help="start the embedded Celery worker even with a Redis broker")
@@ -52,6 +58,7 @@ class Command(BaseCommand):
         host = opts["host"] or settings.SERVER_HOST
         port = opts["port"] if opts["port"] is not None else settings.SERVER_PORT
         workers = opts["workers"] if opts["workers"] is not None else settings.SERVER_WORKERS
+        server = opts["server"] or settings.SERVER_IMPL
         if not 1 <= port <= 65535:
             raise CommandError(f"--port: expected 1-65535, got {port}", returncode=2)
         if not 1 <= workers <= 64:
@@ -59,7 +66,7 @@ class Command(BaseCommand):
 
         self.prepare(verbosity=opts["verbosity"])
         embedded = opts["worker"] or (not opts["no_worker"] and settings.CELERY_BROKER_URL.startswith("filesystem"))
-        sys.exit(self.supervise(host=host, port=port, workers=workers, embedded_worker=embedded))
+        sys.exit(self.supervise(host=host, port=port, workers=workers, embedded_worker=embedded, server=server))
 
     def prepare(self, *, verbosity: int) -> None:
         from accounts.config import config_seed
@@ -71,17 +78,9 @@ class Command(BaseCommand):
             self.stdout.write("grok2api: runtime config seeded from config.defaults.toml")
         connections.close_all()  # the children open their own
 
-    def supervise(self, *, host: str, port: int, workers: int, embedded_worker: bool) -> int:
+    def supervise(self, *, host: str, port: int, workers: int, embedded_worker: bool, server: str = SERVER_IMPLS[0]) -> int:
         level = logging_level()
-        commands = {
-            "web": [
-                sys.executable, "-m", "uvicorn", "grok2api.asgi:application",
-                "--host", host, "--port", str(port), "--workers", str(workers),
-                "--lifespan", "on", "--timeout-graceful-shutdown", "10",
-                "--log-level", level.lower(),
-                *([] if level == "DEBUG" else ["--no-access-log"]),
-            ],
-        }
+        commands = {"web": server_argv(server, host=host, port=port, workers=workers, level=level)}
         if embedded_worker:
             commands["worker"] = [
                 sys.executable, "-m", "celery", "-A", "grok2api", "worker", "-B",
@@ -99,11 +98,11 @@ class Command(BaseCommand):
         children: dict[str, subprocess.Popen] = {}
         for name, argv in commands.items():
             # Own process group per child: at stop, whatever it forked (Celery's pool and embedded
-            # beat, uvicorn's workers) can be swept even if the child exits without reaping it.
+            # beat, the server's workers) can be swept even if the child exits without reaping it.
             children[name] = subprocess.Popen(argv, cwd=settings.BASE_DIR, preexec_fn=_die_with_parent, start_new_session=True)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stdout.write(
-            f"grok2api: serving on http://{shown}:{port} ({workers} worker{'s' if workers > 1 else ''})"
+            f"grok2api: serving on http://{shown}:{port} ({server}, {workers} worker{'s' if workers > 1 else ''})"
             + (", embedded Celery worker + beat" if embedded_worker else "")
             + f"; admin at http://{shown}:{port}/admin/  pids: " + ", ".join(f"{n}={p.pid}" for n, p in children.items())
         )
@@ -168,6 +167,35 @@ def _sweep_group(pgid: int, grace: float = 3.0) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def server_argv(server: str, *, host: str, port: int, workers: int, level: str) -> list[str]:
+    """The web child's command line. Both servers get the same contract: the lifespan protocol on
+    (start-up warms the snapshots; `lifespan.startup.failed` stops either server, and `serve` with
+    it), uvloop, HTTP/1.1 only, access log at DEBUG only, 10 s for open requests at stop (serve's
+    own grace is 15 s)."""
+    app = "grok2api.asgi:application"
+    access = level == "DEBUG"
+    if server == "granian":
+        # `asgi` (not `asginl`) is the interface with lifespan. HTTP/2 stays off: over h2 a body has
+        # no Transfer-Encoding header, and grok2api.asgi caps unsized bodies by that header.
+        return [
+            sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop", "--http", "1",
+            "--host", host, "--port", str(port), "--workers", str(workers),
+            "--workers-kill-timeout", "10",
+            "--log-level", level.lower(), "--access-log" if access else "--no-access-log",
+            app,
+        ]
+    if server == "uvicorn":
+        return [
+            sys.executable, "-m", "uvicorn", app,
+            "--host", host, "--port", str(port), "--workers", str(workers),
+            "--loop", "uvloop", "--http", "httptools",
+            "--lifespan", "on", "--timeout-graceful-shutdown", "10",
+            "--log-level", level.lower(),
+            *([] if access else ["--no-access-log"]),
+        ]
+    raise CommandError(f"--server: expected one of {', '.join(SERVER_IMPLS)}, got {server!r}", returncode=2)
 
 
 def logging_level() -> str:
