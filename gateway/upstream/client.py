@@ -100,6 +100,13 @@ DRAIN_TAIL_BYTES = 256 * 1024
 _draining: set[asyncio.Task] = set()
 
 
+async def chat_drains_settle() -> None:
+    """Wait for the background reads of completed chat bodies (their connections then are back in
+    the pool, and the upstream has sent everything). Tests and shutdown use it."""
+    while _draining:
+        await asyncio.gather(*list(_draining), return_exceptions=True)
+
+
 def _drain(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
     """Read the rest of a completed body in a background task so the connection can be reused.
     The answer is already complete: the client's response never waits for this tail."""

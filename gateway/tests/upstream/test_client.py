@@ -10,7 +10,7 @@ import pytest
 from gateway.errors import InvalidRequest
 from gateway.tests.upstream._config import make_cfg, sim_cfg
 from gateway.upstream import payloads
-from gateway.upstream.client import GrokClient, cookie_header, join_url, origin_of, user_id_from_path
+from gateway.upstream.client import GrokClient, chat_drains_settle, cookie_header, join_url, origin_of, user_id_from_path
 from gateway.upstream.transport import DIRECT
 
 # --------------------------------------------------------------------------------------------
@@ -341,6 +341,7 @@ async def test_chat_streams_events_in_each_mode(sim, mode):
         assert thinking
     if mode == "heavy":
         assert {e.rollout_id for e in thinking if e.rollout_id} >= {"Agent 1", "Agent 2"}
+    await chat_drains_settle()  # the body's tail (title line) is read in the background
     entry = sim.sim.requests(token=token, endpoint="chat")[-1]
     assert entry["body"]["modeId"] == mode and entry["body"]["message"] == "[user]: Hello there"
     assert entry["sso"] and entry["sso_rw"] and entry["cookie_pair_equal"]
