@@ -93,7 +93,8 @@ async def _main(args) -> dict:
     cores = os.cpu_count() or 2
     server = args.server or _default_server()
     r: dict = {"quick": args.quick, "params": P, "argv": " ".join(sys.argv[1:]), "calibration": {},
-               "loadavg": [os.getloadavg()[0]], "server": server}
+               "loadavg": [os.getloadavg()[0]], "server": server,
+               "worker_malloc": os.environ.get("WORKER_MALLOC") or "pymalloc"}
     _log(f"run directory {run_dir}")
 
     peer_version = None

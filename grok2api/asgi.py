@@ -5,7 +5,9 @@ grok2api/fastlane.py, which calls their Ninja operations without Django's reques
 everything else, three things happen before Channels sees a connection:
 - the `lifespan` scope (sent by uvicorn) is answered here: Channels' ProtocolTypeRouter rejects
   unknown scope types. Startup loads the in-memory snapshots (config, API keys, ...) and the token
-  vocabulary so the first request does not wait for them;
+  vocabulary so the first request does not wait for them, and starts the worker's housekeeping
+  task (grok2api/memory.py: expired upstream connections, memory given back once idle; it counts
+  HTTP requests in flight through `track_requests`, which wraps `application`);
 - each HTTP request gets its thread for sync code from a bounded set of kept threads instead of a
   new thread per request (`_SharedThreadContext`);
 - request bodies are capped at MAX_BODY_MB before Django buffers them: a declared
@@ -28,6 +30,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from grok2api import memory  # noqa: E402
 from grok2api.fastlane import lane_handle, lane_serves, reject_413  # noqa: E402
 from webui.routing import websocket_urlpatterns  # noqa: E402
 
@@ -65,8 +68,10 @@ async def _lifespan(receive, send) -> None:
                 # cold; on startup.failed both servers stop (and `serve` with them).
                 await send({"type": "lifespan.startup.failed", "message": f"grok2api warm-up failed: {exc!r}"})
                 return
+            memory.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            memory.stop()
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -169,3 +174,6 @@ async def _http(scope, receive, send):
     if chunked:
         receive, send = _capped(scope, receive, send, limit)
     return await router(scope, receive, send)
+
+
+application = memory.track_requests(application)  # in-flight requests, for the idle release

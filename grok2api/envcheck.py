@@ -31,6 +31,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 SERVER_IMPLS = ("uvicorn", "granian")  # the ASGI servers `manage.py serve` can run (first = default)
+WORKER_MALLOCS = ("pymalloc", "malloc", "jemalloc")  # grok2api/management/commands/serve.py
 
 
 def _raw(name: str) -> str | None:
@@ -229,6 +230,7 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
     for knob, default in (("EGRESS_FLUSH_INTERVAL", 5.0), ("USAGE_FLUSH_INTERVAL", 1.0), ("ACCOUNT_FLUSH_INTERVAL", 1.0),
                           ("MEDIA_VIDEO_STALE_SECONDS", 120.0)):
         _float(knob, default, lo=0.05)
+    _float("MEMORY_RELEASE_IDLE_SECONDS", 20.0, lo=0.0)  # grok2api/memory.py; 0 = never
     _int("USAGE_FLUSH_BATCH", 200, lo=1)
     _bool("USAGE_FLUSHER", True)
     _bool("ACCOUNT_FLUSHER", True)
@@ -268,6 +270,9 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
             raise EnvError(f"CSRF_TRUSTED_ORIGINS: expected comma-separated http(s):// origins, got {origin!r}")
 
     max_body_mb = _int("MAX_BODY_MB", 50, lo=1, hi=2048)
+    worker_malloc = _str("WORKER_MALLOC", "pymalloc").lower()
+    if worker_malloc not in WORKER_MALLOCS:
+        raise EnvError(f"WORKER_MALLOC: expected one of {', '.join(WORKER_MALLOCS)}, got {worker_malloc!r}")
 
     server_impl = _str("SERVER_IMPL", SERVER_IMPLS[0]).lower()
     if server_impl not in SERVER_IMPLS:
@@ -296,5 +301,6 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         admin_password=_raw("ADMIN_PASSWORD") or "",
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
         max_body_bytes=max_body_mb * 1024 * 1024,
+        worker_malloc=worker_malloc,
         logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir),
     )

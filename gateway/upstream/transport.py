@@ -335,6 +335,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=30.0)
 # max_connections bounds concurrent upstream requests per client (one per (proxy, event loop), so per
 # worker): over HTTP/1.1 each open stream holds a connection, and one worker must hold 1,000 streams
 # (issue 8; docs/benchmarks.md lane 4: with 512, streams 513+ waited for the pool and failed with 504).
+# Keep-alive: at most 64 idle connections stay, each for 30 s (closed by upstream_sweep, which
+# grok2api/memory.py runs every 5 s). Note httpcore 1.0 closes a connection that turns idle whenever
+# the pool holds more than max_keepalive_connections connections in total, busy ones included: above
+# 64 concurrent upstream requests, finished connections are not reused.
 UPSTREAM_LIMITS = httpx.Limits(max_connections=2048, max_keepalive_connections=64, keepalive_expiry=30.0)
 
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]]" = (
@@ -401,6 +405,42 @@ async def transport_aclose() -> None:
         per_loop = _clients.pop(loop, {})
     for client in per_loop.values():
         await client.aclose()
+
+
+async def upstream_sweep(*, idle_all: bool = False) -> int:
+    """Close the running loop's pooled upstream connections that sit idle past their keep-alive
+    expiry (`idle_all`: every idle one), and drop them from their pools. Returns how many closed.
+
+    httpcore prunes expired connections only when the pool is next used, so after a burst up to
+    `max_keepalive_connections` idle sockets per client, each with its parser state and buffers
+    (and the context of the request that opened it), stayed open until the next upstream call.
+    Called periodically by grok2api.memory. A connection already handed to a waiting request is
+    never touched; one closed anyway in a race is retried on a new connection by httpcore.
+    """
+    loop = asyncio.get_running_loop()
+    with _clients_lock:
+        clients = list(_clients.get(loop, {}).values())
+    closed = 0
+    for client in clients:
+        # httpx 0.28 / httpcore 1.0 (pinned): the transport's httpcore pool, as in _build_upstream_client
+        pool = getattr(getattr(client, "_transport", None), "_pool", None)
+        connections = getattr(pool, "_connections", None)
+        if connections is None:
+            continue
+        claimed = {id(r.connection) for r in pool._requests if r.connection is not None}  # noqa: SLF001
+        doomed = [
+            c for c in connections
+            if id(c) not in claimed and (c.is_closed() or (c.is_idle() and (idle_all or c.has_expired())))
+        ]
+        for connection in doomed:
+            connections.remove(connection)
+        for connection in doomed:
+            try:
+                await connection.aclose()
+            except Exception:  # an already broken socket: it is out of the pool either way
+                log.debug("closing an idle upstream connection failed", exc_info=True)
+        closed += len(doomed)
+    return closed
 
 
 def deadline(seconds: float | None) -> "asyncio.Timeout":
@@ -807,6 +847,7 @@ __all__ = [
     "send_with_redirects",
     "transport_aclose",
     "upstream_client",
+    "upstream_sweep",
     "vet_url",
     "ws_connect",
 ]

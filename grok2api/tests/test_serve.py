@@ -124,3 +124,43 @@ def test_the_server_flag_overrides_server_impl(gateway_factory):
     gateway = gateway_factory({"SERVER_IMPL": "uvicorn"}, server="granian")
     assert "(granian, 1 worker)" in gateway.log() and "Starting granian" in gateway.log()
     assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def test_worker_malloc_pymalloc_leaves_the_environment_alone():
+    from grok2api.management.commands.serve import worker_malloc_env
+
+    assert worker_malloc_env("pymalloc", {"LD_PRELOAD": "x.so"}) == {}
+    assert worker_malloc_env("malloc", {}) == {"PYTHONMALLOC": "malloc"}
+
+
+def test_worker_malloc_jemalloc_keeps_an_existing_preload_and_malloc_conf():
+    import ctypes.util
+
+    from grok2api.management.commands.serve import JEMALLOC_CONF, worker_malloc_env
+
+    lib = ctypes.util.find_library("jemalloc")
+    if not lib:
+        pytest.skip("libjemalloc is not installed")
+    env = worker_malloc_env("jemalloc", {"LD_PRELOAD": "libother.so"})
+    assert env == {"PYTHONMALLOC": "malloc", "LD_PRELOAD": f"libother.so {lib}", "MALLOC_CONF": JEMALLOC_CONF}
+    assert worker_malloc_env("jemalloc", {"MALLOC_CONF": "narenas:1"})["MALLOC_CONF"] == "narenas:1"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_serve_starts_the_workers_with_the_allocator_of_worker_malloc(gateway_factory):
+    import ctypes.util
+
+    mode = "jemalloc" if ctypes.util.find_library("jemalloc") else "malloc"
+    gateway = gateway_factory({"WORKER_MALLOC": mode})
+    web = int(re.search(r"web=(\d+)", gateway.log()).group(1))
+    assert httpx.get(gateway.url + "/healthz").status_code == 200
+    assert _environ(web).get("PYTHONMALLOC") == "malloc"
+    if mode == "jemalloc":
+        assert "libjemalloc" in Path(f"/proc/{web}/maps").read_text()  # really loaded, not only named
+    assert "PYTHONMALLOC" not in _environ(gateway.process.pid)  # only the web workers get it
+    assert gateway.stop() == 0

@@ -122,6 +122,8 @@ def test_it_maps_the_reference_account_storage_variables(tmp_path):
         ("GROK_PROXY_EGRESS_MODE", "tor", "GROK_PROXY_EGRESS_MODE: expected one of direct, single_proxy, proxy_pool, got 'tor'"),
         ("GROK_CHAT_TIMEOUT", "soon", "GROK_CHAT_TIMEOUT: expected an integer"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL: expected one of"),
+        ("WORKER_MALLOC", "tcmalloc", "WORKER_MALLOC: expected one of pymalloc, malloc, jemalloc, got 'tcmalloc'"),
+        ("MEMORY_RELEASE_IDLE_SECONDS", "-1", "MEMORY_RELEASE_IDLE_SECONDS: expected a number of at least 0"),
     ],
 )
 def test_it_stops_with_one_line_naming_a_malformed_variable(tmp_path, var, value, expected):

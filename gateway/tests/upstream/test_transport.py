@@ -183,6 +183,57 @@ async def test_websocket_over_socks_without_python_socks_is_a_clear_error():
 
 
 # --------------------------------------------------------------------------------------------
+# idle connection sweep (a real socket to the simulator)
+
+
+def _pool(client: httpx.AsyncClient):
+    return client._transport._pool
+
+
+async def test_sweep_keeps_an_idle_connection_whose_keep_alive_has_not_expired(simulator_server):
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    assert (await client.get(f"{simulator_server.url}/__sim/knobs")).status_code == 200
+    (conn,) = _pool(client).connections
+    assert conn.is_idle()
+    assert await transport.upstream_sweep() == 0
+    assert _pool(client).connections == [conn] and not conn.is_closed()
+    await client.get(f"{simulator_server.url}/__sim/knobs")
+    assert _pool(client).connections == [conn]  # and it is still reused
+
+
+async def test_sweep_closes_connections_whose_keep_alive_expired(simulator_server, monkeypatch):
+    monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=8, keepalive_expiry=0.2))
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    await client.get(f"{simulator_server.url}/__sim/knobs")
+    (conn,) = _pool(client).connections
+    for _ in range(500):  # a bound for a hung test, not a speed check
+        if conn.has_expired():
+            break
+        await asyncio.sleep(0.01)
+    assert await transport.upstream_sweep() == 1
+    assert _pool(client).connections == [] and conn.is_closed()
+    # the next call opens a new connection
+    assert (await client.get(f"{simulator_server.url}/__sim/knobs")).status_code == 200
+    assert len(_pool(client).connections) == 1 and _pool(client).connections[0] is not conn
+
+
+async def test_sweep_of_all_idle_connections_spares_one_with_a_response_still_open(simulator_server):
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    url = f"{simulator_server.url}/__sim/knobs"
+    open_response = await client.send(client.build_request("GET", url), stream=True)  # body not read yet
+    (busy,) = _pool(client).connections
+    await client.get(url)  # needs a second connection, idle afterwards
+    (idle,) = [c for c in _pool(client).connections if c is not busy]
+    assert await transport.upstream_sweep(idle_all=True) == 1
+    assert _pool(client).connections == [busy] and idle.is_closed() and not busy.is_closed()
+    await open_response.aread()
+    await open_response.aclose()
+    assert busy.is_idle()
+    assert await transport.upstream_sweep(idle_all=True) == 1
+    assert _pool(client).connections == [] and busy.is_closed()
+
+
+# --------------------------------------------------------------------------------------------
 # real servers: an origin that records requests, and an HTTP forward proxy
 
 

@@ -4,7 +4,8 @@
 2. starts the ASGI server SERVER_IMPL (`--server`): uvicorn (the default) or granian, both serving
    `grok2api.asgi:application` on SERVER_HOST:SERVER_PORT with SERVER_WORKERS worker processes,
    uvloop, HTTP/1.1, the lifespan protocol on (startup warms the snapshots), access log only at
-   LOG_LEVEL=DEBUG, 10 s for open requests to finish at stop;
+   LOG_LEVEL=DEBUG, 10 s for open requests to finish at stop; the workers get the C allocator
+   WORKER_MALLOC chose for them (`worker_malloc_env`);
 3. when no Redis broker is configured (zero-setup), also starts `celery -A grok2api worker -B`
    with the django-celery-beat DatabaseScheduler on the filesystem broker (`--no-worker` skips
    it; with Redis, run `worker` and `beat` as their own services, or pass `--worker`).
@@ -17,6 +18,7 @@ with a non-zero code. Children also get SIGTERM if serve itself dies (Linux pare
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -31,6 +33,34 @@ from django.db import connections
 from grok2api.envcheck import SERVER_IMPLS
 
 STOP_GRACE_SECONDS = 15.0
+
+# jemalloc for the workers (WORKER_MALLOC=jemalloc): dirty pages go back to the OS after 1 s instead
+# of 10 s, without the MADV_FREE stage that leaves them counted in RSS (docs/benchmarks.md, lane 5).
+JEMALLOC_CONF = "dirty_decay_ms:1000,muzzy_decay_ms:0"
+
+
+def worker_malloc_env(mode: str, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for the server workers' allocator (WORKER_MALLOC; grok2api/memory.py says why).
+
+    pymalloc: CPython's default (fastest; after a burst the RSS stays at the burst's high-water
+    mark); malloc: PYTHONMALLOC=malloc, glibc for every object, so the idle release's malloc_trim
+    returns the burst's pages; jemalloc: PYTHONMALLOC=malloc with libjemalloc preloaded (Debian:
+    apt-get install libjemalloc2), which returns them by itself. An existing MALLOC_CONF or
+    LD_PRELOAD is kept.
+    """
+    environ = os.environ if environ is None else environ
+    if mode == "pymalloc":
+        return {}
+    if mode == "malloc":
+        return {"PYTHONMALLOC": "malloc"}
+    if mode == "jemalloc":
+        lib = ctypes.util.find_library("jemalloc")
+        if not lib:
+            raise CommandError("WORKER_MALLOC=jemalloc: libjemalloc is not installed (Debian/Ubuntu: apt-get install "
+                               "libjemalloc2)", returncode=2)
+        preload = " ".join(p for p in (environ.get("LD_PRELOAD", "").strip(), lib) if p)
+        return {"PYTHONMALLOC": "malloc", "LD_PRELOAD": preload, "MALLOC_CONF": environ.get("MALLOC_CONF") or JEMALLOC_CONF}
+    raise CommandError(f"WORKER_MALLOC: expected pymalloc, malloc or jemalloc, got {mode!r}", returncode=2)
 
 
 def _die_with_parent() -> None:
@@ -64,9 +94,11 @@ class Command(BaseCommand):
         if not 1 <= workers <= 64:
             raise CommandError(f"--workers: expected 1-64, got {workers}", returncode=2)
 
+        web_env = worker_malloc_env(settings.WORKER_MALLOC)
         self.prepare(verbosity=opts["verbosity"])
         embedded = opts["worker"] or (not opts["no_worker"] and settings.CELERY_BROKER_URL.startswith("filesystem"))
-        sys.exit(self.supervise(host=host, port=port, workers=workers, embedded_worker=embedded, server=server))
+        sys.exit(self.supervise(host=host, port=port, workers=workers, embedded_worker=embedded, server=server,
+                                web_env=web_env))
 
     def prepare(self, *, verbosity: int) -> None:
         from accounts.config import config_seed
@@ -78,7 +110,8 @@ class Command(BaseCommand):
             self.stdout.write("grok2api: runtime config seeded from config.defaults.toml")
         connections.close_all()  # the children open their own
 
-    def supervise(self, *, host: str, port: int, workers: int, embedded_worker: bool, server: str = SERVER_IMPLS[0]) -> int:
+    def supervise(self, *, host: str, port: int, workers: int, embedded_worker: bool, server: str = SERVER_IMPLS[0],
+                  web_env: dict[str, str] | None = None) -> int:
         level = logging_level()
         commands = {"web": server_argv(server, host=host, port=port, workers=workers, level=level)}
         if embedded_worker:
@@ -99,7 +132,9 @@ class Command(BaseCommand):
         for name, argv in commands.items():
             # Own process group per child: at stop, whatever it forked (Celery's pool and embedded
             # beat, the server's workers) can be swept even if the child exits without reaping it.
-            children[name] = subprocess.Popen(argv, cwd=settings.BASE_DIR, preexec_fn=_die_with_parent, start_new_session=True)
+            env = {**os.environ, **web_env} if name == "web" and web_env else None
+            children[name] = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env, preexec_fn=_die_with_parent,
+                                              start_new_session=True)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stdout.write(
             f"grok2api: serving on http://{shown}:{port} ({server}, {workers} worker{'s' if workers > 1 else ''})"

@@ -1,0 +1,196 @@
+"""grok2api/memory.py: requests counted through the ASGI wrapper, the idle release (once per quiet
+spell after traffic, never with a request in flight), the release itself, the task's lifecycle."""
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+import pytest
+
+from grok2api import memory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_activity(monkeypatch):
+    monkeypatch.setattr(memory, "activity", memory.Activity())
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sweeps = 0
+        self.releases = 0
+
+    async def sweep(self) -> int:
+        self.sweeps += 1
+        return 0
+
+    async def release(self) -> dict:
+        self.releases += 1
+        return {}
+
+
+def keeper(rec: Recorder, *, idle_seconds: float = 10.0, tick: float = 5.0) -> memory.Housekeeper:
+    return memory.Housekeeper(idle_seconds=idle_seconds, tick=tick, sweep=rec.sweep, on_release=rec.release)
+
+
+async def _ok_app(scope, receive, send):
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def serve_one(app, gate: asyncio.Event | None = None) -> None:
+    async def receive():
+        if gate is not None:
+            await gate.wait()
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        pass
+
+    await app({"type": "http", "path": "/"}, receive, send)
+
+
+async def test_the_wrapper_counts_http_requests_in_flight_and_finished():
+    seen_inflight = []
+
+    async def app(scope, receive, send):
+        seen_inflight.append(memory.activity.inflight)
+        await _ok_app(scope, receive, send)
+
+    tracked = memory.track_requests(app)
+    gate = asyncio.Event()
+    task = asyncio.create_task(serve_one(tracked, gate))
+    await asyncio.sleep(0)
+    assert (memory.activity.inflight, memory.activity.finished) == (1, 0)
+    gate.set()
+    await task
+    assert (memory.activity.inflight, memory.activity.finished, seen_inflight) == (0, 1, [1])
+
+
+async def test_the_wrapper_ignores_lifespan_and_websocket_scopes():
+    calls = []
+
+    async def app(scope, receive, send):
+        calls.append((scope["type"], memory.activity.inflight))
+
+    tracked = memory.track_requests(app)
+    for kind in ("lifespan", "websocket"):
+        await tracked({"type": kind}, None, None)
+    assert calls == [("lifespan", 0), ("websocket", 0)] and memory.activity.started == 0
+
+
+async def test_a_request_that_fails_is_no_longer_counted_in_flight():
+    async def app(scope, receive, send):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await serve_one(memory.track_requests(app))
+    assert (memory.activity.inflight, memory.activity.finished) == (0, 1)
+
+
+async def test_memory_is_released_once_after_the_idle_time_that_follows_traffic():
+    rec = Recorder()
+    hk = keeper(rec, idle_seconds=10.0, tick=5.0)
+    for _ in range(4):
+        await hk.step()
+    assert rec.releases == 0  # no request served yet: nothing to give back
+    await serve_one(memory.track_requests(_ok_app))
+    assert await hk.step() is False  # traffic since the last tick
+    assert await hk.step() is False  # quiet for one tick (5 s)
+    assert await hk.step() is True  # quiet for 10 s
+    for _ in range(5):
+        await hk.step()
+    assert rec.releases == 1  # not again without new traffic
+    assert rec.sweeps == 12  # the connection sweep runs on every tick
+
+
+async def test_no_release_while_a_request_is_in_flight():
+    rec = Recorder()
+    hk = keeper(rec, idle_seconds=10.0, tick=5.0)
+    gate = asyncio.Event()
+    task = asyncio.create_task(serve_one(memory.track_requests(_ok_app), gate))
+    await asyncio.sleep(0)
+    for _ in range(6):
+        assert await hk.step() is False
+    gate.set()
+    await task
+    results = [await hk.step() for _ in range(4)]
+    assert results == [False, False, True, False] and rec.releases == 1
+
+
+async def test_a_zero_idle_setting_turns_the_release_off_but_keeps_the_sweep():
+    rec = Recorder()
+    hk = keeper(rec, idle_seconds=0.0)
+    await serve_one(memory.track_requests(_ok_app))
+    for _ in range(6):
+        await hk.step()
+    assert (rec.releases, rec.sweeps) == (0, 6)
+
+
+async def test_a_failing_sweep_does_not_stop_the_housekeeping():
+    rec = Recorder()
+
+    async def broken() -> int:
+        raise OSError("socket trouble")
+
+    hk = memory.Housekeeper(idle_seconds=5.0, tick=5.0, sweep=broken, on_release=rec.release)
+    await serve_one(memory.track_requests(_ok_app))
+    assert [await hk.step() for _ in range(2)] == [False, True]
+
+
+async def test_release_collects_cyclic_garbage_and_trims_the_c_heap():
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    probe = weakref.ref(a)
+    gc.disable()
+    try:
+        del a, b
+        assert probe() is not None  # only the cycle collector can free it
+        done = await memory.release()
+    finally:
+        gc.enable()
+    assert probe() is None and done["collected"] >= 2
+    if memory._malloc_trim is not None:  # glibc
+        assert done["trimmed"] in (True, False)
+
+
+async def test_start_runs_one_housekeeping_task_per_worker_and_stop_cancels_it():
+    memory.stop()
+    task = memory.start()
+    try:
+        assert memory.start() is task and not task.done()
+    finally:
+        memory.stop()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_the_idle_setting_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MEMORY_RELEASE_IDLE_SECONDS", "45")
+    assert memory.idle_seconds_setting() == 45.0
+    monkeypatch.setenv("MEMORY_RELEASE_IDLE_SECONDS", "")
+    assert memory.idle_seconds_setting() == memory.DEFAULT_IDLE_SECONDS
+
+
+@pytest.mark.django_db
+async def test_the_asgi_application_counts_its_http_requests():
+    from grok2api.asgi import application
+
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/v1/models", "raw_path": b"/v1/models", "query_string": b"",
+             "headers": [], "http_version": "1.1", "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}
+    await application(scope, receive, send)
+    assert sent[0]["type"] == "http.response.start" and sent[-1]["type"] == "http.response.body"
+    assert (memory.activity.started, memory.activity.finished) == (1, 1)
