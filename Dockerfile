@@ -10,6 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SERVER_HOST=0.0.0.0 \
     SERVER_PORT=8000
 
+# libjemalloc2: WORKER_MALLOC=auto preloads it for the web workers, so a worker's memory goes back to
+# the OS after a burst (docs/benchmarks.md, lane 5).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libjemalloc2 \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY requirements.txt ./
 RUN pip install -r requirements.txt

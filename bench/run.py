@@ -73,6 +73,14 @@ def _params(quick: bool) -> dict:
             "selection_accounts": 10000, "selection_rounds": 20000}
 
 
+def _worker_malloc() -> str:
+    from django.conf import settings
+
+    from grok2api.management.commands.serve import worker_malloc_resolve
+
+    return worker_malloc_resolve(settings.WORKER_MALLOC)
+
+
 def _default_server() -> str:
     from django.conf import settings
 
@@ -94,7 +102,7 @@ async def _main(args) -> dict:
     server = args.server or _default_server()
     r: dict = {"quick": args.quick, "params": P, "argv": " ".join(sys.argv[1:]), "calibration": {},
                "loadavg": [os.getloadavg()[0]], "server": server,
-               "worker_malloc": os.environ.get("WORKER_MALLOC") or "pymalloc"}
+               "worker_malloc": _worker_malloc()}
     _log(f"run directory {run_dir}")
 
     peer_version = None

@@ -31,7 +31,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 SERVER_IMPLS = ("uvicorn", "granian")  # the ASGI servers `manage.py serve` can run (first = default)
-WORKER_MALLOCS = ("pymalloc", "malloc", "jemalloc")  # grok2api/management/commands/serve.py
+WORKER_MALLOCS = ("auto", "pymalloc", "malloc", "jemalloc")  # grok2api/management/commands/serve.py
 
 
 def _raw(name: str) -> str | None:
@@ -117,6 +117,11 @@ def _sqlite(path: Path) -> dict[str, Any]:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=NORMAL;",
         },
         "TEST": {"NAME": str(path.with_name("test_" + path.name))},
+        # Kept open like the server databases' connections: the background writers (usage, account
+        # effects, snapshot poller) otherwise opened and closed a connection on every flush, ~8 % of a
+        # loaded worker's CPU samples (docs/benchmarks.md).
+        "CONN_MAX_AGE": _int("CONN_MAX_AGE", 60, lo=0),
+        "CONN_HEALTH_CHECKS": True,
     }
 
 
@@ -270,7 +275,7 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
             raise EnvError(f"CSRF_TRUSTED_ORIGINS: expected comma-separated http(s):// origins, got {origin!r}")
 
     max_body_mb = _int("MAX_BODY_MB", 50, lo=1, hi=2048)
-    worker_malloc = _str("WORKER_MALLOC", "pymalloc").lower()
+    worker_malloc = _str("WORKER_MALLOC", "auto").lower()
     if worker_malloc not in WORKER_MALLOCS:
         raise EnvError(f"WORKER_MALLOC: expected one of {', '.join(WORKER_MALLOCS)}, got {worker_malloc!r}")
 

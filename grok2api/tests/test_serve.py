@@ -138,6 +138,18 @@ def test_worker_malloc_pymalloc_leaves_the_environment_alone():
     assert worker_malloc_env("malloc", {}) == {"PYTHONMALLOC": "malloc"}
 
 
+def test_worker_malloc_auto_is_jemalloc_when_it_is_installed_else_pymalloc(monkeypatch):
+    import ctypes.util
+
+    from grok2api.management.commands import serve
+
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libjemalloc.so.2" if name == "jemalloc" else None)
+    assert serve.worker_malloc_resolve("auto") == "jemalloc"
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    assert serve.worker_malloc_resolve("auto") == "pymalloc"
+    assert serve.worker_malloc_resolve("malloc") == "malloc"
+
+
 def test_worker_malloc_jemalloc_keeps_an_existing_preload_and_malloc_conf():
     import ctypes.util
 

@@ -30,6 +30,11 @@ if connection.vendor == "sqlite":
     with connection.cursor() as c:
         c.execute("PRAGMA journal_mode")
         out["journal_mode"] = c.fetchone()[0]
+    # what the background writers do after each flush
+    from django.db import close_old_connections
+    before = connection.connection
+    close_old_connections()
+    out["connection_kept"] = connection.connection is before
 print(json.dumps(out))
 """
 
@@ -56,11 +61,16 @@ def test_it_runs_zero_setup_on_sqlite_wal_locmem_and_the_filesystem_broker(tmp_p
     assert out["engine"] == "django.db.backends.sqlite3"
     assert out["name"] == str(tmp_path / "data" / "grok2api.db")
     assert out["journal_mode"] == "wal"
+    assert out["connection_kept"] is True
     assert out["cache"].endswith("LocMemCache")
     assert out["channels"] == "channels.layers.InMemoryChannelLayer"
     assert out["broker"] == "filesystem://"
     assert Path(out["broker_options"]["data_folder_in"]).is_dir()
     assert out["installed"] == "daphne"
+
+
+def test_conn_max_age_0_gives_sqlite_a_new_connection_per_flush(tmp_path):
+    assert _probe(_env(tmp_path, CONN_MAX_AGE="0"))["connection_kept"] is False
 
 
 def test_it_uses_postgresql_and_redis_when_urls_are_given(tmp_path):
@@ -122,7 +132,7 @@ def test_it_maps_the_reference_account_storage_variables(tmp_path):
         ("GROK_PROXY_EGRESS_MODE", "tor", "GROK_PROXY_EGRESS_MODE: expected one of direct, single_proxy, proxy_pool, got 'tor'"),
         ("GROK_CHAT_TIMEOUT", "soon", "GROK_CHAT_TIMEOUT: expected an integer"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL: expected one of"),
-        ("WORKER_MALLOC", "tcmalloc", "WORKER_MALLOC: expected one of pymalloc, malloc, jemalloc, got 'tcmalloc'"),
+        ("WORKER_MALLOC", "tcmalloc", "WORKER_MALLOC: expected one of auto, pymalloc, malloc, jemalloc, got 'tcmalloc'"),
         ("MEMORY_RELEASE_IDLE_SECONDS", "-1", "MEMORY_RELEASE_IDLE_SECONDS: expected a number of at least 0"),
     ],
 )
