@@ -36,12 +36,14 @@ import socket
 import ssl
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import httpcore
 import httpx
 
 from gateway.errors import GatewayError
@@ -336,9 +338,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=30.0)
 # worker): over HTTP/1.1 each open stream holds a connection, and one worker must hold 1,000 streams
 # (issue 8; docs/benchmarks.md lane 4: with 512, streams 513+ waited for the pool and failed with 504).
 # Keep-alive: at most 64 idle connections stay, each for 30 s (closed by upstream_sweep, which
-# grok2api/memory.py runs every 5 s). Note httpcore 1.0 closes a connection that turns idle whenever
-# the pool holds more than max_keepalive_connections connections in total, busy ones included: above
-# 64 concurrent upstream requests, finished connections are not reused.
+# grok2api/memory.py runs every 5 s); `_assign_requests_linear` counts only idle ones against it.
 UPSTREAM_LIMITS = httpx.Limits(max_connections=2048, max_keepalive_connections=64, keepalive_expiry=30.0)
 
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]]" = (
@@ -369,6 +369,7 @@ def _build_upstream_client(proxy_url: str | None, verify: bool) -> httpx.AsyncCl
     # backend; the pool reads it from this attribute on every new connection (httpx 0.28 /
     # httpcore 1.0, pinned). Why asyncio's own sockets instead of anyio's: gateway/upstream/aionet.py.
     transport._pool._network_backend = AsyncioBackend()  # noqa: SLF001
+    _pool_assign_linear(transport._pool)  # noqa: SLF001
     return httpx.AsyncClient(
         transport=transport,
         timeout=DEFAULT_TIMEOUT,
@@ -376,6 +377,61 @@ def _build_upstream_client(proxy_url: str | None, verify: bool) -> httpx.AsyncCl
         trust_env=False,
         cookies=_NoCookieJar(),
     )
+
+
+def _assign_requests_linear(pool) -> list:
+    """httpcore 1.0.9's AsyncConnectionPool._assign_requests_to_connections, in one pass.
+
+    The original counts the pool for every idle connection (`len([c.is_idle() for c in
+    connections])`, a list of booleans, so it counts every connection): quadratic in the number of
+    connections, it took 42 % of a worker's CPU at 64 concurrent upstream requests (docs/benchmarks.md,
+    lane 2), and above max_keepalive_connections it closed each connection as it turned idle, so
+    none was reused. Here: closed ones are dropped, expired ones closed, idle ones kept up to
+    max_keepalive_connections; then each queued request takes the first available connection, else a
+    new one below max_connections, else the place of an idle one (as the original). Runs under the
+    pool's lock, like the original; returns the connections to close.
+    """
+    closing = []
+    kept = []
+    idle_kept = 0
+    for connection in pool._connections:
+        if connection.is_closed():
+            continue
+        if connection.has_expired():
+            closing.append(connection)
+            continue
+        if connection.is_idle():
+            if idle_kept >= pool._max_keepalive_connections:
+                closing.append(connection)
+                continue
+            idle_kept += 1
+        kept.append(connection)
+    pool._connections[:] = kept  # in place: upstream_sweep and httpcore hold the same list
+    kept = pool._connections
+
+    for pool_request in pool._requests:
+        if not pool_request.is_queued():
+            continue
+        origin = pool_request.request.url.origin
+        connection = next((c for c in kept if c.can_handle_request(origin) and c.is_available()), None)
+        if connection is None:
+            if len(kept) >= pool._max_connections:
+                idle = next((c for c in kept if c.is_idle()), None)
+                if idle is None:
+                    continue  # stays queued until a connection is released
+                kept.remove(idle)
+                closing.append(idle)
+            connection = pool.create_connection(origin)
+            kept.append(connection)
+        pool_request.assign_to_connection(connection)
+    return closing
+
+
+def _pool_assign_linear(pool) -> None:
+    """Give `pool` (httpx's httpcore pool: direct, HTTP proxy or SOCKS) the one-pass assignment.
+    Only for the httpcore release it was written against (pinned in requirements.txt)."""
+    if httpcore.__version__ == "1.0.9" and hasattr(pool, "_assign_requests_to_connections"):
+        pool._assign_requests_to_connections = types.MethodType(_assign_requests_linear, pool)
 
 
 def _pooled(key: tuple, factory: Callable[[], httpx.AsyncClient]) -> httpx.AsyncClient:

@@ -233,6 +233,65 @@ async def test_sweep_of_all_idle_connections_spares_one_with_a_response_still_op
     assert _pool(client).connections == [] and busy.is_closed()
 
 
+def _count_new_connections(pool) -> list:
+    made = []
+    create = pool.create_connection
+
+    def counting(origin):
+        connection = create(origin)
+        made.append(connection)
+        return connection
+
+    pool.create_connection = counting
+    return made
+
+
+async def test_connections_are_reused_when_more_requests_run_than_keep_alive_slots(simulator_server, monkeypatch):
+    # httpcore 1.0.9 itself closed every connection that turned idle while the pool held more than
+    # max_keepalive_connections in total: 10 clients with 8 keep-alive slots opened 50 connections
+    # for 50 requests (measured); here a connection is reused unless 8 others are idle at that moment
+    monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=50, max_keepalive_connections=8))
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    made = _count_new_connections(_pool(client))
+    url = f"{simulator_server.url}/__sim/knobs"
+
+    async def five_in_a_row():
+        for _ in range(5):
+            assert (await client.get(url)).status_code == 200
+
+    await asyncio.gather(*(five_in_a_row() for _ in range(10)))
+    assert 10 <= len(made) <= 25, len(made)  # 13-15 measured
+    assert len(_pool(client).connections) <= 8  # idle ones above the keep-alive slots were closed
+    assert all(c.is_idle() for c in _pool(client).connections)
+
+
+async def test_requests_over_max_connections_wait_for_a_free_connection(simulator_server, monkeypatch):
+    monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=2, max_keepalive_connections=2))
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    made = _count_new_connections(_pool(client))
+    url = f"{simulator_server.url}/__sim/knobs"
+    results = await asyncio.gather(*(client.get(url) for _ in range(12)))
+    assert [r.status_code for r in results] == [200] * 12
+    assert len(made) == 2 and len(_pool(client).connections) == 2
+
+
+async def test_a_closed_connection_is_dropped_and_replaced(simulator_server):
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    url = f"{simulator_server.url}/__sim/knobs"
+    await client.get(url)
+    (first,) = _pool(client).connections
+    await first.aclose()
+    assert (await client.get(url)).status_code == 200
+    (second,) = _pool(client).connections
+    assert second is not first and not second.is_closed()
+
+
+def test_the_one_pass_assignment_is_installed_on_every_kind_of_pool():
+    for proxy in (None, "http://127.0.0.1:9", "socks5://127.0.0.1:9"):
+        pool = transport._build_upstream_client(proxy, True)._transport._pool
+        assert pool._assign_requests_to_connections.__func__ is transport._assign_requests_linear, proxy
+
+
 # --------------------------------------------------------------------------------------------
 # real servers: an origin that records requests, and an HTTP forward proxy
 
