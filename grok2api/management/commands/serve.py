@@ -5,7 +5,10 @@
    `grok2api.asgi:application` on SERVER_HOST:SERVER_PORT with SERVER_WORKERS worker processes,
    uvloop, HTTP/1.1, the lifespan protocol on (startup warms the snapshots), access log only at
    LOG_LEVEL=DEBUG, 10 s for open requests to finish at stop; the workers get the C allocator
-   WORKER_MALLOC chose for them (`worker_malloc_env`);
+   WORKER_MALLOC chose for them (`worker_malloc_env`). uvicorn runs as one process per worker
+   (grok2api/serve_worker.py), each on its own SO_REUSEPORT listening socket opened here
+   (`listen_sockets`), so the kernel spreads connections evenly; a worker that dies after running
+   RESPAWN_MIN_UPTIME is started again on its socket;
 3. when no Redis broker is configured (zero-setup), also starts `celery -A grok2api worker -B`
    with the django-celery-beat DatabaseScheduler on the filesystem broker (`--no-worker` skips
    it; with Redis, run `worker` and `beat` as their own services, or pass `--worker`).
@@ -21,6 +24,7 @@ import ctypes
 import ctypes.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +37,10 @@ from django.db import connections
 from grok2api.envcheck import SERVER_IMPLS
 
 STOP_GRACE_SECONDS = 15.0
+# A uvicorn worker that exits sooner than this after its start is not restarted: its start-up is
+# failing (bad settings, a database that is down), and serve stops with it instead of looping.
+RESPAWN_MIN_UPTIME = 10.0
+LISTEN_BACKLOG = 2048  # uvicorn's default
 
 # jemalloc for the workers (WORKER_MALLOC=jemalloc): dirty pages go back to the OS after 1 s instead
 # of 10 s, without the MADV_FREE stage that leaves them counted in RSS (docs/benchmarks.md, lane 5).
@@ -125,13 +133,21 @@ class Command(BaseCommand):
     def supervise(self, *, host: str, port: int, workers: int, embedded_worker: bool, server: str = SERVER_IMPLS[0],
                   web_env: dict[str, str] | None = None) -> int:
         level = logging_level()
-        commands = {"web": server_argv(server, host=host, port=port, workers=workers, level=level)}
+        sockets: list[socket.socket] = []
+        # name -> (argv, fds to pass, environment overrides)
+        commands: dict[str, tuple[list[str], tuple[int, ...], dict[str, str]]] = {}
+        if server == "uvicorn":
+            sockets = listen_sockets(host, port, workers)
+            for i, sock in enumerate(sockets, 1):
+                commands[f"web-{i}"] = (uvicorn_worker_argv(fd=sock.fileno(), level=level), (sock.fileno(),), web_env or {})
+        else:
+            commands["web"] = (server_argv(server, host=host, port=port, workers=workers, level=level), (), web_env or {})
         if embedded_worker:
-            commands["worker"] = [
+            commands["worker"] = ([
                 sys.executable, "-m", "celery", "-A", "grok2api", "worker", "-B",
                 "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
                 "--loglevel", level, "-n", "embedded@%h",
-            ]
+            ], (), {})
         stop_requested: list[int] = []
 
         def on_signal(signum, frame) -> None:
@@ -140,34 +156,52 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
-        children: dict[str, subprocess.Popen] = {}
-        for name, argv in commands.items():
+        def spawn(name: str) -> subprocess.Popen:
+            argv, fds, overrides = commands[name]
             # Own process group per child: at stop, whatever it forked (Celery's pool and embedded
-            # beat, the server's workers) can be swept even if the child exits without reaping it.
-            env = {**os.environ, **web_env} if name == "web" and web_env else None
-            children[name] = subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env, preexec_fn=_die_with_parent,
-                                              start_new_session=True)
+            # beat, granian's workers) can be swept even if the child exits without reaping it.
+            env = {**os.environ, **overrides} if overrides else None
+            return subprocess.Popen(argv, cwd=settings.BASE_DIR, env=env, pass_fds=fds, preexec_fn=_die_with_parent,
+                                    start_new_session=True)
+
+        children: dict[str, subprocess.Popen] = {}
+        started: dict[str, float] = {}
+        for name in commands:
+            children[name] = spawn(name)
+            started[name] = time.monotonic()
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         self.stdout.write(
             f"grok2api: serving on http://{shown}:{port} ({server}, {workers} worker{'s' if workers > 1 else ''})"
             + (", embedded Celery worker + beat" if embedded_worker else "")
-            + f"; admin at http://{shown}:{port}/admin/  pids: " + ", ".join(f"{n}={p.pid}" for n, p in children.items())
+            + f"; admin at http://{shown}:{port}/admin/  pids: "
+            + ", ".join(f"{n.split('-')[0]}={p.pid}" for n, p in children.items())
         )
         self.stdout.flush()
 
         exit_code = 0
-        while not stop_requested:
-            for name, child in children.items():
-                code = child.poll()
-                if code is not None:
+        try:
+            while not stop_requested:
+                for name, child in children.items():
+                    code = child.poll()
+                    if code is None:
+                        continue
+                    if name.startswith("web-") and time.monotonic() - started[name] >= RESPAWN_MIN_UPTIME:
+                        self.stderr.write(f"grok2api: {name} (pid {child.pid}) exited with code {code}; starting it again")
+                        _sweep_group(child.pid)
+                        children[name] = spawn(name)
+                        started[name] = time.monotonic()
+                        continue
                     self.stderr.write(f"grok2api: {name} exited with code {code}; stopping")
                     exit_code = code or 1
                     break
-            else:
-                time.sleep(0.2)
-                continue
-            break
-        self.stop(children)
+                else:
+                    time.sleep(0.2)
+                    continue
+                break
+            self.stop(children)
+        finally:
+            for sock in sockets:
+                sock.close()
         return exit_code
 
     def stop(self, children: dict[str, subprocess.Popen]) -> None:
@@ -216,11 +250,47 @@ def _sweep_group(pgid: int, grace: float = 3.0) -> None:
         pass
 
 
+def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
+    """Listening sockets on host:port for `count` uvicorn workers, by position.
+
+    On Linux each worker gets its own socket with SO_REUSEPORT: the kernel picks the socket of each
+    new connection by its address hash, so connections spread evenly over the workers. Elsewhere (no
+    SO_REUSEPORT, or one that does not balance) one socket is shared by all, as uvicorn's --workers
+    does. The sockets stay open here, so a restarted worker takes over its socket's queue.
+    """
+    reuse_port = count > 1 and sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise CommandError(f"--host: cannot resolve {host!r} ({exc})", returncode=2) from None
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count if reuse_port else 1):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", returncode=1) from None
+    return sockets if reuse_port else sockets * count
+
+
+def uvicorn_worker_argv(*, fd: int, level: str) -> list[str]:
+    """One uvicorn worker on the inherited socket `fd` (grok2api/serve_worker.py)."""
+    return [sys.executable, "-m", "grok2api.serve_worker", "--fd", str(fd), "--log-level", level.lower(),
+            *(["--access-log"] if level == "DEBUG" else [])]
+
+
 def server_argv(server: str, *, host: str, port: int, workers: int, level: str) -> list[str]:
-    """The web child's command line. Both servers get the same contract: the lifespan protocol on
-    (start-up warms the snapshots; `lifespan.startup.failed` stops either server, and `serve` with
-    it), uvloop, HTTP/1.1 only, access log at DEBUG only, 10 s for open requests at stop (serve's
-    own grace is 15 s)."""
+    """The web child's command line for a server that runs its own workers (granian), with the
+    contract uvicorn_worker_argv also keeps: the lifespan protocol on (start-up warms the snapshots;
+    `lifespan.startup.failed` stops the server, and `serve` with it), uvloop, HTTP/1.1 only, access
+    log at DEBUG only, 10 s for open requests at stop (serve's own grace is 15 s)."""
     app = "grok2api.asgi:application"
     access = level == "DEBUG"
     if server == "granian":
@@ -232,15 +302,6 @@ def server_argv(server: str, *, host: str, port: int, workers: int, level: str) 
             "--workers-kill-timeout", "10",
             "--log-level", level.lower(), "--access-log" if access else "--no-access-log",
             app,
-        ]
-    if server == "uvicorn":
-        return [
-            sys.executable, "-m", "uvicorn", app,
-            "--host", host, "--port", str(port), "--workers", str(workers),
-            "--loop", "uvloop", "--http", "httptools",
-            "--lifespan", "on", "--timeout-graceful-shutdown", "10",
-            "--log-level", level.lower(),
-            *([] if access else ["--no-access-log"]),
         ]
     raise CommandError(f"--server: expected one of {', '.join(SERVER_IMPLS)}, got {server!r}", returncode=2)
 
