@@ -5,7 +5,9 @@ grok2api/fastlane.py, which calls their Ninja operations without Django's reques
 everything else, three things happen before Channels sees a connection:
 - the `lifespan` scope (sent by uvicorn) is answered here: Channels' ProtocolTypeRouter rejects
   unknown scope types. Startup loads the in-memory snapshots (config, API keys, ...) and the token
-  vocabulary so the first request does not wait for them, and starts the worker's housekeeping
+  vocabulary so the first request does not wait for them, freezes what start-up allocated out of
+  the garbage collector's way and shortens the GIL switch interval (`memory.worker_tune`), and
+  starts the worker's housekeeping
   task (grok2api/memory.py: expired upstream connections, memory given back once idle; it counts
   HTTP requests in flight through `track_requests`, which wraps `application`);
 - each HTTP request gets its thread for sync code from a bounded set of kept threads instead of a
@@ -68,6 +70,7 @@ async def _lifespan(receive, send) -> None:
                 # cold; on startup.failed both servers stop (and `serve` with them).
                 await send({"type": "lifespan.startup.failed", "message": f"grok2api warm-up failed: {exc!r}"})
                 return
+            memory.worker_tune()
             memory.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":

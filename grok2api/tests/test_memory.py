@@ -194,3 +194,50 @@ async def test_the_asgi_application_counts_its_http_requests():
     await application(scope, receive, send)
     assert sent[0]["type"] == "http.response.start" and sent[-1]["type"] == "http.response.body"
     assert (memory.activity.started, memory.activity.finished) == (1, 1)
+
+
+LIFESPAN_PROBE = """
+import asyncio, gc, json, sys
+from grok2api import asgi
+
+async def main():
+    before = {"frozen": gc.get_freeze_count(), "switch": sys.getswitchinterval()}
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent = []
+
+    async def receive():
+        return inbox.pop(0)
+
+    async def send(message):
+        sent.append(message["type"])
+        if message["type"] == "lifespan.startup.complete":
+            before["after_frozen"] = gc.get_freeze_count()
+            before["after_switch"] = sys.getswitchinterval()
+
+    await asgi.application({"type": "lifespan"}, receive, send)
+    before["sent"] = sent
+    print(json.dumps(before))
+
+asyncio.run(main())
+"""
+
+
+def test_worker_start_up_freezes_the_start_up_heap_and_shortens_the_gil_switch_interval(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "LOG_FILE_ENABLED": "false"}
+    env.pop("DATABASE_URL", None)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=Path(__file__).resolve().parents[2],
+                   env=env, check=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", LIFESPAN_PROBE], cwd=Path(__file__).resolve().parents[2],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert out["frozen"] == 0 and out["switch"] == 0.005  # CPython's defaults before
+    assert out["after_frozen"] > 50_000  # Django, the routes, the vocabulary, the snapshots
+    assert out["after_switch"] == memory.GIL_SWITCH_SECONDS
