@@ -379,50 +379,71 @@ def _build_upstream_client(proxy_url: str | None, verify: bool) -> httpx.AsyncCl
     )
 
 
-def _assign_requests_linear(pool) -> list:
-    """httpcore 1.0.9's AsyncConnectionPool._assign_requests_to_connections, in one pass.
+# How often the pool's full tidy-up pass runs (drop closed connections, close expired ones and idle
+# ones above max_keepalive_connections); between passes a request only looks for a connection.
+POOL_TIDY_SECONDS = 0.25
 
-    The original counts the pool for every idle connection (`len([c.is_idle() for c in
-    connections])`, a list of booleans, so it counts every connection): quadratic in the number of
-    connections, it took 42 % of a worker's CPU at 64 concurrent upstream requests (docs/benchmarks.md,
-    lane 2), and above max_keepalive_connections it closed each connection as it turned idle, so
-    none was reused. Here: closed ones are dropped, expired ones closed, idle ones kept up to
-    max_keepalive_connections; then each queued request takes the first available connection, else a
-    new one below max_connections, else the place of an idle one (as the original). Runs under the
-    pool's lock, like the original; returns the connections to close.
+
+def _assign_requests_linear(pool) -> list:
+    """Replaces httpcore 1.0.9's AsyncConnectionPool._assign_requests_to_connections (called under the
+    pool's lock whenever a request starts or ends; returns the connections to close).
+
+    The original tidies the whole pool on every call and counts the pool once per idle connection
+    (`len([c.is_idle() for c in connections])`, a list of booleans, so it counts every connection):
+    quadratic in the connections, it took 42 % of a worker's CPU at 64 concurrent upstream requests
+    (docs/benchmarks.md, lane 2), and above max_keepalive_connections it closed each connection as it
+    turned idle, so none was reused. Here the tidy-up pass (drop closed connections, close expired
+    ones and idle ones beyond max_keepalive_connections, counting idle ones only) runs at most every
+    POOL_TIDY_SECONDS, or when the pool is full; in between, a queued request takes the first
+    available connection that has not expired (one that has is closed on the spot, so a connection
+    the server closed is never handed out), else a new one below max_connections, else the place of
+    an idle one, as the original.
     """
     closing = []
-    kept = []
-    idle_kept = 0
-    for connection in pool._connections:
-        if connection.is_closed():
-            continue
-        if connection.has_expired():
-            closing.append(connection)
-            continue
-        if connection.is_idle():
-            if idle_kept >= pool._max_keepalive_connections:
-                closing.append(connection)
+    connections = pool._connections
+    now = time.monotonic()
+    if now >= getattr(pool, "_tidy_after", 0.0) or len(connections) >= pool._max_connections:
+        pool._tidy_after = now + POOL_TIDY_SECONDS
+        kept = []
+        idle_kept = 0
+        for connection in connections:
+            if connection.is_closed():
                 continue
-            idle_kept += 1
-        kept.append(connection)
-    pool._connections[:] = kept  # in place: upstream_sweep and httpcore hold the same list
-    kept = pool._connections
+            # only an idle connection can expire (keep-alive ran out, or the server closed it:
+            # httpcore's has_expired() is False in every other state), so busy ones skip that check
+            if connection.is_idle():
+                if connection.has_expired() or idle_kept >= pool._max_keepalive_connections:
+                    closing.append(connection)
+                    continue
+                idle_kept += 1
+            kept.append(connection)
+        connections[:] = kept  # in place: upstream_sweep and httpcore hold the same list
 
     for pool_request in pool._requests:
         if not pool_request.is_queued():
             continue
         origin = pool_request.request.url.origin
-        connection = next((c for c in kept if c.can_handle_request(origin) and c.is_available()), None)
+        connection = None
+        expired = []
+        for candidate in connections:
+            if candidate.can_handle_request(origin) and candidate.is_available():
+                if candidate.is_idle() and candidate.has_expired():
+                    expired.append(candidate)
+                    continue
+                connection = candidate
+                break
+        for candidate in expired:
+            connections.remove(candidate)
+            closing.append(candidate)
         if connection is None:
-            if len(kept) >= pool._max_connections:
-                idle = next((c for c in kept if c.is_idle()), None)
+            if len(connections) >= pool._max_connections:
+                idle = next((c for c in connections if c.is_idle()), None)
                 if idle is None:
                     continue  # stays queued until a connection is released
-                kept.remove(idle)
+                connections.remove(idle)
                 closing.append(idle)
             connection = pool.create_connection(origin)
-            kept.append(connection)
+            connections.append(connection)
         pool_request.assign_to_connection(connection)
     return closing
 

@@ -261,6 +261,8 @@ async def test_connections_are_reused_when_more_requests_run_than_keep_alive_slo
 
     await asyncio.gather(*(five_in_a_row() for _ in range(10)))
     assert 10 <= len(made) <= 25, len(made)  # 13-15 measured
+    await asyncio.sleep(transport.POOL_TIDY_SECONDS)
+    assert (await client.get(url)).status_code == 200  # the next request after the interval tidies up
     assert len(_pool(client).connections) <= 8  # idle ones above the keep-alive slots were closed
     assert all(c.is_idle() for c in _pool(client).connections)
 
@@ -275,15 +277,36 @@ async def test_requests_over_max_connections_wait_for_a_free_connection(simulato
     assert len(made) == 2 and len(_pool(client).connections) == 2
 
 
-async def test_a_closed_connection_is_dropped_and_replaced(simulator_server):
+async def test_an_idle_connection_the_server_closed_is_never_handed_out(simulator_server, monkeypatch):
+    monkeypatch.setattr(transport, "POOL_TIDY_SECONDS", 3600.0)  # no tidy-up pass: the pick itself checks
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    url = f"{simulator_server.url}/__sim/knobs"
+    await client.get(url)
+    await client.get(url)  # the first call's tidy-up pass is done; from here on only picks
+    (first,) = _pool(client).connections
+    first._connection._network_stream._transport.abort()  # as a server closing the idle socket would
+    for _ in range(200):  # a bound for a hung test, not a speed check
+        if first.has_expired():
+            break
+        await asyncio.sleep(0.01)
+    assert first.has_expired()
+    assert (await client.get(url)).status_code == 200
+    assert first.is_closed() and first not in _pool(client).connections
+    assert len(_pool(client).connections) == 1
+
+
+async def test_a_closed_connection_is_replaced_and_dropped_at_the_next_tidy_up(simulator_server):
     client = await upstream_client(egress=DIRECT, cfg=make_cfg())
     url = f"{simulator_server.url}/__sim/knobs"
     await client.get(url)
     (first,) = _pool(client).connections
     await first.aclose()
     assert (await client.get(url)).status_code == 200
-    (second,) = _pool(client).connections
-    assert second is not first and not second.is_closed()
+    (second,) = [c for c in _pool(client).connections if not c.is_closed()]
+    assert second is not first
+    await asyncio.sleep(transport.POOL_TIDY_SECONDS)
+    assert (await client.get(url)).status_code == 200
+    assert _pool(client).connections == [second]
 
 
 def test_the_one_pass_assignment_is_installed_on_every_kind_of_pool():
