@@ -486,7 +486,8 @@ async def transport_aclose() -> None:
 
 async def upstream_sweep(*, idle_all: bool = False) -> int:
     """Close the running loop's pooled upstream connections that sit idle past their keep-alive
-    expiry (`idle_all`: every idle one), and drop them from their pools. Returns how many closed.
+    expiry or beyond max_keepalive_connections (`idle_all`: every idle one), and drop them from their
+    pools. Returns how many closed.
 
     httpcore prunes expired connections only when the pool is next used, so after a burst up to
     `max_keepalive_connections` idle sockets per client, each with its parser state and buffers
@@ -505,12 +506,23 @@ async def upstream_sweep(*, idle_all: bool = False) -> int:
         if connections is None:
             continue
         claimed = {id(r.connection) for r in pool._requests if r.connection is not None}  # noqa: SLF001
-        doomed = [
-            c for c in connections
-            if id(c) not in claimed and (c.is_closed() or (c.is_idle() and (idle_all or c.has_expired())))
-        ]
-        for connection in doomed:
-            connections.remove(connection)
+        keep_idle = 0 if idle_all else pool._max_keepalive_connections  # noqa: SLF001
+        doomed = []
+        for c in connections:
+            if id(c) in claimed:
+                continue
+            if c.is_closed():
+                doomed.append(c)
+            elif c.is_idle():
+                # idle beyond the keep-alive slots too: after a burst nothing else tidies the pool
+                # until the next upstream call (_assign_requests_linear)
+                if c.has_expired() or keep_idle <= 0:
+                    doomed.append(c)
+                else:
+                    keep_idle -= 1
+        if doomed:
+            gone = set(map(id, doomed))
+            connections[:] = [c for c in connections if id(c) not in gone]
         for connection in doomed:
             try:
                 await connection.aclose()

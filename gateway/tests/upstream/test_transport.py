@@ -217,6 +217,21 @@ async def test_sweep_closes_connections_whose_keep_alive_expired(simulator_serve
     assert len(_pool(client).connections) == 1 and _pool(client).connections[0] is not conn
 
 
+async def test_sweep_closes_idle_connections_beyond_the_keep_alive_slots(simulator_server, monkeypatch):
+    monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=50, max_keepalive_connections=3))
+    monkeypatch.setattr(transport, "POOL_TIDY_SECONDS", 3600.0)  # only the sweep tidies here
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    url = f"{simulator_server.url}/__sim/knobs"
+    await client.get(url)  # the first call's tidy-up pass
+    opened = [await client.send(client.build_request("GET", url), stream=True) for _ in range(8)]
+    for response in opened:  # a burst of 8 at once, all idle afterwards
+        await response.aread()
+        await response.aclose()
+    assert len(_pool(client).connections) == 8
+    assert await transport.upstream_sweep() == 5
+    assert len(_pool(client).connections) == 3 and all(c.is_idle() for c in _pool(client).connections)
+
+
 async def test_sweep_of_all_idle_connections_spares_one_with_a_response_still_open(simulator_server):
     client = await upstream_client(egress=DIRECT, cfg=make_cfg())
     url = f"{simulator_server.url}/__sim/knobs"
