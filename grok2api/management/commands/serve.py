@@ -16,7 +16,7 @@
 SIGINT (Ctrl-C) or SIGTERM stops every child: SIGTERM to each, a grace period, then SIGKILL;
 then whatever is left in each child's process group (Celery's pool and embedded beat, the server's
 workers) is terminated too. If a child exits on its own, the others are stopped and serve exits
-with a non-zero code. Children also get SIGTERM if serve itself dies (Linux parent-death signal).
+with a non-zero code, except a uvicorn worker that had run RESPAWN_MIN_UPTIME: that one is restarted. Children also get SIGTERM if serve itself dies (Linux parent-death signal).
 """
 from __future__ import annotations
 
