@@ -384,6 +384,32 @@ def _build_upstream_client(proxy_url: str | None, verify: bool) -> httpx.AsyncCl
 POOL_TIDY_SECONDS = 0.25
 
 
+def _pool_tidy(connections: list, *, keep_idle: int, spare: frozenset[int] = frozenset()) -> tuple[list, list, list]:
+    """Sort a pool's connections into (kept, closed, to_close): `closed` are already closed and only
+    leave the list; `to_close` are idle ones past their keep-alive expiry or beyond the first
+    `keep_idle` idle ones. Connections whose id() is in `spare` (handed to a waiting request) are kept
+    as they are. The one classification behind the pool's tidy-up pass and upstream_sweep."""
+    kept: list = []
+    closed: list = []
+    to_close: list = []
+    for connection in connections:
+        if id(connection) in spare:
+            kept.append(connection)
+        elif connection.is_closed():
+            closed.append(connection)
+        elif connection.is_idle():
+            # only an idle connection can expire (keep-alive ran out, or the server closed it:
+            # httpcore's has_expired() is False in every other state), so busy ones skip that check
+            if connection.has_expired() or keep_idle <= 0:
+                to_close.append(connection)
+            else:
+                keep_idle -= 1
+                kept.append(connection)
+        else:
+            kept.append(connection)
+    return kept, closed, to_close
+
+
 def _assign_requests_linear(pool) -> list:
     """Replaces httpcore 1.0.9's AsyncConnectionPool._assign_requests_to_connections (called under the
     pool's lock whenever a request starts or ends; returns the connections to close).
@@ -404,19 +430,7 @@ def _assign_requests_linear(pool) -> list:
     now = time.monotonic()
     if now >= getattr(pool, "_tidy_after", 0.0) or len(connections) >= pool._max_connections:
         pool._tidy_after = now + POOL_TIDY_SECONDS
-        kept = []
-        idle_kept = 0
-        for connection in connections:
-            if connection.is_closed():
-                continue
-            # only an idle connection can expire (keep-alive ran out, or the server closed it:
-            # httpcore's has_expired() is False in every other state), so busy ones skip that check
-            if connection.is_idle():
-                if connection.has_expired() or idle_kept >= pool._max_keepalive_connections:
-                    closing.append(connection)
-                    continue
-                idle_kept += 1
-            kept.append(connection)
+        kept, _closed, closing = _pool_tidy(connections, keep_idle=pool._max_keepalive_connections)
         connections[:] = kept  # in place: upstream_sweep and httpcore hold the same list
 
     for pool_request in pool._requests:
@@ -505,24 +519,14 @@ async def upstream_sweep(*, idle_all: bool = False) -> int:
         connections = getattr(pool, "_connections", None)
         if connections is None:
             continue
-        claimed = {id(r.connection) for r in pool._requests if r.connection is not None}  # noqa: SLF001
+        claimed = frozenset(id(r.connection) for r in pool._requests if r.connection is not None)  # noqa: SLF001
+        # idle beyond the keep-alive slots too: after a burst nothing else tidies the pool until the
+        # next upstream call (_assign_requests_linear)
         keep_idle = 0 if idle_all else pool._max_keepalive_connections  # noqa: SLF001
-        doomed = []
-        for c in connections:
-            if id(c) in claimed:
-                continue
-            if c.is_closed():
-                doomed.append(c)
-            elif c.is_idle():
-                # idle beyond the keep-alive slots too: after a burst nothing else tidies the pool
-                # until the next upstream call (_assign_requests_linear)
-                if c.has_expired() or keep_idle <= 0:
-                    doomed.append(c)
-                else:
-                    keep_idle -= 1
+        kept, gone, to_close = _pool_tidy(connections, keep_idle=keep_idle, spare=claimed)
+        doomed = gone + to_close
         if doomed:
-            gone = set(map(id, doomed))
-            connections[:] = [c for c in connections if id(c) not in gone]
+            connections[:] = kept
         for connection in doomed:
             try:
                 await connection.aclose()
