@@ -1,12 +1,10 @@
-"""aionet.py: the asyncio network backend under the upstream httpx clients — keep-alive reuse, a
-server closing an idle connection, timeouts, connect failures, TLS, write coalescing, read
-backpressure and EOF, all on real sockets on 127.0.0.1 (plain asyncio servers in this file)."""
+"""aionet.py: the asyncio network backend under httpx's own upstream transport (proxied egress, and
+UPSTREAM_HTTP=httpx) — keep-alive reuse, a server closing an idle connection, timeouts, connect
+failures, TLS, write coalescing, read backpressure and EOF, all on real sockets on 127.0.0.1
+(gateway/tests/upstream/rawservers.py)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
-import ipaddress
 import os
 import socket
 import ssl
@@ -14,42 +12,14 @@ import ssl
 import httpcore
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from gateway.tests.upstream.rawservers import eventually, never_answer, self_signed_tls, serve
 from gateway.upstream import aionet
 from gateway.upstream.aionet import AsyncioBackend, AsyncioStream
 from gateway.upstream.transport import _build_upstream_client
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-
-
-@contextlib.asynccontextmanager
-async def serve(handle, ssl_ctx: ssl.SSLContext | None = None):
-    """Run `handle(reader, writer)` per accepted connection; yields (port, accepted writers)."""
-    accepted: list[asyncio.StreamWriter] = []
-    tasks: set[asyncio.Task] = set()
-
-    async def on_connection(reader, writer):
-        accepted.append(writer)
-        tasks.add(asyncio.current_task())
-        try:
-            await handle(reader, writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(on_connection, "127.0.0.1", 0, ssl=ssl_ctx)
-    try:
-        yield server.sockets[0].getsockname()[1], accepted
-    finally:
-        server.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
 
 
 def http_ok(*, close_when: asyncio.Event | None = None, seen: list | None = None):
@@ -71,18 +41,6 @@ def http_ok(*, close_when: asyncio.Event | None = None, seen: list | None = None
     return handle
 
 
-async def never_answer(reader, writer):
-    await reader.read()  # until the client gives up and closes
-
-
-async def eventually(condition, what: str) -> None:
-    for _ in range(500):  # a bound for a hung test, not a speed check
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"never happened: {what}")
-
-
 def pooled_streams(client: httpx.AsyncClient) -> list:
     return [conn._connection._network_stream for conn in client._transport._pool.connections]
 
@@ -98,25 +56,7 @@ async def read_exactly(stream, size: int) -> bytes:
 
 @pytest.fixture
 def tls(tmp_path):
-    """A self-signed certificate for 127.0.0.1 (IP SAN): (its PEM path, a server context using it)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(certfile, keyfile)
-    return str(certfile), server_ctx
+    return self_signed_tls(tmp_path)
 
 
 class Opened:
@@ -126,7 +66,7 @@ class Opened:
         self.closers: list = []
 
     def client(self, verify: bool = True) -> httpx.AsyncClient:
-        client = _build_upstream_client(None, verify)
+        client = _build_upstream_client(None, verify, impl="httpx")
         self.closers.append(client.aclose)
         return client
 
