@@ -53,14 +53,14 @@ async def _drive(args, gw, sim) -> None:
     await warm(t, "Warm up #sim:len=8")
     b = body_for(t, f"Profile #sim:len={args.tokens}", stream=args.stream)
     pids = worker_pids(gw.pid)
-    cpu0 = cpu_ticks(pids)
+    cpu0, sim0 = cpu_ticks(pids), cpu_ticks([sim.pid])
     r = await closed_loop(t, concurrency=args.concurrency, duration=args.seconds, body=lambda s: b, stream=args.stream,
                           warmup=0.0)
-    cpu = cpu_ticks(pids) - cpu0
+    cpu, sim_cpu = cpu_ticks(pids) - cpu0, cpu_ticks([sim.pid]) - sim0
     n = r.ok + r.errors
     print(f"load ({args.server}, {'streamed' if args.stream else 'non-streamed'}, {args.concurrency} clients): "
           f"{r.rps:.1f} req/s, p50 {r.p50 * 1000:.2f} ms, p99 {r.p99 * 1000:.2f} ms, errors {r.errors}, "
-          f"worker CPU {cpu / max(1, n) * 1000:.3f} ms/request")
+          f"worker CPU {cpu / max(1, n) * 1000:.3f} ms/request, simulator CPU {sim_cpu / max(1, n) * 1000:.3f} ms/request")
 
 
 def main() -> int:
@@ -69,6 +69,8 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--pace", type=float, default=0.0, help="simulator pace (bench.run's lane 2 uses ~0.028: 20 ms per answer)")
+    ap.add_argument("--spy-simulator", action="store_true", help="sample the simulator process instead of the worker")
     ap.add_argument("--top", type=int, default=45)
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--out", default="")
@@ -93,7 +95,8 @@ def main() -> int:
     try:
         env = procs.prepare_gateway(out / "gateway", sim, n_accounts=20)
         gw = procs.start_gateway(out / "gateway", env, workers=1, server=args.server)
-        worker = procs.worker_pids(gw.pid)[0]
+        worker = sim.pid if args.spy_simulator else procs.worker_pids(gw.pid)[0]
+        procs.sim_pace(sim, args.pace)
         if args.no_spy:
             asyncio.run(_drive(args, gw, sim))
             return 0

@@ -48,6 +48,7 @@ import httpx
 
 from gateway.errors import GatewayError
 from gateway.upstream.aionet import AsyncioBackend
+from gateway.upstream.fasth1 import FastH1Transport, ssl_context
 from grok2api.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
@@ -354,7 +355,24 @@ def _skip_verify(cfg: Any | None) -> bool:
         return False
 
 
-def _build_upstream_client(proxy_url: str | None, verify: bool) -> httpx.AsyncClient:
+def _upstream_http() -> str:
+    from django.conf import settings
+
+    return getattr(settings, "UPSTREAM_HTTP", "fast")
+
+
+def _build_upstream_client(proxy_url: str | None, verify: bool, *, impl: str | None = None) -> httpx.AsyncClient:
+    """Direct egress: gateway/upstream/fasth1.py (UPSTREAM_HTTP=fast, the default) or httpx's own
+    transport (UPSTREAM_HTTP=httpx, which also speaks HTTP/2 to a TLS origin). Proxied egress: httpx's
+    transport (HTTP CONNECT / SOCKS)."""
+    if proxy_url is None and (impl or _upstream_http()) == "fast":
+        return httpx.AsyncClient(
+            transport=FastH1Transport(ssl_context=ssl_context(verify=verify), limits=UPSTREAM_LIMITS),
+            timeout=DEFAULT_TIMEOUT,
+            follow_redirects=False,
+            trust_env=False,
+            cookies=_NoCookieJar(),
+        )
     if proxy_url and proxy_url.startswith("socks4"):
         raise EgressConfigError(
             f"SOCKS4 proxy {proxy_label(proxy_url)} is not supported by the HTTP client; use an http(s) or socks5 proxy."
@@ -486,7 +504,9 @@ def _pooled(key: tuple, factory: Callable[[], httpx.AsyncClient]) -> httpx.Async
 async def upstream_client(*, egress: Egress, cfg: Any | None = None) -> httpx.AsyncClient:
     """The pooled upstream client for `egress` on the running loop (built on first use, ~40 ms)."""
     verify = not _skip_verify(cfg)
-    return _pooled(("upstream", egress.proxy_url, verify), lambda: _build_upstream_client(egress.proxy_url, verify))
+    impl = _upstream_http()
+    return _pooled(("upstream", egress.proxy_url, verify, impl),
+                   lambda: _build_upstream_client(egress.proxy_url, verify, impl=impl))
 
 
 async def transport_aclose() -> None:
@@ -514,6 +534,10 @@ async def upstream_sweep(*, idle_all: bool = False) -> int:
         clients = list(_clients.get(loop, {}).values())
     closed = 0
     for client in clients:
+        fast = getattr(client, "_transport", None)
+        if isinstance(fast, FastH1Transport):
+            closed += fast.sweep(idle_all=idle_all)
+            continue
         # httpx 0.28 / httpcore 1.0 (pinned): the transport's httpcore pool, as in _build_upstream_client
         pool = getattr(getattr(client, "_transport", None), "_pool", None)
         connections = getattr(pool, "_connections", None)

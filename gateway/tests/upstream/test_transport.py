@@ -186,11 +186,18 @@ async def test_websocket_over_socks_without_python_socks_is_a_clear_error():
 # idle connection sweep (a real socket to the simulator)
 
 
+@pytest.fixture
+def httpx_transport(settings):
+    """Direct egress on httpx's own transport (UPSTREAM_HTTP=httpx): these tests look inside its
+    httpcore pool (the one-pass assignment, which proxied egress uses too)."""
+    settings.UPSTREAM_HTTP = "httpx"
+
+
 def _pool(client: httpx.AsyncClient):
     return client._transport._pool
 
 
-async def test_sweep_keeps_an_idle_connection_whose_keep_alive_has_not_expired(simulator_server):
+async def test_sweep_keeps_an_idle_connection_whose_keep_alive_has_not_expired(httpx_transport, simulator_server):
     client = await upstream_client(egress=DIRECT, cfg=make_cfg())
     assert (await client.get(f"{simulator_server.url}/__sim/knobs")).status_code == 200
     (conn,) = _pool(client).connections
@@ -201,7 +208,7 @@ async def test_sweep_keeps_an_idle_connection_whose_keep_alive_has_not_expired(s
     assert _pool(client).connections == [conn]  # and it is still reused
 
 
-async def test_sweep_closes_connections_whose_keep_alive_expired(simulator_server, monkeypatch):
+async def test_sweep_closes_connections_whose_keep_alive_expired(httpx_transport, simulator_server, monkeypatch):
     monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=8, keepalive_expiry=0.2))
     client = await upstream_client(egress=DIRECT, cfg=make_cfg())
     await client.get(f"{simulator_server.url}/__sim/knobs")
@@ -217,7 +224,7 @@ async def test_sweep_closes_connections_whose_keep_alive_expired(simulator_serve
     assert len(_pool(client).connections) == 1 and _pool(client).connections[0] is not conn
 
 
-async def test_sweep_closes_idle_connections_beyond_the_keep_alive_slots(simulator_server, monkeypatch):
+async def test_sweep_closes_idle_connections_beyond_the_keep_alive_slots(httpx_transport, simulator_server, monkeypatch):
     monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=50, max_keepalive_connections=3))
     monkeypatch.setattr(transport, "POOL_TIDY_SECONDS", 3600.0)  # only the sweep tidies here
     client = await upstream_client(egress=DIRECT, cfg=make_cfg())
@@ -232,7 +239,7 @@ async def test_sweep_closes_idle_connections_beyond_the_keep_alive_slots(simulat
     assert len(_pool(client).connections) == 3 and all(c.is_idle() for c in _pool(client).connections)
 
 
-async def test_sweep_of_all_idle_connections_spares_one_with_a_response_still_open(simulator_server):
+async def test_sweep_of_all_idle_connections_spares_one_with_a_response_still_open(httpx_transport, simulator_server):
     client = await upstream_client(egress=DIRECT, cfg=make_cfg())
     url = f"{simulator_server.url}/__sim/knobs"
     open_response = await client.send(client.build_request("GET", url), stream=True)  # body not read yet
@@ -261,7 +268,7 @@ def _count_new_connections(pool) -> list:
     return made
 
 
-async def test_connections_are_reused_when_more_requests_run_than_keep_alive_slots(simulator_server, monkeypatch):
+async def test_connections_are_reused_when_more_requests_run_than_keep_alive_slots(httpx_transport, simulator_server, monkeypatch):
     # httpcore 1.0.9 itself closed every connection that turned idle while the pool held more than
     # max_keepalive_connections in total: 10 clients with 8 keep-alive slots opened 50 connections
     # for 50 requests (measured); here a connection is reused unless 8 others are idle at that moment
@@ -282,7 +289,7 @@ async def test_connections_are_reused_when_more_requests_run_than_keep_alive_slo
     assert all(c.is_idle() for c in _pool(client).connections)
 
 
-async def test_requests_over_max_connections_wait_for_a_free_connection(simulator_server, monkeypatch):
+async def test_requests_over_max_connections_wait_for_a_free_connection(httpx_transport, simulator_server, monkeypatch):
     monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=2, max_keepalive_connections=2))
     client = await upstream_client(egress=DIRECT, cfg=make_cfg())
     made = _count_new_connections(_pool(client))
@@ -292,7 +299,7 @@ async def test_requests_over_max_connections_wait_for_a_free_connection(simulato
     assert len(made) == 2 and len(_pool(client).connections) == 2
 
 
-async def test_an_idle_connection_the_server_closed_is_never_handed_out(simulator_server, monkeypatch):
+async def test_an_idle_connection_the_server_closed_is_never_handed_out(httpx_transport, simulator_server, monkeypatch):
     monkeypatch.setattr(transport, "POOL_TIDY_SECONDS", 3600.0)  # no tidy-up pass: the pick itself checks
     client = await upstream_client(egress=DIRECT, cfg=make_cfg())
     url = f"{simulator_server.url}/__sim/knobs"
@@ -310,7 +317,7 @@ async def test_an_idle_connection_the_server_closed_is_never_handed_out(simulato
     assert len(_pool(client).connections) == 1
 
 
-async def test_a_closed_connection_is_replaced_and_dropped_at_the_next_tidy_up(simulator_server):
+async def test_a_closed_connection_is_replaced_and_dropped_at_the_next_tidy_up(httpx_transport, simulator_server):
     client = await upstream_client(egress=DIRECT, cfg=make_cfg())
     url = f"{simulator_server.url}/__sim/knobs"
     await client.get(url)
@@ -326,7 +333,7 @@ async def test_a_closed_connection_is_replaced_and_dropped_at_the_next_tidy_up(s
 
 def test_the_one_pass_assignment_is_installed_on_every_kind_of_pool():
     for proxy in (None, "http://127.0.0.1:9", "socks5://127.0.0.1:9"):
-        pool = transport._build_upstream_client(proxy, True)._transport._pool
+        pool = transport._build_upstream_client(proxy, True, impl="httpx")._transport._pool
         assert pool._assign_requests_to_connections.__func__ is transport._assign_requests_linear, proxy
 
 
