@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,14 @@ MODE_META = {
 
 class Drop(Exception):
     """Raised inside a body iterator to abort the connection without finishing the response."""
+
+
+_COMMON_RECORDS: dict[str, dict] = {}  # model -> ChatContext.common_record's template
+
+
+@functools.lru_cache(maxsize=32)
+def _model_hash(mode: str) -> str:
+    return base64.b64encode(hashlib.sha256(f"llm|{mode}".encode()).digest()).decode()
 
 
 @dataclass
@@ -169,19 +178,29 @@ class ChatContext:
         return self.sim.iso(self.sim.now() + offset)
 
     def common_record(self) -> dict:
+        """The fields every response record carries (a fresh top-level dict; the empty lists inside
+        are shared between records, which are serialized as they are and never changed in place)."""
+        model = MODE_META.get(self.mode, MODE_META["auto"])[0]
+        template = _COMMON_RECORDS.get(model)
+        if template is None:
+            template = _COMMON_RECORDS[model] = self._common_record(model)
+        return dict(template)
+
+    @staticmethod
+    def _common_record(model: str) -> dict:
         return {
             "manual": False, "partial": False, "shared": False, "query": "", "queryType": "",
             "webSearchResults": [], "xpostIds": [], "xposts": [], "generatedImageUrls": [],
             "imageAttachments": [], "fileAttachments": [], "cardAttachmentsJson": [], "fileUris": [],
             "fileAttachmentsMetadata": [], "isControl": False, "steps": [], "imageEditUris": [],
             "mediaTypes": [], "webpageUrls": [], "metadata": {}, "citedWebSearchResults": [],
-            "toolResponses": [], "model": MODE_META.get(self.mode, MODE_META["auto"])[0], "ragResults": [],
+            "toolResponses": [], "model": model, "ragResults": [],
             "citedRagResults": [], "searchProductResults": [], "connectorSearchResults": [],
             "collectionSearchResults": [], "highlightsStories": [], "streamErrors": [],
         }
 
     def model_hash(self) -> str:
-        return base64.b64encode(hashlib.sha256(f"llm|{self.mode}".encode()).digest()).decode()
+        return _model_hash(self.mode)
 
     def model_response(self, *, message: str | None = None, errors: list | None = None, **extra: Any) -> dict:
         model, mode_enum, effort = MODE_META.get(self.mode, MODE_META["auto"])
