@@ -2,8 +2,10 @@
 
 What it speaks:
 - Upstream HTTP (grok.com roles, spec §2): one pooled `httpx.AsyncClient` per (egress proxy,
-  TLS-verify flag, running event loop). HTTP/2 is offered (h2) and used where the origin
-  negotiates it; redirects are never followed implicitly; environment proxies are ignored
+  TLS-verify flag, UPSTREAM_HTTP, running event loop). Direct egress runs on
+  gateway/upstream/fasth1.py (HTTP/1.1, httptools' C parser; UPSTREAM_HTTP=fast, the default);
+  proxied egress and UPSTREAM_HTTP=httpx on httpx's own transport, which offers HTTP/2 (h2) and
+  uses it where the origin negotiates it; redirects are never followed implicitly; environment proxies are ignored
   (`trust_env=False`) so only the configured egress is used; the client's cookie jar is disabled,
   so a `Set-Cookie` from one host can never ride along to another. Credentials are per-request
   headers chosen by gateway/upstream/client.py.
@@ -545,6 +547,7 @@ async def upstream_sweep(*, idle_all: bool = False) -> int:
     (and the context of the request that opened it), stayed open until the next upstream call.
     Called periodically by grok2api.memory. A connection already handed to a waiting request is
     never touched; one closed anyway in a race is retried on a new connection by httpcore.
+    fasth1 pools (direct egress) are swept by their own `sweep()`: only idle connections are there.
     """
     loop = asyncio.get_running_loop()
     with _clients_lock:
