@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 
 import httpx
 import pytest
@@ -337,3 +338,13 @@ async def test_https_works_without_verification_and_fails_verification_of_a_self
         async with client_for(verify=True) as client:
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await client.get(f"https://127.0.0.1:{port}/")
+
+
+async def test_https_verified_by_a_trusting_context_reuses_its_connection(tmp_path):
+    certfile, server_ctx = self_signed_tls(tmp_path)
+    trusting = ssl.create_default_context(cafile=certfile)
+    async with serve(answering(OK, OK), server_ctx) as (port, accepted):
+        client = httpx.AsyncClient(transport=FastH1Transport(ssl_context=trusting, limits=httpx.Limits()), timeout=5)
+        async with client:
+            assert [(await client.get(f"https://127.0.0.1:{port}/")).text for _ in range(2)] == ["ok", "ok"]
+            assert len(accepted) == 1
