@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import sys
 import weakref
 
 import pytest
+from django.conf import settings
 
 from grok2api import memory
 
@@ -241,3 +244,46 @@ def test_worker_start_up_freezes_the_start_up_heap_and_shortens_the_gil_switch_i
     assert out["frozen"] == 0 and out["switch"] == 0.005  # CPython's defaults before
     assert out["after_frozen"] > 50_000  # Django, the routes, the vocabulary, the snapshots
     assert out["after_switch"] == memory.GIL_SWITCH_SECONDS
+
+
+_TCACHE_CHILD = r"""
+import ctypes, json, threading
+from grok2api import memory
+
+mallctl = ctypes.CDLL(None).mallctl
+mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+
+def cached_bytes():  # bytes held in the thread caches of all threads
+    epoch, size, value = ctypes.c_uint64(1), ctypes.c_size_t(8), ctypes.c_size_t(0)
+    mallctl(b"epoch", None, None, ctypes.byref(epoch), 8)
+    assert mallctl(b"stats.arenas.4096.tcache_bytes", ctypes.byref(value), ctypes.byref(size), None, 0) == 0
+    return value.value
+
+seen = {}
+def writer():  # as a background writer: a batch of small objects, freed, then the flush
+    batch = [bytes(100 + i % 200) for i in range(200000)]
+    del batch
+    seen["before"] = cached_bytes()
+    memory.thread_cache_flush()
+    seen["after"] = cached_bytes()
+
+thread = threading.Thread(target=writer)
+thread.start()
+thread.join()
+print(json.dumps(seen))
+"""
+
+
+def test_a_thread_hands_its_cache_of_freed_objects_back_to_jemalloc():
+    import ctypes.util
+    import json
+    import subprocess
+
+    lib = ctypes.util.find_library("jemalloc")
+    if not lib:
+        pytest.skip("libjemalloc is not installed")
+    env = {**os.environ, "LD_PRELOAD": lib, "PYTHONMALLOC": "malloc", "PYTHONPATH": str(settings.BASE_DIR)}
+    done = subprocess.run([sys.executable, "-c", _TCACHE_CHILD], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["before"] - seen["after"] > 50_000, seen  # the writer thread's cache (~120 kB) went back
