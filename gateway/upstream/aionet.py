@@ -33,7 +33,10 @@ import httpcore
 READ_BUFFER_HIGH = 1 << 20  # pause the socket when this much waits unread (a slow consumer)
 
 
-class _Protocol(asyncio.Protocol):
+class ByteProtocol(asyncio.Protocol):
+    """Received bytes queued for one reader (woken by a future), EOF and errors kept, writing paused
+    while the transport asks; also the base of gateway/upstream/fasth1.py's connections."""
+
     __slots__ = ("transport", "chunks", "buffered", "eof", "error", "reader", "writable", "paused_reading")
 
     def __init__(self) -> None:
@@ -50,12 +53,16 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.buffer(data)
+        self._wake_reader()
+
+    def buffer(self, data: bytes) -> None:
+        """Queue received bytes for the reader; pause the socket while too much waits unread."""
         self.chunks.append(data)
         self.buffered += len(data)
         if self.buffered > READ_BUFFER_HIGH and not self.paused_reading and self.transport is not None:
             self.paused_reading = True
             self.transport.pause_reading()
-        self._wake_reader()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -86,9 +93,10 @@ class _Protocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def take(self, max_bytes: int) -> bytes:
+    def take(self, max_bytes: int | None = None) -> bytes:
+        """The oldest queued bytes (at most `max_bytes` of them); reading resumes once drained."""
         chunk = self.chunks.popleft()
-        if len(chunk) > max_bytes:
+        if max_bytes is not None and len(chunk) > max_bytes:
             chunk, rest = chunk[:max_bytes], chunk[max_bytes:]
             self.chunks.appendleft(rest)
         self.buffered -= len(chunk)
@@ -104,7 +112,7 @@ def _expire(waiter: asyncio.Future, exc_type: type[Exception]) -> None:
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
-    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+    def __init__(self, transport: asyncio.Transport, protocol: ByteProtocol) -> None:
         self._transport = transport
         self._protocol = protocol
         self._loop = asyncio.get_running_loop()
@@ -218,7 +226,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local = (local_address, 0) if local_address else None
         try:
             async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(_Protocol, host, port, local_addr=local)
+                transport, protocol = await loop.create_connection(ByteProtocol, host, port, local_addr=local)
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from exc
         except OSError as exc:
@@ -235,7 +243,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_Protocol, path)
+                transport, protocol = await loop.create_unix_connection(ByteProtocol, path)
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"connecting to {path} timed out") from exc
         except OSError as exc:

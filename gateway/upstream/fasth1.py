@@ -32,27 +32,22 @@ from typing import Any
 import httptools
 import httpx
 
-READ_BUFFER_HIGH = 1 << 20  # pause the socket when this much body waits unread (a slow consumer)
+from gateway.upstream.aionet import ByteProtocol
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection and the response being read on it."""
+class _Connection(ByteProtocol):
+    """One TCP (or TLS) connection and the response being read on it. The byte-level parts (wakers,
+    EOF and loss, write pausing, read backpressure) are aionet's protocol; here the received bytes go
+    through llhttp and only the response body is queued for the reader."""
 
-    __slots__ = ("origin", "transport", "parser", "status", "reason", "headers", "head_done", "complete",
-                 "keep_alive", "chunks", "buffered", "eof", "error", "waiter", "writable", "paused",
-                 "idle_since", "got_bytes", "delimited", "interim")
+    __slots__ = ("origin", "parser", "status", "reason", "headers", "head_done", "complete", "keep_alive",
+                 "idle_since", "delimited", "interim")
 
     def __init__(self, origin: tuple) -> None:
+        super().__init__()
         self.origin = origin
-        self.transport: asyncio.Transport | None = None
-        self.chunks: collections.deque[bytes] = collections.deque()
-        self.buffered = 0
-        self.eof = False
-        self.error: BaseException | None = None
-        self.waiter: asyncio.Future | None = None
-        self.writable: asyncio.Future | None = None
-        self.paused = False
         self.idle_since = 0.0
         self._reset()
 
@@ -61,8 +56,8 @@ class _Connection(asyncio.Protocol):
         the message ended, e.g. past the part it needed) goes with the old one."""
         self.chunks.clear()
         self.buffered = 0
-        if self.paused and self.transport is not None:
-            self.paused = False
+        if self.paused_reading and self.transport is not None:
+            self.paused_reading = False
             self.transport.resume_reading()
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
@@ -71,22 +66,17 @@ class _Connection(asyncio.Protocol):
         self.head_done = False
         self.complete = False
         self.keep_alive = True
-        self.got_bytes = False
         self.interim = False
         self.delimited = False  # Content-Length or chunked: EOF before the end is a truncation
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
     def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
         if self.complete or self.idle_since:
             # bytes while no response is expected: the server broke the exchange; never reuse
             self.keep_alive = False
             self.error = self.error or httpx.RemoteProtocolError("upstream sent data outside a response")
-            self._wake()
+            self._wake_reader()
             return
         try:
             self.parser.feed_data(data)
@@ -95,30 +85,7 @@ class _Connection(asyncio.Protocol):
             self.keep_alive = False
             if self.transport is not None:
                 self.transport.close()
-        self._wake()
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        self._wake()
-        return False  # close our side too: HTTP never half-closes
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.eof = True
-        if exc is not None and self.error is None:
-            self.error = exc
-        self._wake()
-        waiter, self.writable = self.writable, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def pause_writing(self) -> None:
-        if self.writable is None or self.writable.done():
-            self.writable = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        waiter, self.writable = self.writable, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake_reader()
 
     # -- httptools callbacks -------------------------------------------------------------------
 
@@ -145,11 +112,7 @@ class _Connection(asyncio.Protocol):
         self.head_done = True
 
     def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
-        self.buffered += len(body)
-        if self.buffered > READ_BUFFER_HIGH and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
+        self.buffer(body)
 
     def on_message_complete(self) -> None:
         if self.interim:
@@ -159,31 +122,18 @@ class _Connection(asyncio.Protocol):
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _wake(self) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def take(self) -> bytes:
-        chunk = self.chunks.popleft()
-        self.buffered -= len(chunk)
-        if self.paused and self.buffered <= READ_BUFFER_HIGH // 4 and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return chunk
-
     async def wait(self, timeout: float | None) -> None:
         """Until something arrives (bytes, EOF, an error); httpx.ReadTimeout after `timeout`."""
         loop = asyncio.get_running_loop()
-        waiter = self.waiter = loop.create_future()
+        waiter = self.reader = loop.create_future()
         timer = loop.call_later(timeout, _expire, waiter) if timeout is not None else None
         try:
             await waiter
         finally:
             if timer is not None:
                 timer.cancel()
-            if self.waiter is waiter:
-                self.waiter = None
+            if self.reader is waiter:
+                self.reader = None
 
     @property
     def usable(self) -> bool:
