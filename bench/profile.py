@@ -1,13 +1,14 @@
 """Profile one gateway worker under load with py-spy (a dev tool, pinned in requirements-dev.txt).
 
     python -m bench.profile [--stream] [--concurrency 4] [--seconds 10] [--top 40] [--out DIR]
-                            [--server uvicorn|granian] [--no-spy]
+                            [--server uvicorn|granian] [--pace 0] [--no-spy] [--spy-simulator]
 
-Starts the simulator (pace 0) and grok2api with ONE worker of `--server` (default SERVER_IMPL; its
-own DATA_DIR, like bench.run),
-drives closed-loop load at it while `py-spy record --format raw` samples the worker, then prints
-the functions with the most samples, inclusive ("total") and exclusive ("self"). The collapsed
-stacks are kept in `<out>/profile.txt` (load into speedscope or flamegraph.pl).
+Starts the simulator (`--pace`, default 0; ~0.028 gives bench.run's 20 ms of upstream delay) and
+grok2api with ONE worker of `--server` (default SERVER_IMPL; its own DATA_DIR, like bench.run),
+drives closed-loop load at it while `py-spy record --format raw` samples the worker (or the
+simulator, `--spy-simulator`), then prints the functions with the most samples, inclusive ("total")
+and exclusive ("self"). The load line gives req/s, latency and the worker's and the simulator's
+CPU per request. The collapsed stacks are kept in `<out>/profile.txt` (speedscope, flamegraph.pl).
 """
 from __future__ import annotations
 
