@@ -33,10 +33,10 @@ from media.tests.e2e import tiny_png
 pytestmark = pytest.mark.django_db(transaction=True)
 
 API_KEY = "sk-test-tiers-day"
+# The README's demo accounts ("Try it without an account") plus one more account per tier.
 TRUE_TIERS = {
-    "sim-basic-day1": "basic", "sim-basic-day2": "basic",
-    "sim-super-day1": "super", "sim-super-day2": "super",
-    "sim-heavy-day1": "heavy", "sim-heavy-day2": "heavy",
+    "sim-super-demo1": "super", "sim-basic-demo2": "basic", "sim-heavy-demo3": "heavy",
+    "sim-basic-day1": "basic", "sim-super-day1": "super", "sim-heavy-day1": "heavy",
 }
 CHAT_MODELS = [m.id for m in MODELS if m.capability == "chat"]
 ROUNDS = 6
@@ -122,6 +122,9 @@ def _round_plan(rng: random.Random) -> list[tuple[str, str]]:
 
 def test_tiers_stay_right_through_a_day_of_mixed_traffic_429s_and_window_resets(day, tmp_path):
     sim, gateway = day
+    demo = io.StringIO()
+    call_command("grok_simulator", "--print-tokens", stdout=demo)
+    assert demo.getvalue().split() == list(TRUE_TIERS)[:3]
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("\n".join(TRUE_TIERS) + "\n")
     out = io.StringIO()
@@ -142,7 +145,7 @@ def test_tiers_stay_right_through_a_day_of_mixed_traffic_429s_and_window_resets(
         if round_ == 1:  # one super account's expert window runs out after three more uses
             sim.sim.set_quota("sim-super-day1", "expert", remaining=3)
         if round_ == 2:  # heavy mode exhausted on both heavy accounts
-            for token in ("sim-heavy-day1", "sim-heavy-day2"):
+            for token in ("sim-heavy-day1", "sim-heavy-demo3"):
                 sim.sim.set_quota(token, "heavy", remaining=0)
         if round_ == 3:  # one basic account's fast window is spent
             sim.sim.set_quota("sim-basic-day1", "fast", remaining=0)
