@@ -277,7 +277,7 @@ class AccountAdmin(admin.ModelAdmin):
             return
         from accounts.quota import quota_refresh as refresh
 
-        for r in refresh(account_ids=ids):
+        for r in refresh(account_ids=ids, trigger=f"admin action 'Refresh quota now' by {request.user}"):
             level = messages.SUCCESS if r.ok else messages.WARNING
             self.message_user(request, f"#{r.account_id} ••••{r.last4} [{r.pool}]: {r.message}", level)
 

@@ -15,7 +15,7 @@ failed updates the windows it saw and leaves the tier alone: a single `expert` w
 about the account's `auto` window, and reading its absence as "basic" demoted paid accounts under
 traffic. On a full probe: any heavy total > 0 → heavy; else the lowest of the votes auto.total
 (7/20 → basic, 50 → super, 150 → heavy; no auto window votes basic) and fast.total (30 → basic,
-140 → super, 400 → heavy); unknown numbers do not vote (docs/pool.md). The pool is only
+140 → super, 400 → heavy); unknown numbers do not vote (docs/upstream-protocol.md §9.2, docs/pool.md). The pool is only
 re-classified for accounts whose pool came from detection (`pool_detected`) — an operator's
 explicit pool choice stands. Every change is recorded as a TierChange row (old → new, when, why).
 
@@ -310,8 +310,7 @@ def quota_refresh(
     """Probe and store quotas. Without arguments: every manageable (active/cooling) account.
 
     Explicit account ids also re-probe expired accounts: an expired account whose probe succeeds
-    is active again (the operator re-checked it). `trigger` names the caller in the tier history;
-    by default it is derived from the arguments (the Celery task passes none)."""
+    is active again (the operator re-checked it). `trigger` names the caller in the tier history."""
     qs = Account.objects.filter(deleted_at__isnull=True)
     explicit = account_ids is not None
     if explicit:
@@ -334,12 +333,14 @@ def quota_refresh(
     probes = _run(main())
     close_old_connections()
     if not trigger:
+        # The Celery task names no trigger: beat passes a pool, the after-use probe account ids,
+        # the on-demand refresh (after a 429 / when no account qualifies) nothing.
         if pool:
             trigger = f"scheduled refresh of pool {pool}"
         elif explicit:
             trigger = "refresh of selected accounts"
         else:
-            trigger = "refresh of all accounts (on demand or by hand)"
+            trigger = "on-demand refresh of all accounts"
     results = [_store(account_id=a.id, probe=probe, explicit=explicit, trigger=trigger) for a, probe in zip(accounts, probes)]
     with transaction.atomic():
         stamp_bump("accounts")

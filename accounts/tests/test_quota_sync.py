@@ -69,7 +69,7 @@ def test_a_detected_pool_is_reclassified_by_a_later_sync_but_an_explicit_one_is_
     assert Account.objects.get(id=explicit.id).pool == "basic"
     [change] = TierChange.objects.all()
     assert (change.account_id, change.old, change.new) == (detected.id, "basic", "super")
-    assert change.reason == "refresh of all accounts (on demand or by hand): auto 50/50, fast 140/140, heavy none"
+    assert change.reason == "on-demand refresh of all accounts: auto 50/50, fast 140/140, heavy none"
 
 
 @pytest.mark.parametrize("token,pool,mode", [
@@ -137,6 +137,17 @@ def test_refresh_quotas_command_reports_each_account(upstream, make_account):
     out = io.StringIO()
     call_command("refresh_quotas", "--pool", "basic", stdout=out)
     assert "0 account(s) probed" in out.getvalue()
+
+
+def test_refresh_quotas_names_itself_in_the_tier_history(upstream, make_account):
+    a = make_account("sim-basic-cmd2", pool="basic", pool_detected=True)
+    upstream.sim.set_tier("sim-basic-cmd2", "heavy")
+    call_command("refresh_quotas", "--mode", "fast", stdout=io.StringIO())  # partial: no change
+    assert Account.objects.get(id=a.id).pool == "basic"
+    call_command("refresh_quotas", "--pool", "basic", stdout=io.StringIO())
+    assert Account.objects.get(id=a.id).pool == "heavy"
+    [change] = TierChange.objects.all()
+    assert change.reason == "manage.py refresh_quotas: auto 150/150, fast 400/400, heavy 20/20"
 
 
 def test_an_explicit_refresh_revives_an_account_whose_credentials_work_again(upstream, make_account):
