@@ -46,13 +46,13 @@ class Grok2apiConfig(AppConfig):
 def _schedule_seed(sender, using="default", plan=None, **kwargs) -> None:
     from django.db import connections
 
-    from grok2api.schedule import schedule_reconcile
+    from grok2api.schedule import schedule_config_read, schedule_reconcile
 
     if plan is None:  # a test database flush, not a migrate
         return
     if using != "default" or "django_celery_beat_periodictask" not in connections[using].introspection.table_names():
         return
     try:
-        schedule_reconcile()
+        schedule_reconcile(cfg=schedule_config_read())
     except Exception:  # e.g. migrating backwards; beat reconciles on start
         log.warning("seeding the beat schedule after migrate failed", exc_info=True)

@@ -78,6 +78,16 @@ def schedule_managed(*, cfg=None) -> list[ManagedTask]:
     return out
 
 
+def schedule_config_read():
+    """The runtime config read once from the database, without the snapshot (whose first use starts a
+    poller thread): for the post_migrate path, which runs in `migrate` and in `serve`'s supervisor."""
+    from accounts.config import build_view
+    from accounts.models import RuntimeConfig
+
+    row = RuntimeConfig.objects.filter(pk=1).first()
+    return build_view(row.data if row else {})
+
+
 def schedule_managed_names() -> dict[str, str | None]:
     """{row name: config key or None} of every managed row (the admin marks these)."""
     keys = {quota_refresh_name(p): f"account.refresh.{p}_interval_sec" for p in POOLS}

@@ -35,11 +35,13 @@ def _every(name: str) -> int:
     return PeriodicTask.objects.select_related("interval").get(name=name).interval.every
 
 
-def test_migrate_seeds_the_managed_rows():
+def test_migrate_seeds_the_managed_rows_from_the_saved_config():
     PeriodicTask.objects.filter(name__in=MANAGED).delete()
+    config_save(values={"account.refresh.super_interval_sec": 900})
     call_command("migrate", verbosity=0, stdout=io.StringIO())
     assert set(PeriodicTask.objects.filter(name__in=MANAGED).values_list("name", flat=True)) == MANAGED
-    assert _every(quota_refresh_name("super")) == 7200
+    assert _every(quota_refresh_name("super")) == 900
+    assert _every(quota_refresh_name("heavy")) == 7200
     assert _every(WORKER_HEARTBEAT_NAME) == 30
 
 
@@ -104,3 +106,46 @@ def test_the_admin_shows_managed_rows_read_only_naming_the_config_key(staff):
     assert staff.post(reverse("admin:django_celery_beat_periodictask_change", args=[row.pk]), {"name": "x"}).status_code == 403
     assert staff.post(reverse("admin:django_celery_beat_periodictask_delete", args=[row.pk]), {"post": "yes"}).status_code == 403
     assert PeriodicTask.objects.filter(pk=row.pk, name=quota_refresh_name("super")).exists()
+
+
+def test_a_standalone_beat_process_seeds_the_rows_and_follows_a_config_change(tmp_path):
+    """The compose path: `celery -A grok2api beat` on its own, no --scheduler flag (the setting names ours)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    from grok2api.testing.fixtures import BASE_DIR, database_env
+    from media.tests.e2e import wait_until
+
+    PeriodicTask.objects.filter(name__in=MANAGED).delete()
+    Heartbeat.objects.all().delete()
+    env = {**os.environ, **database_env(), "DATA_DIR": str(tmp_path), "SECRET_KEY": settings.SECRET_KEY,
+           "LOG_FILE_ENABLED": "false", "SNAPSHOT_POLLER": "1", "SNAPSHOT_POLL_INTERVAL": "0.2"}
+    if not env.get("DATABASE_URL"):
+        env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)  # filesystem broker under tmp_path: nothing to share with other tests
+    log_path = tmp_path / "beat.log"
+    with open(log_path, "wb") as log:
+        beat = subprocess.Popen([sys.executable, "-m", "celery", "-A", "grok2api", "beat", "-l", "info"],
+                                cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def seeded():
+            assert beat.poll() is None, log_path.read_text(errors="replace")
+            return (PeriodicTask.objects.filter(name__in=MANAGED).count() == len(MANAGED)
+                    and Heartbeat.objects.filter(name="beat").exists())
+
+        wait_until(seeded, timeout=60, interval=0.2, what="beat to seed its rows and stamp its heartbeat")
+        config_save(values={"account.refresh.heavy_interval_sec": 1800})
+        wait_until(lambda: _every(quota_refresh_name("heavy")) == 1800, timeout=30, interval=0.2,
+                   what="beat to apply the new interval")
+        assert "ManagedScheduler" in log_path.read_text(errors="replace")
+    finally:
+        beat.send_signal(signal.SIGTERM)
+        try:
+            beat.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            beat.kill()
+            beat.wait()
