@@ -4,8 +4,9 @@
 /readyz: `{"status":"ok"|"unavailable","checks":{"database":{"ok":bool,"error"?},"broker":{...}},
 "details":{"alerts":[{"kind","message","hint","endpoint","egress","count","last_at"}],
 "warnings":[str]}}`; 200 when every check passes, else 503. Operator alerts and warnings
-(e.g. `app.app_url` unset, no Celery worker or beat seen lately — grok2api/heartbeat.py) are reported but do not make the process unready: they are problems
-the operator must fix upstream, not reasons for a load balancer to stop sending traffic.
+(e.g. `app.app_url` unset, no Celery worker or beat seen lately — grok2api/heartbeat.py) are
+reported but do not make the process unready: they are problems the operator must fix, not
+reasons for a load balancer to stop sending traffic.
 """
 from __future__ import annotations
 

@@ -155,7 +155,7 @@ class ManagedScheduler(DatabaseScheduler):
             log.exception("beat schedule: reconciling the managed rows failed; retrying on the next tick")
         if force or now - self._stamped_at >= BEAT_EVERY:
             try:
-                heartbeat_stamp(name="beat", host=getattr(self.app.conf, "beat_hostname", None) or "")
+                heartbeat_stamp(name="beat")  # host: this machine's name
                 self._stamped_at = now
             except Exception:
                 log.exception("beat heartbeat failed; retrying on the next tick")
