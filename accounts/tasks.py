@@ -1,8 +1,8 @@
 """Celery tasks of the account pool: thin wrappers named like the services they call.
 
-Scheduled per pool by django-celery-beat's DatabaseScheduler (rows seeded by
-`manage.py setup_periodic_tasks`, intervals editable in admin): `accounts.tasks.quota_refresh`
-with kwargs {"pool": "basic"|"super"|"heavy"}. Also queued on demand (after a 429, at most once per
+Scheduled per pool by beat (grok2api.schedule.ManagedScheduler; rows managed by the runtime config
+`account.refresh.<pool>_interval_sec`, seeded after migrate and at beat start):
+`accounts.tasks.quota_refresh` with kwargs {"pool": "basic"|"super"|"heavy"}. Also queued on demand (after a 429, at most once per
 `account.refresh.on_demand_min_interval_sec`), after use (single mode, throttled) and after import.
 """
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The project app: startup validation of GROK_* overrides, signal wiring, management commands."""
+"""The project app: startup validation of GROK_* overrides, signal wiring (incl. seeding the beat
+schedule after migrate), management commands."""
 from __future__ import annotations
 
 import logging
@@ -34,3 +35,24 @@ class Grok2apiConfig(AppConfig):
             log.warning("%s names no runtime config key and is ignored (see the README's configuration table)", name)
 
         import gateway.auth  # noqa: F401  (connects the ApiKey signals that bump the "api_keys" stamp)
+
+        from django.db.models.signals import post_migrate
+
+        # The beat schedule exists after the first `migrate` (which `serve` runs on every start),
+        # before any beat process has started (grok2api/schedule.py).
+        post_migrate.connect(_schedule_seed, sender=self, dispatch_uid="grok2api_schedule_seed")
+
+
+def _schedule_seed(sender, using="default", plan=None, **kwargs) -> None:
+    from django.db import connections
+
+    from grok2api.schedule import schedule_config_read, schedule_reconcile
+
+    if plan is None:  # a test database flush, not a migrate
+        return
+    if using != "default" or "django_celery_beat_periodictask" not in connections[using].introspection.table_names():
+        return
+    try:
+        schedule_reconcile(cfg=schedule_config_read())
+    except Exception:  # e.g. migrating backwards; beat reconciles on start
+        log.warning("seeding the beat schedule after migrate failed", exc_info=True)

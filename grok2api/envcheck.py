@@ -238,6 +238,7 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
                           ("MEDIA_VIDEO_STALE_SECONDS", 120.0)):
         _float(knob, default, lo=0.05)
     _float("MEMORY_RELEASE_IDLE_SECONDS", 20.0, lo=0.0)  # grok2api/memory.py; 0 = never
+    _float("POOL_SLOT_LEASE_SECONDS", 60.0, lo=1.0)  # accounts/inflight.py
     _int("USAGE_FLUSH_BATCH", 200, lo=1)
     _bool("USAGE_FLUSHER", True)
     _bool("ACCOUNT_FLUSHER", True)

@@ -4,8 +4,9 @@
 /readyz: `{"status":"ok"|"unavailable","checks":{"database":{"ok":bool,"error"?},"broker":{...}},
 "details":{"alerts":[{"kind","message","hint","endpoint","egress","count","last_at"}],
 "warnings":[str]}}`; 200 when every check passes, else 503. Operator alerts and warnings
-(e.g. `app.app_url` unset) are reported but do not make the process unready: they are problems
-the operator must fix upstream, not reasons for a load balancer to stop sending traffic.
+(e.g. `app.app_url` unset, no Celery worker or beat seen lately — grok2api/heartbeat.py) are
+reported but do not make the process unready: they are problems the operator must fix, not
+reasons for a load balancer to stop sending traffic.
 """
 from __future__ import annotations
 
@@ -77,7 +78,16 @@ def _details() -> dict:
     warnings = []
     if not config().get("app.app_url"):
         warnings.append("app.app_url is not set: local media links (/v1/files/...) cannot be built as absolute URLs")
+    warnings.extend(_background_warnings())
     return {"alerts": alerts, "warnings": warnings}
+
+
+def _background_warnings() -> list[str]:
+    # A Celery worker or beat not seen within its heartbeat limit (grok2api/heartbeat.py). Still
+    # 200: chat does not need them; video jobs and scheduled maintenance wait until they run.
+    from grok2api.heartbeat import heartbeat_warnings
+
+    return heartbeat_warnings()
 
 
 def readyz(request):

@@ -116,7 +116,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = E.celery_broker_options
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# DatabaseScheduler that also keeps the rows the runtime config owns and stamps beat's heartbeat.
+CELERY_BEAT_SCHEDULER = "grok2api.schedule:ManagedScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = E.celery_eager
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

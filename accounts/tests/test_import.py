@@ -107,20 +107,20 @@ def test_export_masks_tokens_unless_asked():
         call_command("export_accounts", "--format", "tokens", stdout=io.StringIO())
 
 
-def test_setup_periodic_tasks_is_idempotent_and_keeps_operator_edits():
+def test_setup_periodic_tasks_is_idempotent_and_the_runtime_config_wins_over_edits():
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
     call_command("setup_periodic_tasks", stdout=io.StringIO())
-    call_command("setup_periodic_tasks", stdout=io.StringIO())
+    out = io.StringIO()
+    call_command("setup_periodic_tasks", stdout=out)
+    assert "already match" in out.getvalue()
     tasks = {t.name: t for t in PeriodicTask.objects.filter(task="accounts.tasks.quota_refresh")}
     assert set(tasks) == {"accounts: quota refresh basic", "accounts: quota refresh super", "accounts: quota refresh heavy"}
     assert tasks["accounts: quota refresh basic"].interval.every == 86400
     assert json.loads(tasks["accounts: quota refresh super"].kwargs) == {"pool": "super"}
-    # an operator edit in admin survives a re-run; --force resets it
+    # a managed row edited behind the config's back (admin shows it read-only) is put back
     edited = tasks["accounts: quota refresh super"]
     edited.interval = IntervalSchedule.objects.create(every=600, period=IntervalSchedule.SECONDS)
     edited.save()
     call_command("setup_periodic_tasks", stdout=io.StringIO())
-    assert PeriodicTask.objects.get(name="accounts: quota refresh super").interval.every == 600
-    call_command("setup_periodic_tasks", "--force", stdout=io.StringIO())
     assert PeriodicTask.objects.get(name="accounts: quota refresh super").interval.every == 7200

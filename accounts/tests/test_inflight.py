@@ -39,6 +39,8 @@ def two_processes():
     for key in client.scan_iter(a.prefix + "*"):
         client.delete(key)
     yield a, b
+    a.close()
+    b.close()
     for key in client.scan_iter(a.prefix + "*"):
         client.delete(key)
 
@@ -96,17 +98,39 @@ def test_a_cooldown_published_by_one_process_stops_the_other(two_processes):
 
 
 @redis_only
-def test_slots_of_a_crashed_process_expire(two_processes, monkeypatch):
+def test_a_lease_is_renewed_while_its_request_lives_and_expires_once_its_process_stops(two_processes):
     a, b = two_processes
-    monkeypatch.setattr(inflight, "MAX_LEASE_MS", 200)
+    short = inflight.RedisSlots(settings.REDIS_URL, lease_ms=1000)  # renewed every 1/3 s
 
     async def main():
-        assert (await a.acquire([401], "auto", 1, "dead:1")).index == 0
+        assert (await short.acquire([401], "auto", 1, "live:1")).index == 0
+        await asyncio.sleep(2.5)  # more than two leases: only the renewals keep it
         assert (await b.acquire([401], "auto", 1, "b:1")).index is None
-        await asyncio.sleep(0.3)
+        assert short.live_count() == 1
+        short.close()  # as if the process had crashed: nothing renews, nothing releases
+        await asyncio.sleep(1.5)
         assert (await b.acquire([401], "auto", 1, "b:2")).index == 0
 
     asyncio.run(main())
+
+
+@redis_only
+def test_a_released_lease_is_not_renewed_back(two_processes):
+    a, _ = two_processes
+    slots = inflight.RedisSlots(settings.REDIS_URL, lease_ms=1000)
+
+    async def main():
+        assert (await slots.acquire([601], "auto", 1, "r:1")).index == 0
+        assert slots.renew_now() == 1
+        # the release lands in Redis while the renewer still holds the lease in its list
+        a.sync_client().zrem(slots.k_inflight(601), "r:1")
+        assert slots.renew_now() == 0
+        await slots.release(601, "r:1")
+        assert slots.live_count() == 0
+
+    asyncio.run(main())
+    assert a.count_sync(601) == 0
+    slots.close()
 
 
 @redis_only

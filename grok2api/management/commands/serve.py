@@ -10,7 +10,8 @@
    (`listen_sockets`), so the kernel spreads connections evenly; a worker that dies after running
    RESPAWN_MIN_UPTIME is started again on its socket;
 3. when no Redis broker is configured (zero-setup), also starts `celery -A grok2api worker -B`
-   with the django-celery-beat DatabaseScheduler on the filesystem broker (`--no-worker` skips
+   with grok2api.schedule.ManagedScheduler (django-celery-beat's DatabaseScheduler keeping the
+   managed rows) on the filesystem broker (`--no-worker` skips
    it; with Redis, run `worker` and `beat` as their own services, or pass `--worker`).
 
 SIGINT (Ctrl-C) or SIGTERM stops every child: SIGTERM to each, a grace period, then SIGKILL;
@@ -145,7 +146,7 @@ class Command(BaseCommand):
         if embedded_worker:
             commands["worker"] = ([
                 sys.executable, "-m", "celery", "-A", "grok2api", "worker", "-B",
-                "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+                "--scheduler", "grok2api.schedule:ManagedScheduler",
                 "--loglevel", level, "-n", "embedded@%h",
             ], (), {})
         stop_requested: list[int] = []
