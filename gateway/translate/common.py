@@ -135,11 +135,13 @@ def _type_name(value: Any) -> str:
 
 
 def bad_type(param: str, expected: str, value: Any) -> InvalidRequest:
-    return InvalidRequest(
+    exc = InvalidRequest(
         f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)}.",
         param=param,
         code="invalid_type",
     )
+    exc.expected = expected  # type: ignore[attr-defined]  # for the Anthropic wording (anthropic.py)
+    return exc
 
 
 def req_str(obj: dict, key: str, param: str, *, required: bool = False, nonempty: bool = False) -> str | None:
