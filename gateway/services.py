@@ -348,6 +348,8 @@ def _assembler(req):
         show_search_sources=bool(cfg.get("features.show_search_sources")),
         image_format=str(cfg.get("features.image_format") or "grok_url"),
         video_format=str(cfg.get("features.video_format") or "grok_url"),
+        max_tokens=getattr(req, "max_tokens", None),
+        stop=tuple(getattr(req, "stop", ()) or ()),
     )
 
 
@@ -414,6 +416,8 @@ async def _run_complete(ctx: _Ctx) -> dict:
                 assembler.feed(event)
                 if ctx.ttft_ms is None and assembler.started:
                     ctx.ttft_ms = int((time.monotonic() - ctx.t0) * 1000)
+                if assembler.done:
+                    break  # max_tokens / stop sequence reached: attempt.close() ends the upstream stream
             await _finish(assembler, attempt)
         except BaseException as exc:
             if await _retry_after_failure(ctx, attempt, exc):
@@ -457,7 +461,7 @@ async def _run_stream(ctx: _Ctx) -> StreamingHttpResponse:
                     ended = True
                     break
                 pending.extend(assembler.feed(event))
-                if assembler.started or _starts_answer(event):
+                if assembler.started or _starts_answer(event) or assembler.done:
                     break
         except BaseException as exc:
             if await _retry_after_failure(ctx, attempt, exc):
@@ -483,7 +487,7 @@ async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending
     try:
         first = encoder.feed(pending) if pending else b""
         yield first or encoder.keepalive()
-        if not ended:
+        if not ended and not assembler.done:
             interval = _keepalive_interval()
             source = keepalive_source(attempt.events, interval=interval)
             try:
@@ -496,6 +500,8 @@ async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending
                         out = encoder.feed(pieces)
                         if out:
                             yield out
+                    if assembler.done:
+                        break  # max_tokens / stop sequence reached: the upstream stream is closed below
             finally:
                 await source.aclose()
         tail = await _finish(assembler, attempt)

@@ -40,8 +40,8 @@ from gateway.translate.common import (
     opt_bool,
     opt_dict,
     opt_int,
-    opt_list,
     opt_number,
+    opt_stop,
     req_str,
     require_body,
 )
@@ -50,6 +50,7 @@ from gateway.translate.tokens import anthropic_usage, prompt_tokens, usage_for
 
 _THINKING_TYPES = frozenset({"enabled", "disabled", "adaptive"})
 _ROLES = frozenset({"user", "assistant", "system"})
+MAX_STOP_SEQUENCES = 16  # our bound (Anthropic documents none); each sequence ≤ common.MAX_STOP_CHARS
 
 # --------------------------------------------------------------------------- request parsing
 
@@ -301,7 +302,7 @@ def parse_request(
 def _parse(body: Any, *, default_stream: bool, default_thinking: bool, require_max_tokens: bool) -> ChatRequest:
     body = require_body(body)
     model = req_str(body, "model", "model", required=True, nonempty=True) or ""
-    opt_int(body, "max_tokens", "max_tokens", 1, required=require_max_tokens)
+    max_tokens = opt_int(body, "max_tokens", "max_tokens", 1, required=require_max_tokens)
     messages = body.get("messages")
     if messages is None:
         raise InvalidRequest("Missing required parameter: 'messages'.", param="messages",
@@ -318,9 +319,7 @@ def _parse(body: Any, *, default_stream: bool, default_thinking: bool, require_m
     opt_number(body, "temperature", "temperature", 0, 1)
     opt_number(body, "top_p", "top_p", 0, 1)
     opt_int(body, "top_k", "top_k", 0)
-    stops = opt_list(body, "stop_sequences", "stop_sequences")
-    if stops is not None and not all(isinstance(s, str) for s in stops):
-        raise bad_type("stop_sequences", "an array of strings", stops)
+    stops = opt_stop(body, "stop_sequences", "stop_sequences", max_items=MAX_STOP_SEQUENCES, allow_string=False)
     opt_dict(body, "metadata", "metadata")
     show = default_thinking
     thinking = opt_dict(body, "thinking", "thinking")
@@ -336,7 +335,7 @@ def _parse(body: Any, *, default_stream: bool, default_thinking: bool, require_m
     return ChatRequest(
         model=model, turns=turns, tools=tools, tool_choice=choice,
         stream=default_stream if stream is None else stream, show_reasoning=show, include_usage=True,
-        family="anthropic",
+        family="anthropic", max_tokens=max_tokens, stop=stops,
     )
 
 
@@ -459,8 +458,9 @@ class StreamEncoder:
             self._open_block(out, "text")  # an empty answer is still one (empty) text block
         self._close(out)
         usage = usage_for(prompt_tokens=self.prompt_tokens, result=result)
-        stop = "tool_use" if (result.tool_calls or self._had_tool_use) else "end_turn"
-        delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+        stop = stop_reason(result, had_tool_use=self._had_tool_use)
+        delta: dict[str, Any] = {"type": "message_delta",
+                                 "delta": {"stop_reason": stop, "stop_sequence": result.stop_sequence},
                                  "usage": {"output_tokens": usage.completion_tokens}}
         if result.search_sources:
             delta["search_sources"] = result.search_sources
@@ -477,6 +477,16 @@ class StreamEncoder:
 
     def keepalive(self) -> bytes:
         return ping()
+
+
+def stop_reason(result: TurnResult, *, had_tool_use: bool = False) -> str:
+    if result.tool_calls or had_tool_use:
+        return "tool_use"
+    if result.finish_reason == "length":
+        return "max_tokens"
+    if result.stop_sequence is not None:
+        return "stop_sequence"
+    return "end_turn"
 
 
 def ping() -> bytes:
@@ -496,8 +506,8 @@ def body(
     usage = usage_for(prompt_tokens=prompt_tokens, result=result)
     out: dict[str, Any] = {
         "id": (ids or new_id)("msg_", 8), "type": "message", "role": "assistant", "model": model,
-        "content": content, "stop_reason": "tool_use" if result.tool_calls else "end_turn",
-        "stop_sequence": None, "usage": anthropic_usage(usage),
+        "content": content, "stop_reason": stop_reason(result),
+        "stop_sequence": result.stop_sequence, "usage": anthropic_usage(usage),
     }
     if result.search_sources:
         out["search_sources"] = result.search_sources

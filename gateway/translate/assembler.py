@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.translate.common import SOURCES_MARKER, IdFactory, ToolCall, ToolChoice, ToolSpec
+from gateway.translate.limits import LENGTH, STOP_SEQUENCE, OutputLimit
 from gateway.translate.reasoning import ReasoningFormatter, tool_line
 from gateway.translate.render import RenderCleaner
 from gateway.translate.tools import ToolSieve
@@ -82,7 +83,8 @@ class TurnResult:
     search_sources: list[dict[str, str]] = field(default_factory=list)
     images: list[ImagePiece] = field(default_factory=list)
     videos: list[VideoPiece] = field(default_factory=list)
-    finish_reason: str = "stop"
+    finish_reason: str = "stop"  # "stop" | "tool_calls" | "length"
+    stop_sequence: str | None = None  # the stop sequence that ended the answer, if one did
 
 
 class TurnAssembler:
@@ -99,8 +101,12 @@ class TurnAssembler:
         image_count: int = 2,
         assets_base_url: str = "",
         ids: IdFactory | None = None,
+        max_tokens: int | None = None,
+        stop: tuple[str, ...] = (),
     ) -> None:
         choice = tool_choice or ToolChoice()
+        # Grok Web has no length or stop knob: both are enforced here, for all three encoders.
+        self._limit = OutputLimit(max_tokens=max_tokens, stop=stop) if (max_tokens or stop) else None
         self.show_reasoning = show_reasoning
         self.thinking_summary = thinking_summary
         self.show_search_sources = show_search_sources
@@ -123,6 +129,11 @@ class TurnAssembler:
         self._summary_sent = False
         self._finished = False
         self._image_urls: set[str] = set()
+
+    @property
+    def done(self) -> bool:
+        """The answer reached max_tokens or a stop sequence: the rest of the upstream stream is not needed."""
+        return self._limit is not None and self._limit.done
 
     # ------------------------------------------------------------------ feeding
 
@@ -193,6 +204,8 @@ class TurnAssembler:
         return self._reason(self._fmt.line(line))
 
     def _reason(self, text: str) -> list[Piece]:
+        if self._limit is not None:
+            text = self._limit.reasoning(text)
         if not text:
             return []
         if self._answer_started:
@@ -211,6 +224,8 @@ class TurnAssembler:
             return []
         self._summary_sent = True
         text = self._fmt.summary()
+        if self._limit is not None:
+            text = self._limit.reasoning(text)
         if not text:
             return []
         self._reasoning_parts.append(text)
@@ -218,7 +233,7 @@ class TurnAssembler:
         return [ReasoningPiece(text)]
 
     def _answer(self, token: str) -> list[Piece]:
-        if self._sieve is not None and self._sieve.done:
+        if (self._sieve is not None and self._sieve.done) or self.done:
             return []  # calls were emitted: the rest of the answer is not the client's
         cleaned = self._cleaner.feed(token)
         if not cleaned:
@@ -240,13 +255,15 @@ class TurnAssembler:
     def _item(self, item: str | list[ToolCall], out: list[Piece]) -> None:
         if isinstance(item, str):
             self._text(item, out)
-        else:
+        elif not self.done:
             self.result.tool_calls = list(item)
             self.result.finish_reason = "tool_calls"
             self.started = True
             out.append(ToolCallsPiece(tuple(item)))
 
     def _text(self, text: str, out: list[Piece]) -> None:
+        if self._limit is not None:
+            text = self._limit.text(text)
         if text:
             self._text_parts.append(text)
             self.started = True
@@ -266,13 +283,25 @@ class TurnAssembler:
             if self._sieve is not None:
                 for item in self._sieve.finish():
                     self._item(item, out)
-        if not self.result.tool_calls:
+        if not self.result.tool_calls and not self.done:
             extra = self._media_text(media_urls or {}) + self._sources_text()
             if extra:
                 text_so_far = "".join(self._text_parts)
                 if not text_so_far:
                     extra = extra.lstrip("\n")
                 self._text(extra, out)
+        if self._limit is not None:
+            held = self._limit.flush()
+            if held:
+                self._text_parts.append(held)
+                out.append(TextPiece(held))
+            if self.result.tool_calls:
+                pass  # the calls were complete before the limit: they are the answer
+            elif self._limit.reason == LENGTH:
+                self.result.finish_reason = LENGTH
+            elif self._limit.reason == STOP_SEQUENCE:
+                self.result.finish_reason = "stop"
+                self.result.stop_sequence = self._limit.stop_sequence
         res = self.result
         res.text = "".join(self._text_parts)
         res.reasoning = "".join(self._reasoning_parts)

@@ -231,7 +231,10 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
     stream = opt_bool(body, "stream", "stream")
     opt_number(body, "temperature", "temperature", 0, 2)
     opt_number(body, "top_p", "top_p", 0, 1)
-    opt_int(body, "max_output_tokens", "max_output_tokens", 1)
+    max_output = opt_int(body, "max_output_tokens", "max_output_tokens", 1)
+    if body.get("top_logprobs") is not None:
+        raise InvalidRequest("Unsupported parameter: 'top_logprobs': log probabilities are not available through "
+                             "this gateway.", param="top_logprobs", code="unsupported_parameter")
     opt_int(body, "max_tool_calls", "max_tool_calls", 1)
     opt_bool(body, "store", "store")
     opt_bool(body, "background", "background")
@@ -249,7 +252,7 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
     return ChatRequest(
         model=model, turns=turns, tools=tools, tool_choice=choice,
         stream=default_stream if stream is None else stream, show_reasoning=show, include_usage=True,
-        family="responses",
+        family="responses", max_tokens=max_output,
     )
 
 
@@ -280,10 +283,11 @@ def _response(
     *, rid: str, created: int, model: str, status: str, output: list, usage: Usage | None,
     tool_choice: str = "auto", error: dict | None = None, sources: list | None = None,
 ) -> dict[str, Any]:
+    incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
     obj: dict[str, Any] = {
         "id": rid, "object": "response", "created_at": created, "status": status, "model": model,
         "output": output, "parallel_tool_calls": True, "tool_choice": tool_choice, "tools": [],
-        "error": error, "incomplete_details": None, "instructions": None, "metadata": {},
+        "error": error, "incomplete_details": incomplete, "instructions": None, "metadata": {},
         "temperature": None, "top_p": None, "usage": responses_usage(usage) if usage else None,
     }
     if sources:
@@ -436,9 +440,11 @@ class StreamEncoder:
         annotations = [_annotation(a) for a in result.annotations] if self._open == "message" else []
         self._close_item(out, annotations)
         usage = usage_for(prompt_tokens=self.prompt_tokens, result=result)
-        final = _response(rid=self.id, created=self.created, model=self.model, status="completed",
+        status = _status(result)
+        final = _response(rid=self.id, created=self.created, model=self.model, status=status,
                           output=self._items, usage=usage, sources=result.search_sources)
-        self._ev(out, "response.completed", response=final)
+        # a response cut at max_output_tokens ends with response.incomplete, as OpenAI's does
+        self._ev(out, f"response.{status}", response=final)
         out.append(b"data: [DONE]\n\n")
         return b"".join(out)
 
@@ -475,4 +481,8 @@ def body(
         output.append(_call_item(make("fc_", 8), call))
     usage = usage_for(prompt_tokens=prompt_tokens, result=result)
     return _response(rid=rid, created=int(time.time()) if created is None else created, model=model,
-                     status="completed", output=output, usage=usage, sources=result.search_sources)
+                     status=_status(result), output=output, usage=usage, sources=result.search_sources)
+
+
+def _status(result: TurnResult) -> str:
+    return "incomplete" if result.finish_reason == "length" else "completed"
