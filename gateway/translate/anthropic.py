@@ -478,6 +478,12 @@ class StreamEncoder:
     def keepalive(self) -> bytes:
         return ping()
 
+    def begin(self) -> bytes:
+        """The opening of the stream before any content: message_start, never a bare ping first."""
+        out: list[bytes] = []
+        self._start(out)
+        return b"".join(out) or ping()
+
 
 def stop_reason(result: TurnResult, *, had_tool_use: bool = False) -> str:
     if result.tool_calls or had_tool_use:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.errors import ToolCallMissing
 from gateway.translate.common import SOURCES_MARKER, IdFactory, ToolCall, ToolChoice, ToolSpec
 from gateway.translate.limits import LENGTH, STOP_SEQUENCE, OutputLimit
 from gateway.translate.reasoning import ReasoningFormatter, tool_line
@@ -122,6 +123,11 @@ class TurnAssembler:
         self._cleaner = RenderCleaner(self._cards, self._titles)
         active = bool(tools) and choice.mode != "none"
         self._sieve = ToolSieve(allowed=[t.name for t in tools], ids=ids) if active else None
+        # tool_choice "required" / a named function: the answer must be that call. Text is held
+        # (never shown as if it were the answer) until a call arrives or the answer ends.
+        self._must_call = active and choice.mode in ("required", "function")
+        self._forced_name = choice.name if active and choice.mode == "function" else None
+        self._held_text: list[str] = []
         self._fmt = ReasoningFormatter()
         self._text_parts: list[str] = []
         self._reasoning_parts: list[str] = []
@@ -129,6 +135,11 @@ class TurnAssembler:
         self._summary_sent = False
         self._finished = False
         self._image_urls: set[str] = set()
+
+    @property
+    def holding(self) -> bool:
+        """Answer text is held until a tool call decides it (tool_choice required / named)."""
+        return self._must_call and not self.started
 
     @property
     def done(self) -> bool:
@@ -256,6 +267,11 @@ class TurnAssembler:
         if isinstance(item, str):
             self._text(item, out)
         elif not self.done:
+            if self._forced_name is not None:
+                item = [c for c in item if c.name == self._forced_name]
+                if not item:
+                    return  # a call to another tool is not what tool_choice asked for
+            self._release_held(out)
             self.result.tool_calls = list(item)
             self.result.finish_reason = "tool_calls"
             self.started = True
@@ -264,10 +280,21 @@ class TurnAssembler:
     def _text(self, text: str, out: list[Piece]) -> None:
         if self._limit is not None:
             text = self._limit.text(text)
+        if text and self._must_call and not self.result.tool_calls:
+            self._held_text.append(text)
+            return
         if text:
             self._text_parts.append(text)
             self.started = True
             out.append(TextPiece(text))
+
+    def _release_held(self, out: list[Piece]) -> None:
+        held = "".join(self._held_text).strip()
+        self._held_text = []
+        if held:
+            self._text_parts.append(held)
+            self.started = True
+            out.append(TextPiece(held))
 
     # ------------------------------------------------------------------ finishing
 
@@ -292,8 +319,11 @@ class TurnAssembler:
                 self._text(extra, out)
         if self._limit is not None:
             held = self._limit.flush()
-            if held:
+            if held and self._must_call and not self.result.tool_calls:
+                self._held_text.append(held)
+            elif held:
                 self._text_parts.append(held)
+                self.started = True
                 out.append(TextPiece(held))
             if self.result.tool_calls:
                 pass  # the calls were complete before the limit: they are the answer
@@ -302,6 +332,13 @@ class TurnAssembler:
             elif self._limit.reason == STOP_SEQUENCE:
                 self.result.finish_reason = "stop"
                 self.result.stop_sequence = self._limit.stop_sequence
+        if self._must_call and not self.result.tool_calls:
+            if self.result.finish_reason != LENGTH:
+                what = f"a call to '{self._forced_name}'" if self._forced_name else "a tool call"
+                raise ToolCallMissing(f"tool_choice required {what}, but the model answered with text instead. "
+                                      "Retry the request, or use tool_choice 'auto'.", param="tool_choice")
+            self._must_call = False  # cut at max_tokens before a call could complete: show the text
+            self._release_held(out)
         res = self.result
         res.text = "".join(self._text_parts)
         res.reasoning = "".join(self._reasoning_parts)

@@ -409,6 +409,10 @@ class StreamEncoder:
     def keepalive(self) -> bytes:
         return b": keep-alive\n\n"
 
+    def begin(self) -> bytes:
+        """The opening of the stream before any content: a comment (a chunk would need a delta)."""
+        return self.keepalive()
+
 
 def _annotation(a: dict) -> dict:
     return {"type": "url_citation", "url_citation": {

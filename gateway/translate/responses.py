@@ -465,6 +465,12 @@ class StreamEncoder:
     def keepalive(self) -> bytes:
         return b": keep-alive\n\n"
 
+    def begin(self) -> bytes:
+        """The opening of the stream before any content: response.created, response.in_progress."""
+        out: list[bytes] = []
+        self._start(out)
+        return b"".join(out) or self.keepalive()
+
 
 def body(
     *, result: TurnResult, model: str, prompt_tokens: int, ids: IdFactory | None = None, created: int | None = None
