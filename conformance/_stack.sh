@@ -1,7 +1,8 @@
 # Sourced by the conformance scripts: a scratch gateway on loopback with the offline simulator as
 # its upstream, and helpers to install a pinned client into a scratch folder (never the project venv).
 #
-# After `stack_start`: G2A_BASE (http://127.0.0.1:PORT), G2A_KEY (the gateway's client key),
+# After `stack_start`: G2A_BASE (http://127.0.0.1:PORT), G2A_SIM (the simulator, control API on),
+# G2A_KEY (the gateway's client key),
 # G2A_SCRATCH (a temporary folder, removed on exit with both servers stopped).
 set -euo pipefail
 
@@ -72,6 +73,7 @@ stack_start() {
       >"$G2A_SCRATCH/serve.log" 2>&1) &
   _PIDS+=($!)
   G2A_BASE="http://127.0.0.1:$gw_port"
+  G2A_SIM="http://127.0.0.1:$sim_port"
   _wait_http "$G2A_BASE/healthz" "the gateway"
   local i
   for i in $(seq 1 150); do
