@@ -50,6 +50,18 @@ npm_client() {
   echo "$dir/node_modules/.bin/$bin"
 }
 
+# pip_client PACKAGE VERSION BIN: the same for a PyPI client, in its own virtualenv.
+pip_client() {
+  local pkg="$1" version="$2" bin="$3" dir
+  dir="$CLIENTS_DIR/pypi-$pkg-$version"
+  if [ ! -x "$dir/bin/$bin" ]; then
+    python3 -m venv "$dir" >/dev/null 2>&1 || fail "$pkg==$version cannot be installed: python3 -m venv failed"
+    "$dir/bin/pip" install -q "$pkg==$version" >"$dir/install.log" 2>&1 \
+      || { rm -rf "$dir"; fail "$pkg==$version cannot be installed (pip install failed)"; }
+  fi
+  echo "$dir/bin/$bin"
+}
+
 # stack_start TOKEN...: simulator + gateway (SQLite in the scratch folder), the tokens imported as accounts.
 stack_start() {
   local sim_port gw_port
