@@ -147,6 +147,14 @@ def test_chat_refuses_what_it_cannot_honour_naming_the_parameter(env, extra, par
     assert env.chat_requests() == [], "nothing was sent upstream"
 
 
+def test_responses_refuse_top_logprobs_naming_it(env):
+    env.account("basic", "resplogp")
+    env.ready(FAST)
+    with pytest.raises(openai.BadRequestError) as info:
+        env.openai().responses.create(model=FAST, input="hi", top_logprobs=2, stream=False)
+    assert info.value.body["param"] == "top_logprobs"
+
+
 def test_n_of_one_and_logprobs_false_are_accepted(env):
     env.account("basic", "n1")
     env.ready(FAST)
