@@ -9,6 +9,9 @@ In: events, one at a time, on the streaming hot path. Out: Pieces —
                          it may download them and pass `media_urls` to finish()).
 `finish()` flushes held text, appends media references (per `image_format` / `video_format`) and
 the optional "## Sources" block, and fixes `.result` for non-stream bodies and usage.
+Output limits (limits.py: max_tokens, stop sequences) cut text and reasoning here; `done` then
+tells the service to stop reading upstream. With tool_choice required / a named function, text
+is held until the call arrives; `finish()` raises ToolCallMissing when it never does.
 """
 from __future__ import annotations
 
@@ -325,11 +328,10 @@ class TurnAssembler:
                 self._text_parts.append(held)
                 self.started = True
                 out.append(TextPiece(held))
-            if self.result.tool_calls:
-                pass  # the calls were complete before the limit: they are the answer
-            elif self._limit.reason == LENGTH:
+            # Calls that were complete before the limit are the answer: they keep "tool_calls".
+            if not self.result.tool_calls and self._limit.reason == LENGTH:
                 self.result.finish_reason = LENGTH
-            elif self._limit.reason == STOP_SEQUENCE:
+            elif not self.result.tool_calls and self._limit.reason == STOP_SEQUENCE:
                 self.result.finish_reason = "stop"
                 self.result.stop_sequence = self._limit.stop_sequence
         if self._must_call and not self.result.tool_calls:
