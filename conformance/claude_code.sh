@@ -24,7 +24,7 @@ claude() {
 
 # 1. A plain answer: its first request carries a system message inside `messages`.
 claude -p "Say hello" --output-format json >"$G2A_SCRATCH/plain.json" 2>"$G2A_SCRATCH/plain.err" \
-  || fail "claude -p exited $? ($(tail -c 400 "$G2A_SCRATCH/plain.err"))"
+  || fail "claude -p exited $?: $(head -c 600 "$G2A_SCRATCH/plain.json") $(tail -c 300 "$G2A_SCRATCH/plain.err")"
 "$PY" - "$G2A_SCRATCH/plain.json" <<'PYEOF' || fail "plain answer: $(head -c 600 "$G2A_SCRATCH/plain.json")"
 import json, sys
 out = json.load(open(sys.argv[1]))
