@@ -265,7 +265,8 @@ def _reasoning_item(item_id: str, text: str, status: str = "completed") -> dict[
 
 
 def _message_item(item_id: str, text: str, annotations: list[dict], status: str = "completed") -> dict[str, Any]:
-    content = [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}] if status == "completed" else []
+    done = status != "in_progress"  # "completed", or "incomplete" when cut at max_output_tokens
+    content = [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}] if done else []
     return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
 
 
@@ -369,7 +370,7 @@ class StreamEncoder:
             self._ev(out, "response.content_part.added", item_id=self._open_id, output_index=idx, content_index=0,
                      part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
 
-    def _close_item(self, out: list[bytes], annotations: list[dict]) -> None:
+    def _close_item(self, out: list[bytes], annotations: list[dict], status: str = "completed") -> None:
         if not self._open:
             return
         idx = len(self._items)
@@ -389,7 +390,7 @@ class StreamEncoder:
                      logprobs=[])
             self._ev(out, "response.content_part.done", item_id=iid, output_index=idx, content_index=0,
                      part={"type": "output_text", "text": text, "annotations": annotations, "logprobs": []})
-            item = _message_item(iid, text, annotations)
+            item = _message_item(iid, text, annotations, status)
         self._ev(out, "response.output_item.done", output_index=idx, item=item)
         self._items.append(item)
         self._open = ""
@@ -438,9 +439,9 @@ class StreamEncoder:
         if not self._items and not self._open:
             self._open_item(out, "message")  # an empty answer is still one (empty) message item
         annotations = [_annotation(a) for a in result.annotations] if self._open == "message" else []
-        self._close_item(out, annotations)
-        usage = usage_for(prompt_tokens=self.prompt_tokens, result=result)
         status = _status(result)
+        self._close_item(out, annotations, status)
+        usage = usage_for(prompt_tokens=self.prompt_tokens, result=result)
         final = _response(rid=self.id, created=self.created, model=self.model, status=status,
                           output=self._items, usage=usage, sources=result.search_sources)
         # a response cut at max_output_tokens ends with response.incomplete, as OpenAI's does
@@ -482,7 +483,8 @@ def body(
         output.append(_reasoning_item(make("rs_", 8), result.reasoning))
     if result.text or not result.tool_calls:
         output.append(_message_item(make("msg_", 8), result.text,
-                                    [] if result.tool_calls else [_annotation(a) for a in result.annotations]))
+                                    [] if result.tool_calls else [_annotation(a) for a in result.annotations],
+                                    _status(result)))
     for call in result.tool_calls:
         output.append(_call_item(make("fc_", 8), call))
     usage = usage_for(prompt_tokens=prompt_tokens, result=result)

@@ -60,6 +60,7 @@ def test_responses_stop_at_max_output_tokens_as_incomplete(env):
     assert events[-1].type == "response.incomplete"
     assert events[-1].response.incomplete_details.reason == "max_output_tokens"
     assert events[-1].response.output_text == resp.output_text
+    assert [e.item.status for e in events if e.type == "response.output_item.done"] == ["incomplete"]
 
 
 def test_anthropic_stops_at_max_tokens_with_stop_reason_max_tokens(env):

@@ -89,6 +89,7 @@ def test_the_three_families_report_the_cut():
     assert openai_chat.body(result=stopped, model="m", prompt_tokens=1)["choices"][0]["finish_reason"] == "stop"
     r = responses.body(result=length, model="m", prompt_tokens=1)
     assert r["status"] == "incomplete" and r["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert r["output"][0]["status"] == "incomplete" and r["output"][0]["content"][0]["text"] == length.text
     assert responses.body(result=stopped, model="m", prompt_tokens=1)["status"] == "completed"
     a = anthropic.body(result=length, model="m", prompt_tokens=1)
     assert (a["stop_reason"], a["stop_sequence"]) == ("max_tokens", None)
