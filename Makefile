@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install install-dev run test bench vendor
+.PHONY: install install-dev run test bench vendor conformance
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: install-dev
 
 bench: install-dev
 	$(PY) -m bench.run
+
+# Real agent clients, unmodified, against a scratch gateway + simulator on loopback (conformance/*.sh;
+# each installs its pinned client into a scratch folder, never into the venv). All run; any failure fails.
+conformance: install
+	@rc=0; for s in conformance/[!_]*.sh; do echo "== $$s"; bash "$$s" || rc=1; done; exit $$rc
 
 # Front-end libraries of the web pages (docs/webui.md): exact versions from webui/frontend/package.json
 # + package-lock.json, installed into a temporary directory, dist files copied to static/vendor/

@@ -127,6 +127,14 @@ class ServiceUnavailable(GatewayError):
     code = "service_unavailable"
 
 
+class ToolCallMissing(GatewayError):
+    """tool_choice demanded a call (required / a named function) but the model answered otherwise."""
+
+    status = 502
+    type = "upstream_error"
+    code = "tool_call_missing"
+
+
 class InternalError(GatewayError):
     status = 500
     type = "server_error"

@@ -138,11 +138,18 @@ def _model_for(*, model_id: str, principal) -> ModelSpec:
     return spec
 
 
-def _model_object(spec: ModelSpec, created: int) -> dict:
+# `created` of every model object: a fixed date (the registry's), so that listings are stable
+# between calls (clients cache and diff them), never the time of the request.
+MODELS_CREATED = 1767225600
+MODELS_CREATED_AT = "2026-01-01T00:00:00Z"
+ANTHROPIC_LIST_LIMIT = 1000
+
+
+def _model_object(spec: ModelSpec) -> dict:
     return {
         "id": spec.id,
         "object": "model",
-        "created": created,
+        "created": MODELS_CREATED,
         "owned_by": "xai",
         "name": spec.name,
         "capability": spec.capability,
@@ -156,23 +163,47 @@ def _available_models() -> list[ModelSpec]:
     return list(accounts_available_models())
 
 
-def models_list(*, principal) -> dict:
-    """GET /v1/models: every model some usable account can serve, that this key may use."""
-    created = int(time.time())
-    data = [
-        _model_object(spec, created)
-        for spec in _available_models()
-        if principal is None or _principal_allows(principal, spec.id)
-    ]
-    return {"object": "list", "data": data}
+def _anthropic_model_object(spec: ModelSpec) -> dict:
+    return {"type": "model", "id": spec.id, "display_name": spec.name, "created_at": MODELS_CREATED_AT}
 
 
-def model_retrieve(*, model_id: str, principal) -> dict:
+def models_list(*, principal, anthropic: bool = False, limit: str | None = None, after_id: str | None = None,
+                before_id: str | None = None) -> dict:
+    """GET /v1/models: every model some usable account can serve, that this key may use — in
+    OpenAI's list shape, or Anthropic's (paged by limit / after_id / before_id) when the client
+    sent `anthropic-version`."""
+    specs = [spec for spec in _available_models() if principal is None or _principal_allows(principal, spec.id)]
+    if not anthropic:
+        return {"object": "list", "data": [_model_object(spec) for spec in specs]}
+    try:
+        size = 20 if limit is None else int(limit)
+    except ValueError:
+        size = 0
+    if not 1 <= size <= ANTHROPIC_LIST_LIMIT:
+        raise InvalidRequest(f"limit: Input should be between 1 and {ANTHROPIC_LIST_LIMIT}", param="limit")
+    ids = [spec.id for spec in specs]
+    start, stop = 0, len(specs)
+    if after_id is not None:
+        start = ids.index(after_id) + 1 if after_id in ids else len(ids)
+    if before_id is not None:
+        stop = ids.index(before_id) if before_id in ids else 0
+        start = max(start, stop - size) if after_id is None else start
+    page = specs[start:min(stop, start + size)]
+    has_more = (start + size < stop) if before_id is None else start > 0
+    return {
+        "data": [_anthropic_model_object(spec) for spec in page],
+        "has_more": has_more,
+        "first_id": page[0].id if page else None,
+        "last_id": page[-1].id if page else None,
+    }
+
+
+def model_retrieve(*, model_id: str, principal, anthropic: bool = False) -> dict:
     """GET /v1/models/{id}: any registry model (even with no account right now); 404 otherwise."""
     spec = model_get(model_id)
     if spec is None or (principal is not None and not _principal_allows(principal, spec.id)):
         raise ModelNotFound(model_id)
-    return _model_object(spec, int(time.time()))
+    return _anthropic_model_object(spec) if anthropic else _model_object(spec)
 
 
 # --------------------------------------------------------------------------- chat
@@ -348,6 +379,8 @@ def _assembler(req):
         show_search_sources=bool(cfg.get("features.show_search_sources")),
         image_format=str(cfg.get("features.image_format") or "grok_url"),
         video_format=str(cfg.get("features.video_format") or "grok_url"),
+        max_tokens=getattr(req, "max_tokens", None),
+        stop=tuple(getattr(req, "stop", ()) or ()),
     )
 
 
@@ -414,6 +447,8 @@ async def _run_complete(ctx: _Ctx) -> dict:
                 assembler.feed(event)
                 if ctx.ttft_ms is None and assembler.started:
                     ctx.ttft_ms = int((time.monotonic() - ctx.t0) * 1000)
+                if assembler.done:
+                    break  # max_tokens / stop sequence reached: attempt.close() ends the upstream stream
             await _finish(assembler, attempt)
         except BaseException as exc:
             if await _retry_after_failure(ctx, attempt, exc):
@@ -457,8 +492,12 @@ async def _run_stream(ctx: _Ctx) -> StreamingHttpResponse:
                     ended = True
                     break
                 pending.extend(assembler.feed(event))
-                if assembler.started or _starts_answer(event):
+                if assembler.started or (_starts_answer(event) and not assembler.holding) or assembler.done:
                     break
+            if ended:
+                # The whole answer came before anything was visible (e.g. a forced tool call that
+                # never came): finish now, so a failure is still a plain HTTP error.
+                pending.extend(await _finish(assembler, attempt))
         except BaseException as exc:
             if await _retry_after_failure(ctx, attempt, exc):
                 last_error = exc
@@ -482,8 +521,10 @@ async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending
     usage = None
     try:
         first = encoder.feed(pending) if pending else b""
-        yield first or encoder.keepalive()
-        if not ended:
+        # The status line goes out now; when nothing is visible yet (a tool call being buffered)
+        # the stream still opens the way the family requires (message_start, response.created).
+        yield first or encoder.begin()
+        if not ended and not assembler.done:
             interval = _keepalive_interval()
             source = keepalive_source(attempt.events, interval=interval)
             try:
@@ -496,9 +537,11 @@ async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending
                         out = encoder.feed(pieces)
                         if out:
                             yield out
+                    if assembler.done:
+                        break  # max_tokens / stop sequence reached: the upstream stream is closed below
             finally:
                 await source.aclose()
-        tail = await _finish(assembler, attempt)
+        tail = [] if ended else await _finish(assembler, attempt)
         out = encoder.feed(tail) if tail else b""
         usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=assembler.result)
         yield out + encoder.finish(assembler.result)

@@ -23,6 +23,11 @@ async def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+async def root(request):
+    """GET / and HEAD /: clients probe the base URL they were given before using it."""
+    return JsonResponse({"name": "grok2api", "status": "ok", "api": "/v1", "admin": "/admin/"})
+
+
 def _check_database() -> dict:
     try:
         with connection.cursor() as cursor:

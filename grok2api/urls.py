@@ -1,4 +1,5 @@
-"""URL map: /v1 (Ninja), /admin (Django admin), /webui (pages), /healthz and /readyz."""
+"""URL map: / (a small JSON for clients probing the base URL), /v1 (Ninja), /admin (Django admin),
+/webui (pages), /healthz and /readyz."""
 from django.contrib import admin
 from django.urls import include, path
 
@@ -9,6 +10,7 @@ urlpatterns = [
     path("v1/", api.urls),
     path("admin/", admin.site.urls),
     path("webui/", include("webui.urls")),
+    path("", health.root),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
 ]

@@ -1,7 +1,9 @@
 """OpenAI-compatible routes: GET /v1/models, GET /v1/models/{id}, POST /v1/chat/completions.
 
 Wire format: OpenAI's public API (list/model objects; chat.completion and chat.completion.chunk
-over text/event-stream, `data: [DONE]` last). Errors use OpenAI's envelope
+over text/event-stream, `data: [DONE]` last). The model routes answer in Anthropic's shapes
+(`{data:[{type:"model",id,display_name,created_at}],has_more,first_id,last_id}`) when the request
+carries an `anthropic-version` header. Errors use OpenAI's envelope
 `{"error":{"message","type","param","code"}}` (rendered by grok2api/api.py).
 Each route: authenticate (gateway.auth.api_auth) → one service call → render.
 """
@@ -17,14 +19,21 @@ from gateway.auth import api_auth
 router = Router(tags=["openai"])
 
 
+def _is_anthropic(request: HttpRequest) -> bool:
+    # Anthropic's SDKs always send this header; OpenAI's never do.
+    return "anthropic-version" in request.headers
+
+
 @router.get("/models", auth=api_auth)
 async def models_list(request: HttpRequest):
-    return render(services.models_list(principal=request.auth))
+    q = request.GET
+    return render(services.models_list(principal=request.auth, anthropic=_is_anthropic(request), limit=q.get("limit"),
+                                       after_id=q.get("after_id"), before_id=q.get("before_id")))
 
 
 @router.get("/models/{model_id}", auth=api_auth)
 async def model_retrieve(request: HttpRequest, model_id: str):
-    return render(services.model_retrieve(model_id=model_id, principal=request.auth))
+    return render(services.model_retrieve(model_id=model_id, principal=request.auth, anthropic=_is_anthropic(request)))
 
 
 @router.post("/chat/completions", auth=api_auth)

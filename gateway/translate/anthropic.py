@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from typing import Any
 
 import orjson
@@ -39,8 +40,8 @@ from gateway.translate.common import (
     opt_bool,
     opt_dict,
     opt_int,
-    opt_list,
     opt_number,
+    opt_stop,
     req_str,
     require_body,
 )
@@ -48,6 +49,8 @@ from gateway.translate.openai_chat import FUNCTION_NAME
 from gateway.translate.tokens import anthropic_usage, prompt_tokens, usage_for
 
 _THINKING_TYPES = frozenset({"enabled", "disabled", "adaptive"})
+_ROLES = frozenset({"user", "assistant", "system"})
+MAX_STOP_SEQUENCES = 16  # our bound (Anthropic documents none); each sequence ≤ common.MAX_STOP_CHARS
 
 # --------------------------------------------------------------------------- request parsing
 
@@ -114,13 +117,20 @@ def _messages(messages: list) -> list[Turn]:
         if not isinstance(msg, dict):
             raise bad_type(p, "an object", msg)
         role = req_str(msg, "role", f"{p}.role", required=True)
-        if role not in ("user", "assistant"):
-            raise InvalidRequest(f"Invalid value for '{p}.role': '{role}'. Supported values are 'user' and "
-                                 "'assistant' (use the top-level 'system' parameter for system prompts).",
+        if role not in _ROLES:
+            # Anthropic's own wording: clients match on it to decide on their fallbacks.
+            raise InvalidRequest(f'messages: Unexpected role "{role}". Allowed roles are "user", "assistant" or '
+                                 '"system" (instructions that apply from that point of the conversation).',
                                  param=f"{p}.role")
         content = msg.get("content")
         if content is None:
-            raise InvalidRequest(f"Missing required parameter: '{p}.content'.", param=f"{p}.content")
+            raise InvalidRequest(f"Missing required parameter: '{p}.content'.", param=f"{p}.content",
+                                 code="missing_required_parameter")
+        if role == "system":
+            # A system message inside `messages` (Anthropic's mid-conversation system messages, sent
+            # by Claude Code): its instructions are folded into the prompt where they stand.
+            turns.append(Turn("system", _system(content, param=f"{p}.content")))
+            continue
         if isinstance(content, str):
             turns.append(Turn(role, [content]))
             continue
@@ -182,21 +192,23 @@ def _messages(messages: list) -> list[Turn]:
     return turns
 
 
-def _system(raw: Any) -> list[str]:
+def _system(raw: Any, param: str = "system") -> list[str]:
     if raw is None:
         return []
     if isinstance(raw, str):
         return [raw] if raw else []
     if not isinstance(raw, list):
-        raise bad_type("system", "a string or an array of text blocks", raw)
+        raise bad_type(param, "a string or an array of text blocks", raw)
     parts = []
     for i, block in enumerate(raw):
         if not isinstance(block, dict):
-            raise bad_type(f"system[{i}]", "an object", block)
+            raise bad_type(f"{param}[{i}]", "an object", block)
         if block.get("type") != "text":
-            raise InvalidRequest(f"Unsupported block type '{block.get('type')}' in 'system[{i}].type': only text blocks.",
-                                 param=f"system[{i}].type")
-        parts.append(req_str(block, "text", f"system[{i}].text", required=True) or "")
+            raise InvalidRequest(f"Unsupported block type '{block.get('type')}' in '{param}[{i}].type': only text "
+                                 "blocks.", param=f"{param}[{i}].type")
+        text = req_str(block, "text", f"{param}[{i}].text", required=True) or ""
+        if text:
+            parts.append(text)
     return parts
 
 
@@ -251,19 +263,54 @@ def _tool_choice(raw: Any, tools: list[ToolSpec]) -> ToolChoice:
                          param="tool_choice.type")
 
 
+# Pydantic's words, which Anthropic's API uses: "<dotted.path>: Input should be a valid list".
+_VALID = {"a string": "a valid string", "an array": "a valid list", "an object": "a valid dictionary",
+          "an integer": "a valid integer", "a boolean": "a valid boolean", "a number": "a valid number"}
+
+
+def anthropic_worded(exc: InvalidRequest) -> InvalidRequest:
+    """Reword a validation error the way Anthropic's API words it (`max_tokens: Field required`,
+    `messages.0.content: Input should be a valid list`): clients such as Claude Code read these
+    messages to choose their fallbacks. The param stays in OpenAI's bracket form for the logs."""
+    if not exc.param:
+        return exc
+    path = re.sub(r"\[(\d+)\]", r".\1", exc.param)
+    if exc.message.startswith(("messages:", f"{path}:")):
+        return exc
+    if exc.code == "missing_required_parameter":
+        text = "Field required"
+    elif exc.code == "invalid_type":
+        expected = getattr(exc, "expected", "")
+        text = f"Input should be {_VALID.get(expected, expected)}"
+    else:
+        text = exc.message
+    exc.message = f"{path}: {text}"
+    exc.args = (exc.message,)
+    return exc
+
+
 def parse_request(
     body: Any, *, default_stream: bool, default_thinking: bool, require_max_tokens: bool = True
 ) -> ChatRequest:
+    try:
+        return _parse(body, default_stream=default_stream, default_thinking=default_thinking,
+                      require_max_tokens=require_max_tokens)
+    except InvalidRequest as exc:
+        raise anthropic_worded(exc) from None
+
+
+def _parse(body: Any, *, default_stream: bool, default_thinking: bool, require_max_tokens: bool) -> ChatRequest:
     body = require_body(body)
     model = req_str(body, "model", "model", required=True, nonempty=True) or ""
-    opt_int(body, "max_tokens", "max_tokens", 1, required=require_max_tokens)
+    max_tokens = opt_int(body, "max_tokens", "max_tokens", 1, required=require_max_tokens)
     messages = body.get("messages")
     if messages is None:
-        raise InvalidRequest("Missing required parameter: 'messages'.", param="messages")
+        raise InvalidRequest("Missing required parameter: 'messages'.", param="messages",
+                             code="missing_required_parameter")
     if not isinstance(messages, list):
         raise bad_type("messages", "an array", messages)
     if not messages:
-        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+        raise InvalidRequest("messages: at least one message is required", param="messages")
     turns = _messages(messages)
     system = _system(body.get("system"))
     if system:
@@ -272,9 +319,7 @@ def parse_request(
     opt_number(body, "temperature", "temperature", 0, 1)
     opt_number(body, "top_p", "top_p", 0, 1)
     opt_int(body, "top_k", "top_k", 0)
-    stops = opt_list(body, "stop_sequences", "stop_sequences")
-    if stops is not None and not all(isinstance(s, str) for s in stops):
-        raise bad_type("stop_sequences", "an array of strings", stops)
+    stops = opt_stop(body, "stop_sequences", "stop_sequences", max_items=MAX_STOP_SEQUENCES, allow_string=False)
     opt_dict(body, "metadata", "metadata")
     show = default_thinking
     thinking = opt_dict(body, "thinking", "thinking")
@@ -290,7 +335,7 @@ def parse_request(
     return ChatRequest(
         model=model, turns=turns, tools=tools, tool_choice=choice,
         stream=default_stream if stream is None else stream, show_reasoning=show, include_usage=True,
-        family="anthropic",
+        family="anthropic", max_tokens=max_tokens, stop=stops,
     )
 
 
@@ -413,8 +458,9 @@ class StreamEncoder:
             self._open_block(out, "text")  # an empty answer is still one (empty) text block
         self._close(out)
         usage = usage_for(prompt_tokens=self.prompt_tokens, result=result)
-        stop = "tool_use" if (result.tool_calls or self._had_tool_use) else "end_turn"
-        delta: dict[str, Any] = {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+        stop = stop_reason(result, had_tool_use=self._had_tool_use)
+        delta: dict[str, Any] = {"type": "message_delta",
+                                 "delta": {"stop_reason": stop, "stop_sequence": result.stop_sequence},
                                  "usage": {"output_tokens": usage.completion_tokens}}
         if result.search_sources:
             delta["search_sources"] = result.search_sources
@@ -431,6 +477,22 @@ class StreamEncoder:
 
     def keepalive(self) -> bytes:
         return ping()
+
+    def begin(self) -> bytes:
+        """The opening of the stream before any content: message_start, never a bare ping first."""
+        out: list[bytes] = []
+        self._start(out)
+        return b"".join(out) or ping()
+
+
+def stop_reason(result: TurnResult, *, had_tool_use: bool = False) -> str:
+    if result.tool_calls or had_tool_use:
+        return "tool_use"
+    if result.finish_reason == "length":
+        return "max_tokens"
+    if result.stop_sequence is not None:
+        return "stop_sequence"
+    return "end_turn"
 
 
 def ping() -> bytes:
@@ -450,8 +512,8 @@ def body(
     usage = usage_for(prompt_tokens=prompt_tokens, result=result)
     out: dict[str, Any] = {
         "id": (ids or new_id)("msg_", 8), "type": "message", "role": "assistant", "model": model,
-        "content": content, "stop_reason": "tool_use" if result.tool_calls else "end_turn",
-        "stop_sequence": None, "usage": anthropic_usage(usage),
+        "content": content, "stop_reason": stop_reason(result),
+        "stop_sequence": result.stop_sequence, "usage": anthropic_usage(usage),
     }
     if result.search_sources:
         out["search_sources"] = result.search_sources

@@ -9,6 +9,9 @@ In: events, one at a time, on the streaming hot path. Out: Pieces —
                          it may download them and pass `media_urls` to finish()).
 `finish()` flushes held text, appends media references (per `image_format` / `video_format`) and
 the optional "## Sources" block, and fixes `.result` for non-stream bodies and usage.
+Output limits (limits.py: max_tokens, stop sequences) cut text and reasoning here; `done` then
+tells the service to stop reading upstream. With tool_choice required / a named function, text
+is held until the call arrives; `finish()` raises ToolCallMissing when it never does.
 """
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.errors import ToolCallMissing
 from gateway.translate.common import SOURCES_MARKER, IdFactory, ToolCall, ToolChoice, ToolSpec
+from gateway.translate.limits import LENGTH, STOP_SEQUENCE, OutputLimit
 from gateway.translate.reasoning import ReasoningFormatter, tool_line
 from gateway.translate.render import RenderCleaner
 from gateway.translate.tools import ToolSieve
@@ -82,7 +87,8 @@ class TurnResult:
     search_sources: list[dict[str, str]] = field(default_factory=list)
     images: list[ImagePiece] = field(default_factory=list)
     videos: list[VideoPiece] = field(default_factory=list)
-    finish_reason: str = "stop"
+    finish_reason: str = "stop"  # "stop" | "tool_calls" | "length"
+    stop_sequence: str | None = None  # the stop sequence that ended the answer, if one did
 
 
 class TurnAssembler:
@@ -99,8 +105,12 @@ class TurnAssembler:
         image_count: int = 2,
         assets_base_url: str = "",
         ids: IdFactory | None = None,
+        max_tokens: int | None = None,
+        stop: tuple[str, ...] = (),
     ) -> None:
         choice = tool_choice or ToolChoice()
+        # Grok Web has no length or stop knob: both are enforced here, for all three encoders.
+        self._limit = OutputLimit(max_tokens=max_tokens, stop=stop) if (max_tokens or stop) else None
         self.show_reasoning = show_reasoning
         self.thinking_summary = thinking_summary
         self.show_search_sources = show_search_sources
@@ -116,6 +126,11 @@ class TurnAssembler:
         self._cleaner = RenderCleaner(self._cards, self._titles)
         active = bool(tools) and choice.mode != "none"
         self._sieve = ToolSieve(allowed=[t.name for t in tools], ids=ids) if active else None
+        # tool_choice "required" / a named function: the answer must be that call. Text is held
+        # (never shown as if it were the answer) until a call arrives or the answer ends.
+        self._must_call = active and choice.mode in ("required", "function")
+        self._forced_name = choice.name if active and choice.mode == "function" else None
+        self._held_text: list[str] = []
         self._fmt = ReasoningFormatter()
         self._text_parts: list[str] = []
         self._reasoning_parts: list[str] = []
@@ -123,6 +138,16 @@ class TurnAssembler:
         self._summary_sent = False
         self._finished = False
         self._image_urls: set[str] = set()
+
+    @property
+    def holding(self) -> bool:
+        """Answer text is held until a tool call decides it (tool_choice required / named)."""
+        return self._must_call and not self.started
+
+    @property
+    def done(self) -> bool:
+        """The answer reached max_tokens or a stop sequence: the rest of the upstream stream is not needed."""
+        return self._limit is not None and self._limit.done
 
     # ------------------------------------------------------------------ feeding
 
@@ -193,6 +218,8 @@ class TurnAssembler:
         return self._reason(self._fmt.line(line))
 
     def _reason(self, text: str) -> list[Piece]:
+        if self._limit is not None:
+            text = self._limit.reasoning(text)
         if not text:
             return []
         if self._answer_started:
@@ -211,6 +238,8 @@ class TurnAssembler:
             return []
         self._summary_sent = True
         text = self._fmt.summary()
+        if self._limit is not None:
+            text = self._limit.reasoning(text)
         if not text:
             return []
         self._reasoning_parts.append(text)
@@ -218,7 +247,7 @@ class TurnAssembler:
         return [ReasoningPiece(text)]
 
     def _answer(self, token: str) -> list[Piece]:
-        if self._sieve is not None and self._sieve.done:
+        if (self._sieve is not None and self._sieve.done) or self.done:
             return []  # calls were emitted: the rest of the answer is not the client's
         cleaned = self._cleaner.feed(token)
         if not cleaned:
@@ -240,17 +269,35 @@ class TurnAssembler:
     def _item(self, item: str | list[ToolCall], out: list[Piece]) -> None:
         if isinstance(item, str):
             self._text(item, out)
-        else:
+        elif not self.done:
+            if self._forced_name is not None:
+                item = [c for c in item if c.name == self._forced_name]
+                if not item:
+                    return  # a call to another tool is not what tool_choice asked for
+            self._release_held(out)
             self.result.tool_calls = list(item)
             self.result.finish_reason = "tool_calls"
             self.started = True
             out.append(ToolCallsPiece(tuple(item)))
 
     def _text(self, text: str, out: list[Piece]) -> None:
+        if self._limit is not None:
+            text = self._limit.text(text)
+        if text and self._must_call and not self.result.tool_calls:
+            self._held_text.append(text)
+            return
         if text:
             self._text_parts.append(text)
             self.started = True
             out.append(TextPiece(text))
+
+    def _release_held(self, out: list[Piece]) -> None:
+        held = "".join(self._held_text).strip()
+        self._held_text = []
+        if held:
+            self._text_parts.append(held)
+            self.started = True
+            out.append(TextPiece(held))
 
     # ------------------------------------------------------------------ finishing
 
@@ -266,13 +313,34 @@ class TurnAssembler:
             if self._sieve is not None:
                 for item in self._sieve.finish():
                     self._item(item, out)
-        if not self.result.tool_calls:
+        if not self.result.tool_calls and not self.done:
             extra = self._media_text(media_urls or {}) + self._sources_text()
             if extra:
                 text_so_far = "".join(self._text_parts)
                 if not text_so_far:
                     extra = extra.lstrip("\n")
                 self._text(extra, out)
+        if self._limit is not None:
+            held = self._limit.flush()
+            if held and self._must_call and not self.result.tool_calls:
+                self._held_text.append(held)
+            elif held:
+                self._text_parts.append(held)
+                self.started = True
+                out.append(TextPiece(held))
+            # Calls that were complete before the limit are the answer: they keep "tool_calls".
+            if not self.result.tool_calls and self._limit.reason == LENGTH:
+                self.result.finish_reason = LENGTH
+            elif not self.result.tool_calls and self._limit.reason == STOP_SEQUENCE:
+                self.result.finish_reason = "stop"
+                self.result.stop_sequence = self._limit.stop_sequence
+        if self._must_call and not self.result.tool_calls:
+            if self.result.finish_reason != LENGTH:
+                what = f"a call to '{self._forced_name}'" if self._forced_name else "a tool call"
+                raise ToolCallMissing(f"tool_choice required {what}, but the model answered with text instead. "
+                                      "Retry the request, or use tool_choice 'auto'.", param="tool_choice")
+            self._must_call = False  # cut at max_tokens before a call could complete: show the text
+            self._release_held(out)
         res = self.result
         res.text = "".join(self._text_parts)
         res.reasoning = "".join(self._reasoning_parts)

@@ -94,6 +94,8 @@ class ChatRequest:
     image_config: dict[str, Any] | None = None
     video_config: dict[str, Any] | None = None
     family: str = "openai"  # "openai" | "responses" | "anthropic"
+    max_tokens: int | None = None  # answer budget (reasoning + text), enforced by TurnAssembler
+    stop: tuple[str, ...] = ()  # stop sequences, enforced by TurnAssembler
 
     @property
     def attachments(self) -> list[Attachment]:
@@ -135,11 +137,13 @@ def _type_name(value: Any) -> str:
 
 
 def bad_type(param: str, expected: str, value: Any) -> InvalidRequest:
-    return InvalidRequest(
+    exc = InvalidRequest(
         f"Invalid type for '{param}': expected {expected}, but got {_type_name(value)}.",
         param=param,
         code="invalid_type",
     )
+    exc.expected = expected  # type: ignore[attr-defined]  # for the Anthropic wording (anthropic.py)
+    return exc
 
 
 def req_str(obj: dict, key: str, param: str, *, required: bool = False, nonempty: bool = False) -> str | None:
@@ -209,13 +213,26 @@ def opt_list(obj: dict, key: str, param: str) -> list | None:
     return value
 
 
-def opt_stop(obj: dict, key: str, param: str) -> None:
+MAX_STOP_CHARS = 1000  # per stop sequence: the stream holds back at most this much text
+
+
+def opt_stop(obj: dict, key: str, param: str, *, max_items: int, allow_string: bool = True) -> tuple[str, ...]:
+    """Stop sequences: a string (chat) or an array of strings, at most `max_items`, each bounded."""
     value = obj.get(key)
-    if value is None or isinstance(value, str):
-        return
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return
-    raise bad_type(param, "a string or an array of strings", value)
+    if value is None:
+        return ()
+    if allow_string and isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_type(param, "a string or an array of strings" if allow_string else "an array of strings", value)
+    if len(value) > max_items:
+        raise InvalidRequest(f"Invalid value for '{param}': at most {max_items} stop sequences are allowed, "
+                             f"got {len(value)}.", param=param)
+    for i, seq in enumerate(value):
+        if len(seq) > MAX_STOP_CHARS:
+            raise InvalidRequest(f"Invalid value for '{param}[{i}]': a stop sequence is limited to "
+                                 f"{MAX_STOP_CHARS} characters.", param=f"{param}[{i}]")
+    return tuple(dict.fromkeys(v for v in value if v))
 
 
 def require_body(body: Any) -> dict:

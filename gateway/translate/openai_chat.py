@@ -276,13 +276,21 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
     opt_number(body, "top_p", "top_p", 0, 1)
     opt_number(body, "presence_penalty", "presence_penalty", -2, 2)
     opt_number(body, "frequency_penalty", "frequency_penalty", -2, 2)
-    opt_int(body, "max_tokens", "max_tokens", 1)
-    opt_int(body, "max_completion_tokens", "max_completion_tokens", 1)
-    opt_int(body, "n", "n", 1)
+    max_tokens = opt_int(body, "max_tokens", "max_tokens", 1)
+    max_completion = opt_int(body, "max_completion_tokens", "max_completion_tokens", 1)
+    n = opt_int(body, "n", "n", 1)
+    if n is not None and n > 1:
+        raise InvalidRequest("Invalid value for 'n': this gateway returns one choice per request; use n=1 "
+                             "(or send several requests).", param="n", code="unsupported_value")
     opt_int(body, "seed", "seed")
-    opt_stop(body, "stop", "stop")
+    stop = opt_stop(body, "stop", "stop", max_items=4)
     opt_bool(body, "parallel_tool_calls", "parallel_tool_calls")
-    opt_bool(body, "logprobs", "logprobs")
+    if opt_bool(body, "logprobs", "logprobs"):
+        raise InvalidRequest("Invalid value for 'logprobs': log probabilities are not available through this "
+                             "gateway (Grok Web does not expose them).", param="logprobs", code="unsupported_value")
+    if body.get("top_logprobs") is not None:
+        raise InvalidRequest("Unsupported parameter: 'top_logprobs': log probabilities are not available through "
+                             "this gateway.", param="top_logprobs", code="unsupported_parameter")
     opt_dict(body, "response_format", "response_format")
     opt_dict(body, "metadata", "metadata")
     req_str(body, "user", "user")
@@ -307,6 +315,9 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
         image_config=image_config,
         video_config=video_config,
         family="openai",
+        # max_completion_tokens supersedes the deprecated max_tokens when both are sent
+        max_tokens=max_completion if max_completion is not None else max_tokens,
+        stop=stop,
     )
 
 
@@ -397,6 +408,10 @@ class StreamEncoder:
 
     def keepalive(self) -> bytes:
         return b": keep-alive\n\n"
+
+    def begin(self) -> bytes:
+        """The opening of the stream before any content: a comment (a chunk would need a delta)."""
+        return self.keepalive()
 
 
 def _annotation(a: dict) -> dict:

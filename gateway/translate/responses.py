@@ -231,7 +231,10 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
     stream = opt_bool(body, "stream", "stream")
     opt_number(body, "temperature", "temperature", 0, 2)
     opt_number(body, "top_p", "top_p", 0, 1)
-    opt_int(body, "max_output_tokens", "max_output_tokens", 1)
+    max_output = opt_int(body, "max_output_tokens", "max_output_tokens", 1)
+    if body.get("top_logprobs") is not None:
+        raise InvalidRequest("Unsupported parameter: 'top_logprobs': log probabilities are not available through "
+                             "this gateway.", param="top_logprobs", code="unsupported_parameter")
     opt_int(body, "max_tool_calls", "max_tool_calls", 1)
     opt_bool(body, "store", "store")
     opt_bool(body, "background", "background")
@@ -249,7 +252,7 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
     return ChatRequest(
         model=model, turns=turns, tools=tools, tool_choice=choice,
         stream=default_stream if stream is None else stream, show_reasoning=show, include_usage=True,
-        family="responses",
+        family="responses", max_tokens=max_output,
     )
 
 
@@ -262,7 +265,8 @@ def _reasoning_item(item_id: str, text: str, status: str = "completed") -> dict[
 
 
 def _message_item(item_id: str, text: str, annotations: list[dict], status: str = "completed") -> dict[str, Any]:
-    content = [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}] if status == "completed" else []
+    done = status != "in_progress"  # "completed", or "incomplete" when cut at max_output_tokens
+    content = [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}] if done else []
     return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
 
 
@@ -280,10 +284,11 @@ def _response(
     *, rid: str, created: int, model: str, status: str, output: list, usage: Usage | None,
     tool_choice: str = "auto", error: dict | None = None, sources: list | None = None,
 ) -> dict[str, Any]:
+    incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
     obj: dict[str, Any] = {
         "id": rid, "object": "response", "created_at": created, "status": status, "model": model,
         "output": output, "parallel_tool_calls": True, "tool_choice": tool_choice, "tools": [],
-        "error": error, "incomplete_details": None, "instructions": None, "metadata": {},
+        "error": error, "incomplete_details": incomplete, "instructions": None, "metadata": {},
         "temperature": None, "top_p": None, "usage": responses_usage(usage) if usage else None,
     }
     if sources:
@@ -365,7 +370,7 @@ class StreamEncoder:
             self._ev(out, "response.content_part.added", item_id=self._open_id, output_index=idx, content_index=0,
                      part={"type": "output_text", "text": "", "annotations": [], "logprobs": []})
 
-    def _close_item(self, out: list[bytes], annotations: list[dict]) -> None:
+    def _close_item(self, out: list[bytes], annotations: list[dict], status: str = "completed") -> None:
         if not self._open:
             return
         idx = len(self._items)
@@ -385,7 +390,7 @@ class StreamEncoder:
                      logprobs=[])
             self._ev(out, "response.content_part.done", item_id=iid, output_index=idx, content_index=0,
                      part={"type": "output_text", "text": text, "annotations": annotations, "logprobs": []})
-            item = _message_item(iid, text, annotations)
+            item = _message_item(iid, text, annotations, status)
         self._ev(out, "response.output_item.done", output_index=idx, item=item)
         self._items.append(item)
         self._open = ""
@@ -434,11 +439,13 @@ class StreamEncoder:
         if not self._items and not self._open:
             self._open_item(out, "message")  # an empty answer is still one (empty) message item
         annotations = [_annotation(a) for a in result.annotations] if self._open == "message" else []
-        self._close_item(out, annotations)
+        status = _status(result)
+        self._close_item(out, annotations, status)
         usage = usage_for(prompt_tokens=self.prompt_tokens, result=result)
-        final = _response(rid=self.id, created=self.created, model=self.model, status="completed",
+        final = _response(rid=self.id, created=self.created, model=self.model, status=status,
                           output=self._items, usage=usage, sources=result.search_sources)
-        self._ev(out, "response.completed", response=final)
+        # a response cut at max_output_tokens ends with response.incomplete, as OpenAI's does
+        self._ev(out, f"response.{status}", response=final)
         out.append(b"data: [DONE]\n\n")
         return b"".join(out)
 
@@ -459,6 +466,12 @@ class StreamEncoder:
     def keepalive(self) -> bytes:
         return b": keep-alive\n\n"
 
+    def begin(self) -> bytes:
+        """The opening of the stream before any content: response.created, response.in_progress."""
+        out: list[bytes] = []
+        self._start(out)
+        return b"".join(out) or self.keepalive()
+
 
 def body(
     *, result: TurnResult, model: str, prompt_tokens: int, ids: IdFactory | None = None, created: int | None = None
@@ -470,9 +483,14 @@ def body(
         output.append(_reasoning_item(make("rs_", 8), result.reasoning))
     if result.text or not result.tool_calls:
         output.append(_message_item(make("msg_", 8), result.text,
-                                    [] if result.tool_calls else [_annotation(a) for a in result.annotations]))
+                                    [] if result.tool_calls else [_annotation(a) for a in result.annotations],
+                                    _status(result)))
     for call in result.tool_calls:
         output.append(_call_item(make("fc_", 8), call))
     usage = usage_for(prompt_tokens=prompt_tokens, result=result)
     return _response(rid=rid, created=int(time.time()) if created is None else created, model=model,
-                     status="completed", output=output, usage=usage, sources=result.search_sources)
+                     status=_status(result), output=output, usage=usage, sources=result.search_sources)
+
+
+def _status(result: TurnResult) -> str:
+    return "incomplete" if result.finish_reason == "length" else "completed"

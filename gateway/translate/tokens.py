@@ -34,6 +34,17 @@ def count_tokens(text: str) -> int:
     return len(_encoding().encode_ordinary(text))
 
 
+def decode_prefix(text: str, n: int) -> str:
+    """The longest prefix of `text` made of its first `n` tokens (a character split across the cut
+    is dropped)."""
+    if n <= 0:
+        return ""
+    tokens = _encoding().encode_ordinary(text)
+    if len(tokens) <= n:
+        return text
+    return _encoding().decode_bytes(tokens[:n]).decode("utf-8", errors="ignore")
+
+
 def prompt_tokens(flat: str) -> int:
     return count_tokens(flat) + 4
 

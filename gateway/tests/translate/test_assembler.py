@@ -104,3 +104,45 @@ def test_finish_is_idempotent():
     fx = load("chat_stream__sources_block")
     asm, _ = run_fixture(fx)
     assert asm.finish() == []
+
+
+# --------------------------------------------------------------------------- forced tool choice
+
+
+def _forced(choice: ToolChoice, tokens: list[str]):
+    from gateway.upstream.events import AnswerDelta
+
+    tools = [ToolSpec("get_weather", "", {}), ToolSpec("get_time", "", {})]
+    asm = TurnAssembler(tools=tools, tool_choice=choice, ids=Ids())
+    pieces = []
+    for token in tokens:
+        pieces += asm.feed(AnswerDelta(token))
+    return asm, pieces
+
+
+def test_a_required_tool_choice_never_presents_text_as_the_answer():
+    from gateway.errors import ToolCallMissing
+
+    asm, pieces = _forced(ToolChoice("required"), ["Hello ", "there, no tools today."])
+    assert pieces == [] and asm.holding
+    with pytest.raises(ToolCallMissing) as info:
+        asm.finish()
+    assert info.value.status == 502 and info.value.param == "tool_choice"
+
+
+def test_a_named_tool_choice_drops_calls_to_other_tools():
+    from gateway.errors import ToolCallMissing
+
+    xml = '<tool_calls><tool_call><tool_name>get_time</tool_name><parameters>{"zone":"UTC"}</parameters></tool_call></tool_calls>'
+    asm, pieces = _forced(ToolChoice("function", "get_weather"), [xml])
+    assert pieces == []
+    with pytest.raises(ToolCallMissing, match="get_weather"):
+        asm.finish()
+
+
+def test_text_held_for_a_required_call_is_released_with_the_call():
+    xml = '<tool_calls><tool_call><tool_name>get_weather</tool_name><parameters>{"city":"Paris"}</parameters></tool_call></tool_calls>'
+    asm, pieces = _forced(ToolChoice("required"), ["Let me check. ", xml])
+    pieces += asm.finish()
+    assert [type(p) for p in pieces] == [TextPiece, ToolCallsPiece] and pieces[0].text == "Let me check."
+    assert asm.result.finish_reason == "tool_calls" and asm.result.tool_calls[0].name == "get_weather"

@@ -1,6 +1,8 @@
 """Request parsers of the three families, from fixture files <family>_request__<variant>.json."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from gateway.errors import InvalidRequest
@@ -57,7 +59,11 @@ def test_it_rejects_bad_input_naming_the_parameter(name, index, case):
     assert exc.param == case["param"], exc.message
     assert exc.status == 400
     assert exc.message
-    if case["param"]:
+    if case["param"] and family == "anthropic":
+        # Anthropic's wording: "<dotted.path>: <what is wrong>" (messages.0.content: ...)
+        path = re.sub(r"\[(\d+)\]", r".\1", case["param"])
+        assert exc.message.startswith((f"{path}: ", "messages: ")), exc.message
+    elif case["param"]:
         assert f"'{case['param']}" in exc.message, "the message names the parameter so a human can fix the request"
     assert exc.openai_body()["error"]["param"] == case["param"]
     assert exc.anthropic_body() == {"type": "error", "error": {"type": "invalid_request_error", "message": exc.message}}
@@ -135,3 +141,34 @@ def test_the_sources_marker_is_stripped_only_at_a_line_start_of_assistant_messag
     body = {"model": "m", "messages": [{"role": "user", "content": "x\n[grok2api-sources]: #\nkept"}]}
     assert flatten(openai_chat.parse_request(body, default_stream=False, default_thinking=True)) == \
         "[user]: x\n[grok2api-sources]: #\nkept"
+
+
+def test_anthropic_system_messages_inside_messages_are_folded_where_they_stand():
+    # Claude Code 2.1 (anthropic-beta mid-conversation-system-…) sends roles user, system.
+    body = {"model": "m", "max_tokens": 5, "system": "Top.", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": [{"type": "text", "text": "Now answer in French."}]},
+        {"role": "assistant", "content": "bonjour"},
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "and then?"},
+    ]}
+    req = anthropic.parse_request(body, default_stream=False, default_thinking=True)
+    assert flatten(req) == ("[system]: Top.\n\n[user]: hi\n\n[system]: Now answer in French.\n\n"
+                            "[assistant]: bonjour\n\n[system]: Be brief.\n\n[user]: and then?")
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "max_tokens: Field required"),
+    ({"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}, "model: Field required"),
+    ({"model": "m", "max_tokens": "5", "messages": [{"role": "user", "content": "hi"}]},
+     "max_tokens: Input should be a valid integer"),
+    ({"model": "m", "max_tokens": 5, "messages": {"role": "user"}}, "messages: Input should be a valid list"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user"}]}, "messages.0.content: Field required"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "foo", "content": "x"}]},
+     'messages: Unexpected role "foo". Allowed roles are "user", "assistant" or "system"'),
+])
+def test_anthropic_errors_are_worded_like_anthropics_own(body, message):
+    with pytest.raises(InvalidRequest) as info:
+        anthropic.parse_request(body, default_stream=False, default_thinking=True)
+    assert info.value.message.startswith(message), info.value.message
+    assert info.value.anthropic_body()["error"] == {"type": "invalid_request_error", "message": info.value.message}

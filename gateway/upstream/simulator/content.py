@@ -47,8 +47,14 @@ class Prompt:
 def parse_prompt(message: str) -> Prompt:
     blocks = list(_BLOCK.finditer(message))
     if blocks:
-        last = blocks[-1]
-        role, text = last.group(1), message[last.end():].strip()
+        # The turn being answered is the last block that is not a [system] one: a system message
+        # inside the conversation (Anthropic's mid-conversation system messages) may follow it.
+        at = len(blocks) - 1
+        while at > 0 and blocks[at].group(1) == "system":
+            at -= 1
+        last = blocks[at]
+        end = blocks[at + 1].start() if at + 1 < len(blocks) else len(message)
+        role, text = last.group(1), message[last.end():end].strip()
     else:
         role, text = "user", message.strip()
     directives: dict[str, str] = {}

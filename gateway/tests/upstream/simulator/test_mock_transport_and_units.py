@@ -142,3 +142,9 @@ def test_media_bytes_decode_with_standard_decoders():
     Image.open(io.BytesIO(mp4[mdat_off:])).load()
     flac = media.flac_bytes()
     assert flac[:4] == b"fLaC" and flac[4] == 0x80 and int.from_bytes(flac[5:8], "big") == 34
+
+
+def test_prompt_directives_skip_system_blocks_after_the_last_turn():
+    # Claude Code appends a mid-conversation system message after the user's turn.
+    p = parse_prompt("[system]: top\n\n[user]: b #sim:len=3\n\n[system]: # Environment\nplatform linux")
+    assert p.directives == {"len": "3"} and p.last_role == "user" and p.last_text == "b #sim:len=3"
