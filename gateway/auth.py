@@ -80,6 +80,27 @@ def authenticate(request) -> Principal | None:
     return found
 
 
+def api_open() -> bool:
+    """True when /v1 needs no key (empty `app.api_key` and no enabled ApiKey row)."""
+    return not _config_digests(config().get("app.api_key") or "") and not _keys.get()
+
+
+def key_digest_match(key: str) -> bytes | None:
+    """The stored SHA-256 digest a presented key matches (for callers that keep a proof of which
+    key signed in, e.g. the web pages), compared like `authenticate`: constant time, no early exit."""
+    digest = bytes.fromhex(hash_api_key(key))
+    found: bytes | None = None
+    for known in key_digests():
+        if hmac.compare_digest(digest, known):
+            found = known
+    return found
+
+
+def key_digests() -> tuple[bytes, ...]:
+    """Every accepted key's SHA-256 digest (`app.api_key` entries and enabled ApiKey rows)."""
+    return (*_config_digests(config().get("app.api_key") or ""), *(d for d, _ in _keys.get()))
+
+
 async def api_auth(request) -> Principal | None:
     """Ninja auth callable: `Router(auth=api_auth)` or `@router.post(..., auth=api_auth)`."""
     return authenticate(request)
