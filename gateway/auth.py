@@ -85,20 +85,25 @@ def api_open() -> bool:
     return not _config_digests(config().get("app.api_key") or "") and not _keys.get()
 
 
-def key_digest_match(key: str) -> bytes | None:
-    """The stored SHA-256 digest a presented key matches (for callers that keep a proof of which
-    key signed in, e.g. the web pages), compared like `authenticate`: constant time, no early exit."""
+def key_match(key: str) -> tuple[bytes, Principal] | None:
+    """The stored SHA-256 digest a presented key matches and its principal (for callers that keep
+    a proof of which key signed in, e.g. the web pages), compared like `authenticate`: constant
+    time, no early exit."""
     digest = bytes.fromhex(hash_api_key(key))
-    found: bytes | None = None
-    for known in key_digests():
+    found: tuple[bytes, Principal] | None = None
+    for known, principal in _known_keys():
         if hmac.compare_digest(digest, known):
-            found = known
+            found = (known, principal)
     return found
+
+
+def _known_keys() -> tuple[tuple[bytes, Principal], ...]:
+    return (*((d, _CONFIG_PRINCIPAL) for d in _config_digests(config().get("app.api_key") or "")), *_keys.get())
 
 
 def key_digests() -> tuple[bytes, ...]:
     """Every accepted key's SHA-256 digest (`app.api_key` entries and enabled ApiKey rows)."""
-    return (*_config_digests(config().get("app.api_key") or ""), *(d for d, _ in _keys.get()))
+    return tuple(d for d, _ in _known_keys())
 
 
 async def api_auth(request) -> Principal | None:

@@ -30,7 +30,7 @@ from django.contrib.auth.signals import user_login_failed
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts.config import config
-from gateway.auth import Principal, api_open, key_digest_match, key_digests
+from gateway.auth import Principal, api_open, key_digests, key_match
 
 SESSION_FLAG = "webui_access"
 _SALT = "grok2api.webui.access"
@@ -114,9 +114,10 @@ def access_sign_in(*, request, presented: str) -> bool:
         if constant_time_compare(presented, webui_key()):
             proof = _digest(webui_key())
     elif mode == MODE_API_KEY:
-        matched = key_digest_match(presented)
-        if matched is not None:
-            proof = _api_proof(matched)
+        matched = key_match(presented)
+        # A key limited to some models is not enough: the pages serve every model (WEBUI_PRINCIPAL).
+        if matched is not None and not matched[1].allowed_models:
+            proof = _api_proof(matched[0])
     if proof is None:
         user_login_failed.send(sender=__name__, credentials=_CREDENTIALS, request=request)
         return False

@@ -123,7 +123,8 @@ def login(request: HttpRequest) -> HttpResponse:
             return HttpResponseRedirect(nxt)
         if getattr(request, "axes_locked_out", False):  # this failure reached the limit
             return get_lockout_response(request)
-        context["error"] = ("That API key is not correct. Use a key that /v1 accepts (app.api_key or an API key row)."
+        context["error"] = ("That API key is not correct. Use a key that /v1 accepts for every model "
+                            "(app.api_key, or an API key row without a model list)."
                             if api_key else "That key is not correct. Check app.webui_key with your operator.")
         return render(request, "webui/login.html", context, status=403)
     return render(request, "webui/login.html", context)

@@ -157,9 +157,13 @@ def test_an_api_key_row_alone_closes_the_pages_and_opens_them_to_its_key(client,
     assert _chat(client).status_code == 401
     assert client.post("/webui/login", {"key": "sk-row-key"}).status_code == 302
     assert client.get("/webui/chat").status_code == 200
+    # a key limited to some models does not open pages that serve every model
+    ApiKey.objects.create(label="narrow", key_hash=hash_api_key("sk-narrow"), prefix="sk-narro", allowed_models=["grok-4.20-fast"])
+    narrow = Client()
+    assert narrow.post("/webui/login", {"key": "sk-narrow"}).status_code == 403
+    assert narrow.get("/webui/chat").status_code == 302
     row.enabled = False
     row.save()
-    ApiKey.objects.create(label="other", key_hash=hash_api_key("sk-other"), prefix="sk-other")  # /v1 stays closed
     assert client.get("/webui/chat").status_code == 302
     assert _chat(client).status_code == 401
 
