@@ -61,7 +61,7 @@
       }
     }
   });
-  const PURIFY = { FORBID_TAGS: ["style", "form", "input", "button", "iframe"], FORBID_ATTR: ["style"] };
+  const PURIFY = { FORBID_TAGS: ["style", "form", "button", "iframe"], FORBID_ATTR: ["style"] };  // inputs stay: task lists
 
   // A remote image waits behind a button naming its host; a click opens it in a new tab (without
   // this page as referrer), the one fetch the reader chose.
