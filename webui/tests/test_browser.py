@@ -78,11 +78,10 @@ def _seed_accounts() -> None:
 
 
 def _gateway_env(sim) -> dict[str, str]:
-    # Images in chat answers come from the gateway's own cache (a relative /v1/files/image link):
-    # the pages load images from their own origin only (Content-Security-Policy img-src).
+    # Images in chat answers come inline as data: URIs: the pages load images from their own origin
+    # and data:/blob: URLs only (Content-Security-Policy img-src), never from the upstream's host.
     return {"GROK_APP_WEBUI_ENABLED": "true", "GROK_APP_WEBUI_KEY": KEY, "GROK_APP_API_KEY": API_KEY,
-            "GROK_FEATURES_IMAGE_FORMAT": "local_md", "GROK_FEATURES_IMAGINE_PUBLIC_IMAGE_PROXY": "true",
-            "DJANGO_ALLOW_ASYNC_UNSAFE": "", **sim.upstream_env()}
+            "GROK_FEATURES_IMAGE_FORMAT": "base64", "DJANGO_ALLOW_ASYNC_UNSAFE": "", **sim.upstream_env()}
 
 
 @pytest.fixture(scope="module")
@@ -352,14 +351,16 @@ def test_an_answer_fetches_no_remote_image_until_clicked_and_keeps_only_http_lin
     sign_in(page)
     remote: list[str] = []
     page.context.on("request", lambda r: remote.append(r.url) if "127.0.0.2" in r.url else None)
-    # the simulator answers with exactly this Markdown: a remote image and a javascript: link
-    page.fill("#prompt", "Show me #sim:say=![x](http://127.0.0.2:1/pixel)[click](javascript:alert(1))")
+    # the simulator answers with exactly this Markdown: a remote image, one of the gateway's own
+    # (/v1/files, shown directly) and a javascript: link
+    page.fill("#prompt", "Show me #sim:say=![x](http://127.0.0.2:1/pixel)![y](/v1/files/image?id=own)[click](javascript:alert(1))")
     page.press("#prompt", "Enter")
     answer = page.locator("article.msg.assistant").last
     expect(answer).not_to_have_class(re.compile("streaming"))
     button = answer.locator(".content button.remote-image")
     expect(button).to_have_text(re.compile(r"Image from 127\.0\.0\.2:1 \(x\)"))
-    expect(answer.locator(".content img")).to_have_count(0)
+    expect(answer.locator(".content img")).to_have_count(1)
+    expect(answer.locator(".content img")).to_have_attribute("src", "/v1/files/image?id=own")
     expect(answer.locator(".content a[href]")).to_have_count(0)  # javascript: is not a link
     expect(answer.locator(".content")).to_contain_text("click")
     page.reload()  # rendered again from the stored conversation: still nothing fetched
