@@ -80,6 +80,32 @@ def authenticate(request) -> Principal | None:
     return found
 
 
+def api_open() -> bool:
+    """True when /v1 needs no key (empty `app.api_key` and no enabled ApiKey row)."""
+    return not _config_digests(config().get("app.api_key") or "") and not _keys.get()
+
+
+def key_match(key: str) -> tuple[bytes, Principal] | None:
+    """The stored SHA-256 digest a presented key matches and its principal (for callers that keep
+    a proof of which key signed in, e.g. the web pages), compared like `authenticate`: constant
+    time, no early exit."""
+    digest = bytes.fromhex(hash_api_key(key))
+    found: tuple[bytes, Principal] | None = None
+    for known, principal in _known_keys():
+        if hmac.compare_digest(digest, known):
+            found = (known, principal)
+    return found
+
+
+def _known_keys() -> tuple[tuple[bytes, Principal], ...]:
+    return (*((d, _CONFIG_PRINCIPAL) for d in _config_digests(config().get("app.api_key") or "")), *_keys.get())
+
+
+def key_digests() -> tuple[bytes, ...]:
+    """Every accepted key's SHA-256 digest (`app.api_key` entries and enabled ApiKey rows)."""
+    return tuple(d for d, _ in _known_keys())
+
+
 async def api_auth(request) -> Principal | None:
     """Ninja auth callable: `Router(auth=api_auth)` or `@router.post(..., auth=api_auth)`."""
     return authenticate(request)

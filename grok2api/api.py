@@ -16,6 +16,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from django.core.exceptions import RequestDataTooBig
 
 from gateway.errors import AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
+from grok2api.apidocs import LocalSwagger
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ api = NinjaAPI(
     version="1",
     urls_namespace="v1",
     docs_url="/docs",
+    docs=LocalSwagger(),  # vendored swagger-ui, same-origin only (grok2api/apidocs.py)
 )
 
 

@@ -314,5 +314,8 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
         max_body_bytes=max_body_mb * 1024 * 1024,
         worker_malloc=worker_malloc,
+        # django-axes lockout of the admin login and the web page key (settings.py, AXES_*)
+        login_failure_limit=_int("LOGIN_FAILURE_LIMIT", 5, lo=1, hi=1000),
+        login_cooloff_minutes=_float("LOGIN_COOLOFF_MINUTES", 15.0, lo=0.1),
         logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir),
     )

@@ -134,3 +134,38 @@ ENCRYPTION_KEY = E.encryption_key
 CONFIG_DEFAULTS_PATH = BASE_DIR / "config.defaults.toml"
 
 LOGGING = E.logging
+
+# --- Browser side: login lockout (django-axes) and Content-Security-Policy (django-csp) ---
+# Kept in one block; docs/webui.md ("Guessing" and "Content-Security-Policy") explains each value.
+INSTALLED_APPS += ["axes", "csp"]
+MIDDLEWARE += [
+    "grok2api.csp.PolicyMiddleware",  # django-csp's middleware + the voice page's LiveKit origin
+    "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a lockout into its 429 page
+]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # shared by every worker process
+AXES_FAILURE_LIMIT = E.login_failure_limit
+AXES_COOLOFF_TIME = E.login_cooloff_minutes / 60  # hours, as axes reads a float
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the lock ends one cool-off after the last counted failure
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful login
+AXES_LOCKOUT_TEMPLATE = "axes/lockout.html"
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "key", "password"]
+# The client address is REMOTE_ADDR: uvicorn rewrites it from X-Forwarded-For when the proxy's
+# address is in FORWARDED_ALLOW_IPS (README, "Behind a reverse proxy").
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "media-src": ["'self'", "blob:"],
+        "connect-src": ["'self'"],  # + the LiveKit origin on the voice page (grok2api/csp.py)
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}

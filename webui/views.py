@@ -27,7 +27,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from gateway.errors import AuthenticationFailed, GatewayError, NotFound
 from gateway.jsonbody import json_body_parse
 from webui import services
-from webui.access import access_granted, access_sign_in, access_sign_out, key_required, webui_enabled
+from axes.helpers import get_lockout_response
+
+from webui.access import (
+    MODE_API_KEY, access_granted, access_locked, access_mode, access_sign_in, access_sign_out, key_required,
+    webui_enabled,
+)
 
 
 def _disabled(request: HttpRequest) -> HttpResponse:
@@ -104,15 +109,23 @@ def login(request: HttpRequest) -> HttpResponse:
     nxt = _safe_next(request)
     if not key_required() or (request.method == "GET" and _granted(request)):
         return HttpResponseRedirect(nxt)
-    context = {"next": nxt, "error": "", "expired": request.GET.get("expired") == "1"}
+    api_key = access_mode() == MODE_API_KEY
+    context = {"next": nxt, "error": "", "expired": request.GET.get("expired") == "1", "api_key": api_key}
     if request.method == "POST":
         presented = request.POST.get("key", "")
         if not presented.strip():
-            context["error"] = "Enter the WebUI key."
+            context["error"] = "Enter the API key." if api_key else "Enter the WebUI key."
             return render(request, "webui/login.html", context, status=400)
+        # Checked before the key, so a locked-out client learns nothing, not even from the right key.
+        if access_locked(request=request):
+            return get_lockout_response(request)
         if access_sign_in(request=request, presented=presented):
             return HttpResponseRedirect(nxt)
-        context["error"] = "That key is not correct. Check app.webui_key with your operator."
+        if getattr(request, "axes_locked_out", False):  # this failure reached the limit
+            return get_lockout_response(request)
+        context["error"] = ("That API key is not correct. Use a key that /v1 accepts for every model "
+                            "(app.api_key, or an API key row without a model list)."
+                            if api_key else "That key is not correct. Check app.webui_key with your operator.")
         return render(request, "webui/login.html", context, status=403)
     return render(request, "webui/login.html", context)
 

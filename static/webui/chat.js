@@ -26,24 +26,76 @@
   let pending = [];          // attachments of the next message: {name, dataUrl}
   let controller = null;     // AbortController of the request in flight
 
-  // Links in answers open in a new tab without access to this page.
+  // Answers are untrusted text (a prompt injection can make the model write anything), so the
+  // sanitiser lets nothing in them make the browser fetch a URL on its own: images from another
+  // origin become a button (see remoteImages), other fetching attributes from another origin are
+  // dropped, and links keep only http(s) targets. The CSP (img-src 'self' data: blob:) is the backstop.
+  const FETCHING = ["src", "srcset", "poster", "background", "xlink:href", "action", "formaction"];
+  const httpUrl = (value) => {
+    try { const u = new URL(value, location.href); return (u.protocol === "http:" || u.protocol === "https:") ? u : null; }
+    catch (e) { return null; }
+  };
+  const sameOrigin = (value) => { const u = httpUrl(value); return !!u && u.origin === location.origin; };
+  const inlineData = (value) => /^data:image\/(png|jpe?g|gif|webp);/i.test(value || "");
+
   DOMPurify.addHook("afterSanitizeAttributes", (node) => {
-    if (node.tagName === "A" && node.getAttribute("href")) {
-      node.setAttribute("target", "_blank");
-      node.setAttribute("rel", "noopener noreferrer");
+    if (node.tagName === "IMG") {
+      const src = node.getAttribute("src") || "";
+      node.removeAttribute("srcset");
+      if (!sameOrigin(src) && !inlineData(src)) {
+        node.removeAttribute("src");
+        if (httpUrl(src)) node.setAttribute("data-remote-src", httpUrl(src).href);
+      }
+    }
+    for (const name of FETCHING) {
+      const value = node.getAttribute(name);
+      if (value !== null && !sameOrigin(value) && !(name === "src" && inlineData(value))) node.removeAttribute(name);
+    }
+    if (node.hasAttribute("href")) {
+      const target = httpUrl(node.getAttribute("href"));
+      if (node.tagName !== "A" || !target) node.removeAttribute("href");  // javascript:, data:, … are not links
+      else {
+        node.setAttribute("href", target.href);
+        node.setAttribute("target", "_blank");  // links open in a new tab without access to this page
+        node.setAttribute("rel", "noopener noreferrer");
+      }
     }
   });
-  const markdown = (text) => DOMPurify.sanitize(marked.parse(text || "", { gfm: true, breaks: true }));
+  const PURIFY = { FORBID_TAGS: ["style", "form", "button", "iframe"], FORBID_ATTR: ["style"] };  // inputs stay: task lists
 
-  // Image models answer with a bare link in the grok_url / local_url formats: show those inline.
+  // A remote image waits behind a button naming its host; a click opens it in a new tab (without
+  // this page as referrer), the one fetch the reader chose.
+  function remoteImageButton(url, alt) {
+    const host = new URL(url).host;
+    return el("button", { type: "button", class: "remote-image", title: url, "data-remote-src": url,
+      text: `Image from ${host}${alt ? ` (${alt})` : ""} — open`,
+      onclick: () => window.open(url, "_blank", "noopener,noreferrer") });
+  }
+  function remoteImages(root) {
+    for (const img of root.querySelectorAll("img[data-remote-src]")) {
+      img.replaceWith(remoteImageButton(img.getAttribute("data-remote-src"), img.getAttribute("alt") || ""));
+    }
+    for (const img of root.querySelectorAll("img:not([src])")) img.remove();
+  }
+
+  // Image models answer with a bare link in the grok_url / local_url formats: show those inline
+  // when they come from this gateway (/v1/files/image), behind a button otherwise.
   const IMAGE_LINK = /(\.(png|jpe?g|webp|gif)([?#].*)?$)|\/v1\/files\/image\?/i;
   function inlineImages(root) {
     for (const a of root.querySelectorAll("a[href]")) {
       const href = a.getAttribute("href");
-      if (a.querySelector("img") || a.textContent.trim() !== href || !IMAGE_LINK.test(href)) continue;
-      a.replaceChildren(el("img", { src: href, alt: "generated image", loading: "lazy" }));
+      const text = a.textContent.trim();
+      const bare = text === href || (httpUrl(text) && httpUrl(text).href === href);
+      if (a.querySelector("img") || !bare || !IMAGE_LINK.test(href)) continue;
+      if (sameOrigin(href)) a.replaceChildren(el("img", { src: href, alt: "generated image", loading: "lazy" }));
+      else a.replaceWith(remoteImageButton(href, ""));
     }
   }
+  const sourceLink = (s) => {
+    const target = httpUrl(s.url);
+    return target ? el("a", { href: target.href, target: "_blank", rel: "noopener noreferrer", text: s.title || s.url })
+      : el("span", { class: "source-unsafe", text: s.title || s.url });
+  };
 
   // ---------------------------------------------------------------- storage
   function load() {
@@ -95,12 +147,14 @@
       node.append(det);
     }
     const content = el("div", { class: "content" });
-    content.innerHTML = markdown(m.text);
+    content.append(DOMPurify.sanitize(marked.parse(m.text || "", { gfm: true, breaks: true }),
+      Object.assign({ RETURN_DOM_FRAGMENT: true }, PURIFY)));
+    remoteImages(content);
     inlineImages(content);
     node.append(content);
     if (m.sources && m.sources.length) {
       const list = el("ol", {}, m.sources.map((s) =>
-        el("li", {}, el("a", { href: s.url, target: "_blank", rel: "noopener noreferrer", text: s.title || s.url }))));
+        el("li", {}, sourceLink(s))));
       node.append(el("div", { class: "sources" }, [el("strong", { text: "Sources" }), list]));
     }
     if (m.error) node.append(el("p", { class: "msg-error", role: "alert", text: m.error }));

@@ -78,8 +78,10 @@ def _seed_accounts() -> None:
 
 
 def _gateway_env(sim) -> dict[str, str]:
+    # Images in chat answers come inline as data: URIs: the pages load images from their own origin
+    # and data:/blob: URLs only (Content-Security-Policy img-src), never from the upstream's host.
     return {"GROK_APP_WEBUI_ENABLED": "true", "GROK_APP_WEBUI_KEY": KEY, "GROK_APP_API_KEY": API_KEY,
-            "DJANGO_ALLOW_ASYNC_UNSAFE": "", **sim.upstream_env()}
+            "GROK_FEATURES_IMAGE_FORMAT": "base64", "DJANGO_ALLOW_ASYNC_UNSAFE": "", **sim.upstream_env()}
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +140,31 @@ def page(browser, gateway, request):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.js_errors = errors
+    page.csp_violations = watch_csp(context)
     yield page
     OUT.mkdir(parents=True, exist_ok=True)
     try:
         page.screenshot(path=str(OUT / f"{request.node.name}.png"), full_page=True)
     finally:
         context.close()
+    # every page of every test runs under the Content-Security-Policy without breaking it
+    assert page.csp_violations == []
+
+
+# Runs in every document before the page's own scripts; the binding is CDP's, so the policy does not
+# apply to it. Reports what the browser refused and why.
+_CSP_WATCH = """window.__cspSeen = 0;
+document.addEventListener("securitypolicyviolation", (e) => { window.__cspViolation({
+  page: location.pathname, directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample});
+  window.__cspSeen += 1; });"""
+
+
+def watch_csp(context) -> list[dict]:
+    """Collect every `securitypolicyviolation` event of the context's pages."""
+    seen: list[dict] = []
+    context.expose_binding("__cspViolation", lambda source, v: seen.append(v))
+    context.add_init_script(_CSP_WATCH)
+    return seen
 
 
 def sign_in(page, path="/webui/chat"):
@@ -326,6 +347,44 @@ def test_an_upstream_error_is_shown_in_place_with_the_api_message(page, sim):
     assert len(sim.sim.requests(path=CHAT_PATH)) == 2
 
 
+def test_an_answer_fetches_no_remote_image_until_clicked_and_keeps_only_http_links(page, sim):
+    sign_in(page)
+    remote: list[str] = []
+    page.context.on("request", lambda r: remote.append(r.url) if "127.0.0.2" in r.url else None)
+    # the simulator answers with exactly this Markdown: a remote image, one of the gateway's own
+    # (/v1/files, shown directly) and a javascript: link
+    page.fill("#prompt", "Show me #sim:say=![x](http://127.0.0.2:1/pixel)![y](/v1/files/image?id=own)[click](javascript:alert(1))")
+    page.press("#prompt", "Enter")
+    answer = page.locator("article.msg.assistant").last
+    expect(answer).not_to_have_class(re.compile("streaming"))
+    button = answer.locator(".content button.remote-image")
+    expect(button).to_have_text(re.compile(r"Image from 127\.0\.0\.2:1 \(x\)"))
+    expect(answer.locator(".content img")).to_have_count(1)
+    expect(answer.locator(".content img")).to_have_attribute("src", "/v1/files/image?id=own")
+    expect(answer.locator(".content a[href]")).to_have_count(0)  # javascript: is not a link
+    expect(answer.locator(".content")).to_contain_text("click")
+    page.reload()  # rendered again from the stored conversation: still nothing fetched
+    expect(page.locator("article.msg.assistant .content button.remote-image")).to_have_count(1)
+    assert remote == []
+    with page.context.expect_page() as opened:
+        page.locator("article.msg.assistant .content button.remote-image").click()
+    wait_for(lambda: page.wait_for_timeout(50) or remote, "the request the click asked for")  # lets Playwright deliver events
+    assert remote[0] == "http://127.0.0.2:1/pixel"
+    opened.value.close()
+
+    # a search source with a javascript: URL is listed as text, not as a link
+    page.fill("#prompt", "Look it up #sim:search=javascript:alert(document.cookie)")
+    page.press("#prompt", "Enter")
+    answer = page.locator("article.msg.assistant").last
+    expect(answer).not_to_have_class(re.compile("streaming"))
+    sources = answer.locator(".sources")
+    expect(sources.locator(".source-unsafe")).to_have_count(1)
+    expect(sources.locator("a")).not_to_have_count(0)
+    for href in sources.locator("a").evaluate_all("links => links.map(a => a.getAttribute('href'))"):
+        assert href.startswith(("http://", "https://")), href
+    assert not page.js_errors
+
+
 # ------------------------------------------------------------------ image wall
 
 
@@ -432,3 +491,56 @@ def test_masonry_reports_a_dropped_socket_and_offers_to_reconnect(page, sim, gat
     expect(page.locator("#wall-error")).to_contain_text("Not connected to the gateway: press Reconnect first.")
     page.click("#wall-reconnect")
     expect(page.locator("#wall-state")).to_have_text(re.compile(r"Disconnected \(code \d+\)"))
+
+
+# ------------------------------------------------------------------ Content-Security-Policy
+
+
+ADMIN_PASSWORD = "csp-admin-pw-1"
+
+
+def test_every_page_runs_under_the_csp_without_a_violation(page, gateway, django_user_model):
+    from accounts.models import Account
+
+    django_user_model.objects.create_superuser("cspadmin", password=ADMIN_PASSWORD)
+    account = Account.objects.first()
+    # the web pages, signed in with the page key
+    for path in ("/webui/chat", "/webui/masonry", "/webui/chatkit"):
+        response = page.goto(path)
+        if "/webui/login" in page.url:
+            sign_in(page, path)
+        page.wait_for_load_state("networkidle")
+        header = page.evaluate("fetch(location.href).then(r => r.headers.get('content-security-policy'))")
+        assert "default-src 'self'" in header and "frame-ancestors 'none'" in header, path
+    page.goto("/webui/masonry")
+    expect(page.locator("#wall-state")).to_have_text("Connected · idle")  # the same-origin socket is allowed
+    # admin: login, index, change lists and change forms (Django's own scripts and ours)
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", "cspadmin")
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.click("input[type=submit]")
+    expect(page).to_have_url(re.compile(r"/admin/$"))
+    for path in ("/admin/", "/admin/accounts/account/", f"/admin/accounts/account/{account.pk}/change/",
+                 "/admin/accounts/account/import/", "/admin/accounts/runtimeconfig/", "/admin/gateway/apikey/add/",
+                 "/admin/media/cachedmedia/", "/admin/auth/user/", "/admin/django_celery_beat/periodictask/add/"):
+        response = page.goto(path)
+        assert response.status == 200, path
+        page.wait_for_load_state("networkidle")
+    # the API docs
+    page.goto("/v1/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("grok2api")
+    page.wait_for_load_state("networkidle")
+    assert page.csp_violations == []
+    assert not page.js_errors
+
+
+def test_the_csp_watch_sees_a_refused_load(page):
+    """The watch above can fail: a remote image on a web page is refused and reported."""
+    sign_in(page)
+    page.evaluate("document.body.append(Object.assign(document.createElement('img'), {src: 'http://127.0.0.2:1/x.png'}))")
+    page.wait_for_function("window.__cspSeen > 0")  # the page saw it; the report reaches Python with the next call
+    page.evaluate("0")
+    assert page.csp_violations[0]["directive"] == "img-src"
+    assert page.csp_violations[0]["blocked"] == "http://127.0.0.2:1/x.png"
+    page.goto("/webui/masonry")  # leave the page, so no late report of it remains
+    page.csp_violations.clear()  # expected here; the fixture checks the rest

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
 from grok2api.envcheck import SERVER_IMPLS
@@ -16,6 +17,16 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
 API_KEY = "sk-wall-socket-test"
 WAIT = 20  # seconds one event may take (upper bound only; the simulator answers at once)
+
+
+def _sign_in(base: str, key: str) -> str:
+    """Sign in at /webui/login (CSRF form) and return the Cookie header of the session."""
+    with httpx.Client(base_url=base) as client:
+        client.get("/webui/login")
+        token = client.cookies["csrftoken"]
+        signed = client.post("/webui/login", data={"key": key, "csrfmiddlewaretoken": token})
+        assert signed.status_code == 302, signed.text
+        return "; ".join(f"{name}={value}" for name, value in client.cookies.items())
 
 
 def _receive_until(ws, predicate) -> list[dict]:
@@ -39,7 +50,15 @@ def test_the_wall_socket_streams_images_through_each_server(gateway_factory, sim
         assert time.monotonic() < deadline, "the gateway did not load the account"
         time.sleep(0.1)
 
+    # no page key and /v1 needs one: the pages, the socket included, need a sign-in with the /v1 key
     with connect(gateway.url.replace("http://", "ws://") + "/webui/ws/imagine", open_timeout=WAIT) as ws:
+        assert json.loads(ws.recv(timeout=WAIT))["type"] == "error"
+        with pytest.raises(ConnectionClosedError) as refused:
+            ws.recv(timeout=WAIT)
+        assert refused.value.rcvd.code == 4401
+    cookie = _sign_in(gateway.url, API_KEY)
+    with connect(gateway.url.replace("http://", "ws://") + "/webui/ws/imagine", open_timeout=WAIT,
+                 additional_headers={"Cookie": cookie}) as ws:
         ws.send(json.dumps({"type": "start", "prompt": "a lighthouse at dusk", "model": "standard",
                             "aspect_ratio": "1:1", "count": 1}))
         events = _receive_until(ws, lambda e: e["type"] == "status" and e["status"] == "waiting")

@@ -347,6 +347,8 @@ def _search_block(ctx: ChatContext, prompt: content.Prompt, step: int) -> dict:
     if prompt.has("search"):
         card_id, card = _tool_card(ctx, "web_search", {"query": query, "num_results": "10"}, step)
         results = [{"url": u, "title": t, "preview": p} for u, t, p in _SEARCH_RESULTS]
+        if prompt.directives["search"]:  # #sim:search=<url>: the first result links there (any scheme)
+            results[0]["url"] = prompt.directives["search"]
         ctx.resp({"token": "", "messageTag": "raw_function_result", "messageStepId": step,
                   "toolUsageCardId": card_id, "webSearchResults": {"results": results}})
         out["web"] = results
@@ -464,6 +466,8 @@ def plan_chat(ctx: ChatContext) -> list:
     else:
         if prompt.last_role.startswith("tool result"):
             tokens = content.split_tokens(content.tool_result_answer(prompt), ctx.rng)
+        elif prompt.directives.get("say"):  # #sim:say=<text>: exactly this answer (no spaces or '#')
+            tokens = content.split_tokens(prompt.directives["say"], ctx.rng)
         else:
             tokens = content.canned_text(ctx.rng, n_tokens, knobs["chars_per_token"])
         gap = len(tokens) // 2 if prompt.has("gap") and len(tokens) >= 3 else None

@@ -6,7 +6,7 @@ ends with a tool result gets a plain text answer even if an earlier user turn as
 
     #sim:think  #sim:search  #sim:xsearch  #sim:browse  #sim:code  #sim:searchimages  #sim:rawthink
     #sim:tool=<name>[,<name>…]  #sim:tool-fenced  #sim:tool-json  #sim:tool-prose
-    #sim:image  #sim:len=<n>  #sim:untagged  #sim:gap
+    #sim:image  #sim:len=<n>  #sim:untagged  #sim:gap  #sim:say=<text>  #sim:search=<url>
 
 Tool schemas come from the injected tool prompt (spec §5.1): ``Tool: <name>`` … ``Parameters: <json>``.
 """

@@ -256,3 +256,16 @@ def test_final_metadata_knob(sim, knob, expected):
     assert fm == [expected]
     order = _collapse(kinds(objs))
     assert order.index("softStop") < order.index("finalMetadata") < order.index("modelResponse")
+
+
+def test_say_directive_answers_exactly_its_text(sim):
+    objs = lines(chat(sim, TOKEN, "[user]: show it #sim:say=![x](http://127.0.0.2:1/pixel)"))
+    assert answer_text(objs) == "![x](http://127.0.0.2:1/pixel)"
+
+
+def test_search_directive_with_a_url_puts_it_first_in_the_results(sim):
+    objs = lines(chat(sim, TOKEN, "[user]: look #sim:search=javascript:alert(1)", mode="auto"))
+    result = next(r for r in responses(objs) if r.get("messageTag") == "raw_function_result")
+    assert result["webSearchResults"]["results"][0]["url"] == "javascript:alert(1)"
+    cards = [json.loads(r["cardAttachment"]["jsonData"]) for r in responses(objs) if "cardAttachment" in r]
+    assert cards[0]["url"] == "javascript:alert(1)"
