@@ -31,8 +31,6 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 SERVER_IMPLS = ("uvicorn", "granian")  # the ASGI servers `manage.py serve` can run (first = default)
-# HTTP clients for direct upstream calls (first = default): gateway/upstream/fasth1.py or httpx's own
-UPSTREAM_HTTPS = ("fast", "httpx")
 WORKER_MALLOCS = ("auto", "pymalloc", "malloc", "jemalloc")  # grok2api/management/commands/serve.py
 
 
@@ -284,9 +282,6 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
     server_impl = _str("SERVER_IMPL", SERVER_IMPLS[0]).lower()
     if server_impl not in SERVER_IMPLS:
         raise EnvError(f"SERVER_IMPL: expected {' or '.join(SERVER_IMPLS)}, got {server_impl!r}")
-    upstream_http = _str("UPSTREAM_HTTP", UPSTREAM_HTTPS[0]).lower()
-    if upstream_http not in UPSTREAM_HTTPS:
-        raise EnvError(f"UPSTREAM_HTTP: expected {' or '.join(UPSTREAM_HTTPS)}, got {upstream_http!r}")
 
     return SimpleNamespace(
         data_dir=data_dir,
@@ -307,7 +302,6 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         server_port=_int("SERVER_PORT", 8000, lo=1, hi=65535),
         server_workers=_int("SERVER_WORKERS", 1, lo=1, hi=64),
         server_impl=server_impl,
-        upstream_http=upstream_http,
         admin_username=_str("ADMIN_USERNAME", "admin"),
         admin_password=_raw("ADMIN_PASSWORD") or "",
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
