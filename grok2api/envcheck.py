@@ -178,29 +178,43 @@ def _database(env, data_dir: Path) -> dict[str, Any]:
     return config
 
 
-def _logging(level: str, file_enabled: bool, log_dir: Path) -> dict[str, Any]:
-    handlers: dict[str, Any] = {"console": {"class": "logging.StreamHandler", "formatter": "plain"}}
+# Libraries that log request and handshake details (headers, cookies, frames) at DEBUG: capped at
+# WARNING unless LOG_LIBRARY_DEBUG=true; grok2api/logredact.py masks secrets either way.
+LIBRARY_LOGGERS = ("websockets", "httpx", "httpx2", "httpcore", "httpcore2", "h2", "hpack", "h11", "urllib3",
+                   "asyncio", "daphne", "twisted", "redis", "kombu", "amqp")
+
+
+def _logging(level: str, file_enabled: bool, log_dir: Path, *, library_debug: bool = False) -> dict[str, Any]:
+    # Every handler carries the secret filter (grok2api/logredact.py); the file is created 0600.
+    handlers: dict[str, Any] = {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                                            "filters": ["secrets"]}}
     if file_enabled:
         log_dir.mkdir(parents=True, exist_ok=True)
         handlers["file"] = {
-            "class": "logging.handlers.TimedRotatingFileHandler",
+            "class": "grok2api.logredact.PrivateFileHandler",
             "filename": str(log_dir / "grok2api.log"),
             "when": "midnight",
             "backupCount": 7,
             "formatter": "plain",
+            "filters": ["secrets"],
             "delay": True,
         }
+    loggers: dict[str, Any] = {
+        "django.request": {"level": "ERROR"},
+        # uvicorn's own loggers get these handlers (and so the filter) instead of the ones it set up
+        **{name: {"handlers": list(handlers), "propagate": False} for name in ("uvicorn", "uvicorn.error",
+                                                                              "uvicorn.access")},
+    }
+    if not library_debug:
+        loggers.update({name: {"level": "WARNING"} for name in LIBRARY_LOGGERS})
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"secrets": {"()": "grok2api.logredact.SecretFilter"}},
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
         "handlers": handlers,
         "root": {"handlers": list(handlers), "level": level},
-        "loggers": {
-            "django.request": {"level": "ERROR"},
-            "httpx": {"level": "WARNING"},
-            "httpcore": {"level": "WARNING"},
-        },
+        "loggers": loggers,
     }
 
 
@@ -307,5 +321,6 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
         max_body_bytes=max_body_mb * 1024 * 1024,
         worker_malloc=worker_malloc,
-        logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir),
+        logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir,
+                         library_debug=_bool("LOG_LIBRARY_DEBUG", False)),
     )
