@@ -562,6 +562,15 @@ class FetchAllowlist:
         return any(ip in net for net in self.networks if net.version == ip.version)
 
 
+# One answer whether a host does not resolve, has no address or resolves to an internal one: a client
+# must not learn which internal names exist from the difference (the reason is logged at DEBUG).
+HOST_REFUSED_MESSAGE = "The URL host is not reachable or not allowed; it is not fetched."
+
+
+def _host_refused() -> FetchRefused:
+    return FetchRefused(HOST_REFUSED_MESSAGE, code="url_not_allowed")
+
+
 async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         return [ipaddress.ip_address(host)]
@@ -571,14 +580,16 @@ async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddre
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as exc:
-        raise FetchRefused(f"Could not resolve host {host!r}: {exc}", code="fetch_failed") from None
+        log.debug("fetch refused: %r does not resolve (%s)", host, exc)
+        raise _host_refused() from None
     out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for _family, _type, _proto, _canon, sockaddr in infos:
         ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if ip not in out:
             out.append(ip)
     if not out:
-        raise FetchRefused(f"Host {host!r} has no address.", code="fetch_failed")
+        log.debug("fetch refused: %r has no address", host)
+        raise _host_refused()
     return out
 
 
@@ -604,7 +615,8 @@ async def vet_url(url: str, allowlist: FetchAllowlist) -> tuple[httpx2.URL, ipad
         reason = address_refusal(ip)
         if reason:
             # Every address must pass: a name that also resolves to an internal address is refused.
-            raise FetchRefused(f"The URL host {host!r} resolves to {reason}; it is not fetched.", code="url_not_allowed")
+            log.debug("fetch refused: %r resolves to %s", host, reason)
+            raise _host_refused()
     return parsed, addresses[0]
 
 
