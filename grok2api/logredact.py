@@ -53,8 +53,8 @@ class SecretFilter(logging.Filter):
     _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "_redacted", False):
-            return True  # already done by the first handler that saw it
+        # Each handler runs this on the same record; masking is idempotent, so a second pass only
+        # re-checks text that is already clean (args are gone after the first).
         try:
             message = record.getMessage()
         except Exception:  # a broken format string: let the handler report it as usual
@@ -66,7 +66,6 @@ class SecretFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
-        record._redacted = True
         return True
 
 

@@ -62,6 +62,8 @@ def test_the_filter_masks_args_and_tracebacks_and_keeps_every_record():
     formatted = logging.Formatter().format(record)
     assert "tok123456" not in formatted
     assert "> Cookie: " + MASK in formatted and "ValueError" in formatted
+    assert SecretFilter().filter(record) is True  # the next handler's filter: same record, same text
+    assert logging.Formatter().format(record) == formatted
 
 
 # --------------------------------------------------------------------------------------------
