@@ -224,6 +224,36 @@ async def test_it_refuses_a_self_signed_origin_unless_verification_is_skipped(tm
     assert classify_transport(info.value).kind is UpstreamKind.TRANSPORT
 
 
+async def test_a_tls_origin_is_reached_through_an_http_connect_proxy_and_still_gets_http2(tmp_path):
+    tunnels = []
+
+    async def connect_proxy(reader, writer):
+        # an HTTP CONNECT proxy: read the CONNECT head, answer 200, then relay bytes both ways
+        head = await reader.readuntil(b"\r\n\r\n")
+        tunnels.append(head.split(b"\r\n", 1)[0].decode())
+        target = head.split()[1].decode()
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(src, dst):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+    handler = h2_server([("content-type", "text/plain")], b"tunnelled")
+    async with serve(handler, _tls_offering(tmp_path, "h2", "http/1.1")) as (origin_port, _a), \
+            serve(connect_proxy) as (proxy_port, _b):
+        egress = Egress(f"http://127.0.0.1:{proxy_port}", "connect proxy")
+        client = await upstream_client(egress=egress, cfg=make_cfg({"proxy.egress.skip_ssl_verify": True}))
+        response = await client.get(f"https://127.0.0.1:{origin_port}/")
+    assert tunnels == [f"CONNECT 127.0.0.1:{origin_port} HTTP/1.1"]
+    assert (response.http_version, response.text) == ("HTTP/2", "tunnelled")
+
+
 async def test_an_endless_http1_response_head_is_an_upstream_error_not_memory_growth():
     sent = []
 
