@@ -254,6 +254,46 @@ async def test_a_tls_origin_is_reached_through_an_http_connect_proxy_and_still_g
     assert (response.http_version, response.text) == ("HTTP/2", "tunnelled")
 
 
+async def test_an_origin_is_reached_through_a_socks5_proxy_with_remote_dns():
+    asked = []
+
+    async def origin(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsocks")
+        await writer.drain()
+        await reader.read()
+
+    async def socks5(reader, writer):
+        # RFC 1928, no authentication, CONNECT only; records the address the client asked for
+        _version, n_methods = await reader.readexactly(2)
+        await reader.readexactly(n_methods)
+        writer.write(b"\x05\x00")
+        _version, _cmd, _rsv, atyp = await reader.readexactly(4)
+        if atyp == 3:
+            host = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+        else:
+            host = ".".join(str(b) for b in await reader.readexactly(4))
+        port = int.from_bytes(await reader.readexactly(2), "big")
+        asked.append((atyp, host, port))
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x05\x00\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+
+        async def pipe(src, dst):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+    async with serve(origin) as (origin_port, _a), serve(socks5) as (proxy_port, _b):
+        egress = Egress(proxy_url_normalize(f"socks5://127.0.0.1:{proxy_port}"), "socks")
+        client = await upstream_client(egress=egress, cfg=make_cfg())
+        response = await client.get(f"http://localhost:{origin_port}/")
+    assert asked == [(3, "localhost", origin_port)]  # the name went to the proxy: socks5h, DNS there
+    assert response.text == "socks"
+
+
 async def test_an_endless_http1_response_head_is_an_upstream_error_not_memory_growth():
     sent = []
 
