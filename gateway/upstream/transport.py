@@ -6,7 +6,7 @@ What it speaks:
   alike (httpcore2: h11 for HTTP/1.1, h2 where a TLS origin offers HTTP/2 by ALPN, HTTP CONNECT
   and SOCKS5 through socksio). Why httpx2 (the maintained fork of httpx) and not httpx 0.28 or the
   aiohttp transport: docs/benchmarks.md, "what each removal cost". Response heads are bounded by
-  the libraries: h11 refuses an incomplete head above 16 KiB and httpcore2 announces a 64 KiB
+  the libraries: httpcore2 gives h11 a 100 KiB cap on an incomplete head and announces a 64 KiB
   header list to HTTP/2 peers (h2 enforces it); either is an upstream protocol error. Redirects are
   never followed implicitly; environment proxies are ignored (`trust_env=False`) so only the
   configured egress is used; the client's cookie jar stores nothing, so a `Set-Cookie` from one
