@@ -50,7 +50,7 @@ def _env_info(peer_version: str | None) -> dict:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = {"Python": platform.python_version()}
-    for pkg in ("Django", "django-ninja", "uvicorn", "granian", "uvloop", "httptools", "httpx", "orjson"):
+    for pkg in ("Django", "django-ninja", "uvicorn", "granian", "uvloop", "httptools", "httpx2", "orjson"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:

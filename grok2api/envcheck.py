@@ -31,8 +31,6 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
 SERVER_IMPLS = ("uvicorn", "granian")  # the ASGI servers `manage.py serve` can run (first = default)
-# HTTP clients for direct upstream calls (first = default): gateway/upstream/fasth1.py or httpx's own
-UPSTREAM_HTTPS = ("fast", "httpx")
 WORKER_MALLOCS = ("auto", "pymalloc", "malloc", "jemalloc")  # grok2api/management/commands/serve.py
 
 
@@ -180,29 +178,43 @@ def _database(env, data_dir: Path) -> dict[str, Any]:
     return config
 
 
-def _logging(level: str, file_enabled: bool, log_dir: Path) -> dict[str, Any]:
-    handlers: dict[str, Any] = {"console": {"class": "logging.StreamHandler", "formatter": "plain"}}
+# Libraries that log request and handshake details (headers, cookies, frames) at DEBUG: capped at
+# WARNING unless LOG_LIBRARY_DEBUG=true; grok2api/logredact.py masks secrets either way.
+LIBRARY_LOGGERS = ("websockets", "httpx", "httpx2", "httpcore", "httpcore2", "h2", "hpack", "h11", "urllib3",
+                   "asyncio", "daphne", "twisted", "redis", "kombu", "amqp")
+
+
+def _logging(level: str, file_enabled: bool, log_dir: Path, *, library_debug: bool = False) -> dict[str, Any]:
+    # Every handler carries the secret filter (grok2api/logredact.py); the file is created 0600.
+    handlers: dict[str, Any] = {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                                            "filters": ["secrets"]}}
     if file_enabled:
         log_dir.mkdir(parents=True, exist_ok=True)
         handlers["file"] = {
-            "class": "logging.handlers.TimedRotatingFileHandler",
+            "class": "grok2api.logredact.PrivateFileHandler",
             "filename": str(log_dir / "grok2api.log"),
             "when": "midnight",
             "backupCount": 7,
             "formatter": "plain",
+            "filters": ["secrets"],
             "delay": True,
         }
+    loggers: dict[str, Any] = {
+        "django.request": {"level": "ERROR"},
+        # uvicorn's own loggers get these handlers (and so the filter) instead of the ones it set up
+        **{name: {"handlers": list(handlers), "propagate": False} for name in ("uvicorn", "uvicorn.error",
+                                                                              "uvicorn.access")},
+    }
+    if not library_debug:
+        loggers.update({name: {"level": "WARNING"} for name in LIBRARY_LOGGERS})
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"secrets": {"()": "grok2api.logredact.SecretFilter"}},
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
         "handlers": handlers,
         "root": {"handlers": list(handlers), "level": level},
-        "loggers": {
-            "django.request": {"level": "ERROR"},
-            "httpx": {"level": "WARNING"},
-            "httpcore": {"level": "WARNING"},
-        },
+        "loggers": loggers,
     }
 
 
@@ -285,9 +297,6 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
     server_impl = _str("SERVER_IMPL", SERVER_IMPLS[0]).lower()
     if server_impl not in SERVER_IMPLS:
         raise EnvError(f"SERVER_IMPL: expected {' or '.join(SERVER_IMPLS)}, got {server_impl!r}")
-    upstream_http = _str("UPSTREAM_HTTP", UPSTREAM_HTTPS[0]).lower()
-    if upstream_http not in UPSTREAM_HTTPS:
-        raise EnvError(f"UPSTREAM_HTTP: expected {' or '.join(UPSTREAM_HTTPS)}, got {upstream_http!r}")
 
     return SimpleNamespace(
         data_dir=data_dir,
@@ -308,7 +317,6 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         server_port=_int("SERVER_PORT", 8000, lo=1, hi=65535),
         server_workers=_int("SERVER_WORKERS", 1, lo=1, hi=64),
         server_impl=server_impl,
-        upstream_http=upstream_http,
         admin_username=_str("ADMIN_USERNAME", "admin"),
         admin_password=_raw("ADMIN_PASSWORD") or "",
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
@@ -317,5 +325,6 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         # django-axes lockout of the admin login and the web page key (settings.py, AXES_*)
         login_failure_limit=_int("LOGIN_FAILURE_LIMIT", 5, lo=1, hi=1000),
         login_cooloff_minutes=_float("LOGIN_COOLOFF_MINUTES", 15.0, lo=0.1),
-        logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir),
+        logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir,
+                         library_debug=_bool("LOG_LIBRARY_DEBUG", False)),
     )

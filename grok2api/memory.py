@@ -15,9 +15,8 @@ allocators keep:
 
 What runs here: one task per worker event loop, started by the ASGI lifespan (grok2api/asgi.py),
 waking every TICK_SECONDS:
-- every tick, `upstream_sweep()` closes the pooled upstream connections whose keep-alive expired
-  (httpcore itself only prunes them when the pool is next used, so after a burst up to
-  `max_keepalive_connections` idle sockets stayed open until the next upstream call);
+- every tick, an optional `sweep` callable (none by default: the upstream pool is httpx's own and
+  prunes expired keep-alive connections when it is next used);
 - once no HTTP request has been in flight for MEMORY_RELEASE_IDLE_SECONDS (default 20; 0 turns
   this off) and requests were served since the last release: a full `gc.collect()` (cyclic
   garbage of finished requests otherwise waits for the next full collection, which an idle worker
@@ -163,7 +162,7 @@ class Housekeeper:
                  on_release: Callable[[], Awaitable[Any]] = release) -> None:
         self.idle_seconds = idle_seconds
         self.tick = tick
-        self.sweep = sweep if sweep is not None else _sweep_upstream
+        self.sweep = sweep  # None: nothing to sweep (httpcore prunes expired upstream connections itself)
         self.on_release = on_release
         self.releases = 0
         self._seen = (activity.started, activity.finished)  # at the last tick
@@ -173,7 +172,8 @@ class Housekeeper:
     async def step(self) -> bool:
         """One tick. Returns True when it released memory."""
         try:
-            await self.sweep()
+            if self.sweep is not None:
+                await self.sweep()
         except Exception:
             log.warning("upstream connection sweep failed", exc_info=True)
         now = (activity.started, activity.finished)
@@ -196,12 +196,6 @@ class Housekeeper:
         while True:
             await asyncio.sleep(self.tick)
             await self.step()
-
-
-async def _sweep_upstream() -> int:
-    from gateway.upstream.transport import upstream_sweep
-
-    return await upstream_sweep()
 
 
 # How long a background thread (usage flusher, account writer, snapshot poller) may hold the GIL

@@ -126,7 +126,6 @@ SERVER_HOST = E.server_host
 SERVER_PORT = E.server_port
 SERVER_WORKERS = E.server_workers
 SERVER_IMPL = E.server_impl
-UPSTREAM_HTTP = E.upstream_http  # gateway/upstream/transport.py: client for direct egress
 WORKER_MALLOC = E.worker_malloc
 ADMIN_USERNAME = E.admin_username
 ADMIN_PASSWORD = E.admin_password

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import orjson
 
 from gateway.upstream.errors import (
@@ -107,13 +107,13 @@ async def chat_drains_settle() -> None:
         await asyncio.gather(*list(_draining), return_exceptions=True)
 
 
-def _drain(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
+def _drain(response: httpx2.Response, chunks: AsyncIterator[bytes]) -> None:
     """Read the rest of a completed body in a background task so the connection can be reused.
     The answer is already complete: the client's response never waits for this tail."""
     _drain_in_background(response, chunks)
 
 
-def _drain_in_background(response: httpx.Response, chunks: AsyncIterator[bytes]) -> asyncio.Task:
+def _drain_in_background(response: httpx2.Response, chunks: AsyncIterator[bytes]) -> asyncio.Task:
     async def drain() -> None:
         try:
             seen = 0
@@ -134,17 +134,17 @@ def _drain_in_background(response: httpx.Response, chunks: AsyncIterator[bytes])
 
 
 @functools.lru_cache(maxsize=64)
-def _parsed_url(url: str) -> httpx.URL:
-    """httpx parses a str URL on every request (~2 % of a chat request's CPU in the profile); the
+def _parsed_url(url: str) -> httpx2.URL:
+    """httpx2 parses a str URL on every request (~2 % of a chat request's CPU in the profile); the
     chat endpoint's URL is one of a handful per configuration, so parse each once."""
-    return httpx.URL(url)
+    return httpx2.URL(url)
 
 
 USER_ID_IN_PATH = re.compile(r"(?:^|/)users/([0-9A-Za-z_-]{1,64})/")
 
 
 def _accept_encoding() -> str:
-    """Advertise only encodings httpx can decode here (br / zstd need optional packages)."""
+    """Advertise only encodings httpx2 can decode here (br / zstd need optional packages)."""
     encodings = ["gzip", "deflate"]
     try:
         import brotli  # noqa: F401
@@ -271,7 +271,7 @@ def user_id_from_path(path: str) -> str:
     return match.group(1) if match else ""
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+async def _read_capped(response: httpx2.Response, cap: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
@@ -303,7 +303,7 @@ def _semaphore(name: str, size: int) -> asyncio.Semaphore:
 
 
 class GrokClient:
-    """One account's view of grok.com. Cheap to build (the httpx client underneath is pooled).
+    """One account's view of grok.com. Cheap to build (the httpx2 client underneath is pooled).
 
     `cfg` (a ConfigView) defaults to the current runtime config snapshot; it is read once here.
     """
@@ -349,7 +349,7 @@ class GrokClient:
             return text
         return join_url(self.assets_base, text)
 
-    def is_credentialed(self, url: str | httpx.URL) -> bool:
+    def is_credentialed(self, url: str | httpx2.URL) -> bool:
         """True only for the web, assets and WebSocket origins (scheme + host + port)."""
         return origin_of(str(url)) in self.credentialed_origins
 
@@ -451,7 +451,7 @@ class GrokClient:
             egress_report(egress=self.egress, ok=False, error=err.detail)
         return err
 
-    def _http_failed(self, *, status: int, body: bytes, response: httpx.Response | None, endpoint: str,
+    def _http_failed(self, *, status: int, body: bytes, response: httpx2.Response | None, endpoint: str,
                      mode: str | None = None) -> UpstreamError:
         return classify_http(
             status=status,
@@ -497,7 +497,7 @@ class GrokClient:
             client = await upstream_client(egress=self.egress, cfg=self.cfg)
             request = client.build_request(
                 method, url, headers=headers, content=content, params=params, files=files, data=data,
-                timeout=httpx.Timeout(timeout),
+                timeout=httpx2.Timeout(timeout),
             )
             async with asyncio.timeout(timeout):
                 response = await client.send(request, stream=True)
@@ -512,7 +512,7 @@ class GrokClient:
                     await response.aclose()
         except UpstreamError:
             raise
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             raise self._transport_failed(exc, endpoint) from exc
         egress_report(egress=self.egress, ok=True)
         if len(body) > JSON_BODY_CAP:
@@ -585,12 +585,12 @@ class GrokClient:
             client = await upstream_client(egress=self.egress, cfg=self.cfg)
             request = client.build_request(
                 "POST", _parsed_url(url), headers=headers, content=orjson.dumps(payload),
-                timeout=httpx.Timeout(connect=min(15.0, idle_timeout), read=idle_timeout, write=idle_timeout,
+                timeout=httpx2.Timeout(connect=min(15.0, idle_timeout), read=idle_timeout, write=idle_timeout,
                                       pool=idle_timeout),
             )
             async with asyncio.timeout(min(idle_timeout, total)):
                 response = await client.send(request, stream=True)
-        except (httpx.HTTPError, OSError, TimeoutError) as exc:
+        except (httpx2.HTTPError, OSError, TimeoutError) as exc:
             raise self._transport_failed(exc, endpoint) from exc
         egress_report(egress=self.egress, ok=True)
         events: AsyncIterator[Any] | None = None
@@ -601,7 +601,7 @@ class GrokClient:
                 try:
                     async with asyncio.timeout(idle_timeout):
                         body = await _read_capped(response, ERROR_BODY_CAP)
-                except (httpx.HTTPError, OSError, TimeoutError):
+                except (httpx2.HTTPError, OSError, TimeoutError):
                     body = b""
                 raise self._http_failed(status=response.status_code, body=body, response=response,
                                         endpoint=endpoint, mode=mode)
@@ -621,7 +621,7 @@ class GrokClient:
                 await response.aclose()
 
     async def _chat_events(
-        self, response: httpx.Response, parser: Any, idle: float, deadline_at: float, endpoint: str,
+        self, response: httpx2.Response, parser: Any, idle: float, deadline_at: float, endpoint: str,
         chunks: AsyncIterator[bytes] | None = None,
     ) -> AsyncIterator[Any]:
         # Consumption pattern of gateway/upstream/parse.py: yield what feed() returned, then
@@ -636,19 +636,19 @@ class GrokClient:
             if remaining <= 0:
                 raise classify_transport(TimeoutError("the stream exceeded its total deadline"), endpoint=endpoint)
             try:
-                # The idle timeout is httpx's read timeout (set on the request): no timer of our own
+                # The idle timeout is httpx2's read timeout (set on the request): no timer of our own
                 # per read. The total deadline is checked between chunks, so a stream that stalls
                 # right before it ends at most one idle timeout later.
                 chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 break
-            except httpx.RemoteProtocolError as exc:
+            except httpx2.RemoteProtocolError as exc:
                 if got_data:
                     # The connection broke mid-body: the parser reports an incomplete stream as
                     # truncated (EOF before the soft stop), which is what happened.
                     break
                 raise classify_transport(exc, endpoint=endpoint) from exc
-            except (httpx.HTTPError, OSError, TimeoutError) as exc:
+            except (httpx2.HTTPError, OSError, TimeoutError) as exc:
                 raise classify_transport(exc, endpoint=endpoint) from exc
             got_data = True
             for event in parser.feed(chunk):
@@ -798,7 +798,7 @@ class GrokClient:
             with os.fdopen(fd, "wb") as fh:
                 try:
                     client = await upstream_client(egress=self.egress, cfg=self.cfg)
-                    request = client.build_request("GET", absolute, headers=headers, timeout=httpx.Timeout(idle))
+                    request = client.build_request("GET", absolute, headers=headers, timeout=httpx2.Timeout(idle))
                     async with asyncio.timeout(idle * DOWNLOAD_TOTAL_FACTOR):
                         response, _cred = await send_with_redirects(client, request, credentialed=self.is_credentialed)
                         try:
@@ -831,7 +831,7 @@ class GrokClient:
                     raise
                 except RedirectRefused as exc:
                     raise classify_http(status=exc.status or 302, body=str(exc), endpoint=endpoint) from exc
-                except (httpx.HTTPError, OSError, TimeoutError) as exc:
+                except (httpx2.HTTPError, OSError, TimeoutError) as exc:
                     raise self._transport_failed(exc, endpoint) from exc
             egress_report(egress=self.egress, ok=True)
             if size == 0:

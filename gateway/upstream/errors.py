@@ -10,7 +10,7 @@ Wire input, one of:
     `modelResponse.streamErrors[0]`;
   * an Imagine WebSocket error frame `{"type":"error","err_code":"…","err_msg":"…"}` or a refused
     WebSocket handshake (HTTP 401/403/429);
-  * a transport exception (httpx / websockets / OSError / asyncio timeouts).
+  * a transport exception (httpx2 / websockets / OSError / asyncio timeouts).
 
 Output: one UpstreamError whose `kind` drives the reaction matrix of spec §11.4 (retry on another
 account or not, cooldown, expire, disable, health penalty, operator alert) and whose
@@ -560,17 +560,17 @@ def classify_transport(exc: BaseException, *, endpoint: str = "") -> UpstreamErr
     """Classify an exception raised while talking to upstream (HTTP or WebSocket)."""
     if isinstance(exc, UpstreamError):
         return exc
-    import httpx  # isinstance checks only; this module never builds clients
+    import httpx2  # isinstance checks only; this module never builds clients
 
     try:
         import websockets.exceptions as wsx
     except ImportError:  # pragma: no cover - websockets is a runtime dependency
         wsx = None
 
-    if isinstance(exc, (httpx.TimeoutException, asyncio.TimeoutError, TimeoutError)):
-        if isinstance(exc, httpx.ConnectTimeout):
+    if isinstance(exc, (httpx2.TimeoutException, asyncio.TimeoutError, TimeoutError)):
+        if isinstance(exc, httpx2.ConnectTimeout):
             what = "Timed out connecting to upstream"
-        elif isinstance(exc, httpx.PoolTimeout):
+        elif isinstance(exc, httpx2.PoolTimeout):
             what = "Timed out waiting for a free upstream connection"
         else:
             what = "Upstream did not answer within the deadline"
@@ -593,26 +593,26 @@ def classify_transport(exc: BaseException, *, endpoint: str = "") -> UpstreamErr
             return classify_ws_handshake(legacy_status, b"", endpoint=endpoint or "/ws/imagine/listen")
         if isinstance(exc, wsx.WebSocketException):
             return _transport(UpstreamKind.TRANSPORT, "WebSocket connection to upstream failed", exc, endpoint)
-    if isinstance(exc, httpx.HTTPStatusError):  # raise_for_status() somewhere: classify the answer itself
+    if isinstance(exc, httpx2.HTTPStatusError):  # raise_for_status() somewhere: classify the answer itself
         response = exc.response
         try:
             payload = response.content
-        except httpx.ResponseNotRead:
+        except httpx2.ResponseNotRead:
             payload = b""
         return classify_http(status=response.status_code, body=payload, content_type=response.headers.get(
             "content-type", ""), endpoint=endpoint or response.request.url.path, headers=response.headers)
-    if isinstance(exc, httpx.ProxyError):
+    if isinstance(exc, httpx2.ProxyError):
         return _transport(UpstreamKind.TRANSPORT, "The egress proxy refused or failed the upstream connection",
                           exc, endpoint)
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, httpx2.ConnectError):
         return _transport(UpstreamKind.TRANSPORT, "Could not connect to upstream", exc, endpoint)
-    if isinstance(exc, httpx.RemoteProtocolError):
+    if isinstance(exc, httpx2.RemoteProtocolError):
         return _transport(UpstreamKind.TRANSPORT, "Upstream closed or broke the connection", exc, endpoint)
-    if isinstance(exc, httpx.DecodingError):
+    if isinstance(exc, httpx2.DecodingError):
         return _transport(UpstreamKind.PROTOCOL, "Upstream sent a body that could not be decoded", exc, endpoint)
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, httpx2.TransportError):
         return _transport(UpstreamKind.TRANSPORT, "Network error talking to upstream", exc, endpoint)
-    if isinstance(exc, httpx.TooManyRedirects):
+    if isinstance(exc, httpx2.TooManyRedirects):
         return _transport(UpstreamKind.UPSTREAM_OTHER, "Upstream redirected too many times", exc, endpoint)
     if isinstance(exc, (ConnectionError, OSError)):
         return _transport(UpstreamKind.TRANSPORT, "Network error talking to upstream", exc, endpoint)

@@ -1,18 +1,21 @@
-"""The only module that builds HTTP and WebSocket clients (httpx / websockets).
+"""The only module that builds HTTP and WebSocket clients (httpx2 / websockets).
 
 What it speaks:
-- Upstream HTTP (grok.com roles, spec §2): one pooled `httpx.AsyncClient` per (egress proxy,
-  TLS-verify flag, UPSTREAM_HTTP, running event loop). Direct egress runs on
-  gateway/upstream/fasth1.py (HTTP/1.1, httptools' C parser; UPSTREAM_HTTP=fast, the default);
-  proxied egress and UPSTREAM_HTTP=httpx on httpx's own transport, which offers HTTP/2 (h2) and
-  uses it where the origin negotiates it; redirects are never followed implicitly; environment proxies are ignored
-  (`trust_env=False`) so only the configured egress is used; the client's cookie jar is disabled,
-  so a `Set-Cookie` from one host can never ride along to another. Credentials are per-request
-  headers chosen by gateway/upstream/client.py.
+- Upstream HTTP (grok.com roles, spec §2): one pooled `httpx2.AsyncClient` per (egress proxy,
+  TLS-verify flag, running event loop), on httpx2's own transport for direct and proxied egress
+  alike (httpcore2: h11 for HTTP/1.1, h2 where a TLS origin offers HTTP/2 by ALPN, HTTP CONNECT
+  and SOCKS5 through socksio). Why httpx2 (the maintained fork of httpx) and not httpx 0.28 or the
+  aiohttp transport: docs/benchmarks.md, "what each removal cost". Response heads are bounded by
+  the libraries: httpcore2 gives h11 a 100 KiB cap on an incomplete head and announces a 64 KiB
+  header list to HTTP/2 peers (h2 enforces it); either is an upstream protocol error. Redirects are
+  never followed implicitly; environment proxies are ignored (`trust_env=False`) so only the
+  configured egress is used; the client's cookie jar stores nothing, so a `Set-Cookie` from one
+  host can never ride along to another. Credentials are per-request headers chosen by
+  gateway/upstream/client.py.
 - Egress (`proxy.egress.mode`): `direct`, `single_proxy` (`proxy.egress.proxy_url`) or
   `proxy_pool` (`proxy.egress.proxy_pool` plus enabled `accounts.Proxy` rows, read from the
   "proxies" snapshot, never per request). HTTP(S) and SOCKS5 proxies; `socks5://` is normalised
-  to `socks5h://` (remote DNS) and `socks4://` to `socks4a://` (which httpx cannot speak: such a
+  to `socks5h://` (remote DNS) and `socks4://` to `socks4a://` (which httpx2 cannot speak: such a
   proxy fails with an actionable error). Pool mode keeps a sticky cursor and advances it when a
   call through the current proxy fails; outcomes are counted in memory and written to the Proxy
   rows in batches off the request path (`egress_report` / `egress_flush`).
@@ -38,19 +41,15 @@ import socket
 import ssl
 import threading
 import time
-import types
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import httpcore
-import httpx
+import httpx2
 
 from gateway.errors import GatewayError
-from gateway.upstream.aionet import AsyncioBackend
-from gateway.upstream.fasth1 import FastH1Transport, ssl_context
 from grok2api.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
@@ -322,12 +321,13 @@ def _egress_reset_for_tests() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Pooled httpx clients
+# Pooled httpx2 clients
 # ---------------------------------------------------------------------------------------------
 
 
 class _NoCookieJar(http.cookiejar.CookieJar):
-    """Never stores a cookie: credentials are explicit per-request headers only."""
+    """Never stores a cookie: credentials are explicit per-request headers only. httpx2 keeps a
+    CookieJar passed to the client as its store (a `Cookies` object would be copied instead)."""
 
     def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:  # noqa: D401
         return None
@@ -336,34 +336,15 @@ class _NoCookieJar(http.cookiejar.CookieJar):
         return None
 
 
-class _NoCookies(httpx.Cookies):
-    """The client's cookie store: always empty, and it skips httpx's per-response extraction (a
-    urllib request wrapper built for every response only to reach _NoCookieJar's no-op; ~4 % of a
-    worker's CPU on the chat path in the profile)."""
-
-    def __init__(self) -> None:
-        super().__init__(_NoCookieJar())
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
-def _without_cookie_store(client: httpx.AsyncClient) -> httpx.AsyncClient:
-    # httpx copies a Cookies passed to the constructor or the `cookies` setter into a plain Cookies,
-    # so the store is put in place directly (httpx 0.28, pinned)
-    client._cookies = _NoCookies()  # noqa: SLF001
-    return client
-
-
-DEFAULT_TIMEOUT = httpx.Timeout(connect=15.0, read=60.0, write=60.0, pool=30.0)
+DEFAULT_TIMEOUT = httpx2.Timeout(connect=15.0, read=60.0, write=60.0, pool=30.0)
 # max_connections bounds concurrent upstream requests per client (one per (proxy, event loop), so per
 # worker): over HTTP/1.1 each open stream holds a connection, and one worker must hold 1,000 streams
 # (issue 8; docs/benchmarks.md lane 4: with 512, streams 513+ waited for the pool and failed with 504).
-# Keep-alive: at most 64 idle connections stay, each for 30 s (closed by upstream_sweep, which
-# grok2api/memory.py runs every 5 s); `_assign_requests_linear` counts only idle ones against it.
-UPSTREAM_LIMITS = httpx.Limits(max_connections=2048, max_keepalive_connections=64, keepalive_expiry=30.0)
+# Over HTTP/2 many streams share one connection. Keep-alive: at most 64 idle connections stay, each
+# for 30 s; httpcore2 closes expired ones when the pool is next used.
+UPSTREAM_LIMITS = httpx2.Limits(max_connections=2048, max_keepalive_connections=64, keepalive_expiry=30.0)
 
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx.AsyncClient]]" = (
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, httpx2.AsyncClient]]" = (
     weakref.WeakKeyDictionary()
 )
 _clients_lock = threading.Lock()
@@ -376,137 +357,29 @@ def _skip_verify(cfg: Any | None) -> bool:
         return False
 
 
-def _upstream_http() -> str:
-    from django.conf import settings
-
-    return getattr(settings, "UPSTREAM_HTTP", "fast")
-
-
-def _build_upstream_client(proxy_url: str | None, verify: bool, *, impl: str | None = None) -> httpx.AsyncClient:
-    """Direct egress: gateway/upstream/fasth1.py (UPSTREAM_HTTP=fast, the default) or httpx's own
-    transport (UPSTREAM_HTTP=httpx, which also speaks HTTP/2 to a TLS origin). Proxied egress: httpx's
-    transport (HTTP CONNECT / SOCKS)."""
-    if proxy_url is None and (impl or _upstream_http()) == "fast":
-        return _without_cookie_store(httpx.AsyncClient(
-            transport=FastH1Transport(ssl_context=ssl_context(verify=verify), limits=UPSTREAM_LIMITS),
-            timeout=DEFAULT_TIMEOUT,
-            follow_redirects=False,
-            trust_env=False,
-        ))
+def _build_upstream_client(proxy_url: str | None, verify: bool) -> httpx2.AsyncClient:
+    """The one upstream client stack, direct or proxied: httpx2's own transport (httpcore2; h11 for
+    HTTP/1.1, h2 where a TLS origin offers HTTP/2 by ALPN; HTTP CONNECT and SOCKS5 via socksio)."""
     if proxy_url and proxy_url.startswith("socks4"):
         raise EgressConfigError(
             f"SOCKS4 proxy {proxy_label(proxy_url)} is not supported by the HTTP client; use an http(s) or socks5 proxy."
         )
     try:
-        transport = httpx.AsyncHTTPTransport(
+        transport = httpx2.AsyncHTTPTransport(
             verify=verify, http1=True, http2=True, proxy=proxy_url, limits=UPSTREAM_LIMITS, trust_env=False
         )
-    except (ValueError, ImportError, httpx.InvalidURL) as exc:
+    except (ValueError, ImportError, httpx2.InvalidURL) as exc:
         raise EgressConfigError(f"Egress proxy {proxy_label(proxy_url or '')} cannot be used: {exc}") from None
-    # httpx builds its httpcore pool (direct, HTTP proxy or SOCKS) without a way to pass a network
-    # backend; the pool reads it from this attribute on every new connection (httpx 0.28 /
-    # httpcore 1.0, pinned). Why asyncio's own sockets instead of anyio's: gateway/upstream/aionet.py.
-    transport._pool._network_backend = AsyncioBackend()  # noqa: SLF001
-    _pool_assign_linear(transport._pool)  # noqa: SLF001
-    return _without_cookie_store(httpx.AsyncClient(
+    return httpx2.AsyncClient(
         transport=transport,
         timeout=DEFAULT_TIMEOUT,
         follow_redirects=False,
         trust_env=False,
-    ))
+        cookies=_NoCookieJar(),
+    )
 
 
-# How often the pool's full tidy-up pass runs (drop closed connections, close expired ones and idle
-# ones above max_keepalive_connections); between passes a request only looks for a connection.
-POOL_TIDY_SECONDS = 0.25
-
-
-def _pool_tidy(connections: list, *, keep_idle: int, spare: frozenset[int] = frozenset()) -> tuple[list, list, list]:
-    """Sort a pool's connections into (kept, closed, to_close): `closed` are already closed and only
-    leave the list; `to_close` are idle ones past their keep-alive expiry or beyond the first
-    `keep_idle` idle ones. Connections whose id() is in `spare` (handed to a waiting request) are kept
-    as they are. The one classification behind the pool's tidy-up pass and upstream_sweep."""
-    kept: list = []
-    closed: list = []
-    to_close: list = []
-    for connection in connections:
-        if id(connection) in spare:
-            kept.append(connection)
-        elif connection.is_closed():
-            closed.append(connection)
-        elif connection.is_idle():
-            # only an idle connection can expire (keep-alive ran out, or the server closed it:
-            # httpcore's has_expired() is False in every other state), so busy ones skip that check
-            if connection.has_expired() or keep_idle <= 0:
-                to_close.append(connection)
-            else:
-                keep_idle -= 1
-                kept.append(connection)
-        else:
-            kept.append(connection)
-    return kept, closed, to_close
-
-
-def _assign_requests_linear(pool) -> list:
-    """Replaces httpcore 1.0.9's AsyncConnectionPool._assign_requests_to_connections (called under the
-    pool's lock whenever a request starts or ends; returns the connections to close).
-
-    The original tidies the whole pool on every call and counts the pool once per idle connection
-    (`len([c.is_idle() for c in connections])`, a list of booleans, so it counts every connection):
-    quadratic in the connections, it took 42 % of a worker's CPU at 64 concurrent upstream requests
-    (docs/benchmarks.md, lane 2), and above max_keepalive_connections it closed each connection as it
-    turned idle, so none was reused. Here the tidy-up pass (drop closed connections, close expired
-    ones and idle ones beyond max_keepalive_connections, counting idle ones only) runs at most every
-    POOL_TIDY_SECONDS, or when the pool is full; in between, a queued request takes the first
-    available connection that has not expired (one that has is closed on the spot, so a connection
-    the server closed is never handed out), else a new one below max_connections, else the place of
-    an idle one, as the original.
-    """
-    closing = []
-    connections = pool._connections
-    now = time.monotonic()
-    if now >= getattr(pool, "_tidy_after", 0.0) or len(connections) >= pool._max_connections:
-        pool._tidy_after = now + POOL_TIDY_SECONDS
-        kept, _closed, closing = _pool_tidy(connections, keep_idle=pool._max_keepalive_connections)
-        connections[:] = kept  # in place: upstream_sweep and httpcore hold the same list
-
-    for pool_request in pool._requests:
-        if not pool_request.is_queued():
-            continue
-        origin = pool_request.request.url.origin
-        connection = None
-        expired = []
-        for candidate in connections:
-            if candidate.can_handle_request(origin) and candidate.is_available():
-                if candidate.is_idle() and candidate.has_expired():
-                    expired.append(candidate)
-                    continue
-                connection = candidate
-                break
-        for candidate in expired:
-            connections.remove(candidate)
-            closing.append(candidate)
-        if connection is None:
-            if len(connections) >= pool._max_connections:
-                idle = next((c for c in connections if c.is_idle()), None)
-                if idle is None:
-                    continue  # stays queued until a connection is released
-                connections.remove(idle)
-                closing.append(idle)
-            connection = pool.create_connection(origin)
-            connections.append(connection)
-        pool_request.assign_to_connection(connection)
-    return closing
-
-
-def _pool_assign_linear(pool) -> None:
-    """Give `pool` (httpx's httpcore pool: direct, HTTP proxy or SOCKS) the one-pass assignment.
-    Only for the httpcore release it was written against (pinned in requirements.txt)."""
-    if httpcore.__version__ == "1.0.9" and hasattr(pool, "_assign_requests_to_connections"):
-        pool._assign_requests_to_connections = types.MethodType(_assign_requests_linear, pool)
-
-
-def _pooled(key: tuple, factory: Callable[[], httpx.AsyncClient]) -> httpx.AsyncClient:
+def _pooled(key: tuple, factory: Callable[[], httpx2.AsyncClient]) -> httpx2.AsyncClient:
     loop = asyncio.get_running_loop()
     with _clients_lock:
         for old_loop in [lp for lp in list(_clients.keys()) if lp.is_closed()]:
@@ -520,12 +393,10 @@ def _pooled(key: tuple, factory: Callable[[], httpx.AsyncClient]) -> httpx.Async
         return client
 
 
-async def upstream_client(*, egress: Egress, cfg: Any | None = None) -> httpx.AsyncClient:
+async def upstream_client(*, egress: Egress, cfg: Any | None = None) -> httpx2.AsyncClient:
     """The pooled upstream client for `egress` on the running loop (built on first use, ~40 ms)."""
     verify = not _skip_verify(cfg)
-    impl = _upstream_http()
-    return _pooled(("upstream", egress.proxy_url, verify, impl),
-                   lambda: _build_upstream_client(egress.proxy_url, verify, impl=impl))
+    return _pooled(("upstream", egress.proxy_url, verify), lambda: _build_upstream_client(egress.proxy_url, verify))
 
 
 async def transport_aclose() -> None:
@@ -537,51 +408,8 @@ async def transport_aclose() -> None:
         await client.aclose()
 
 
-async def upstream_sweep(*, idle_all: bool = False) -> int:
-    """Close the running loop's pooled upstream connections that sit idle past their keep-alive
-    expiry or beyond max_keepalive_connections (`idle_all`: every idle one), and drop them from their
-    pools. Returns how many closed.
-
-    httpcore prunes expired connections only when the pool is next used, so after a burst up to
-    `max_keepalive_connections` idle sockets per client, each with its parser state and buffers
-    (and the context of the request that opened it), stayed open until the next upstream call.
-    Called periodically by grok2api.memory. A connection already handed to a waiting request is
-    never touched; one closed anyway in a race is retried on a new connection by httpcore.
-    fasth1 pools (direct egress) are swept by their own `sweep()`: only idle connections are there.
-    """
-    loop = asyncio.get_running_loop()
-    with _clients_lock:
-        clients = list(_clients.get(loop, {}).values())
-    closed = 0
-    for client in clients:
-        fast = getattr(client, "_transport", None)
-        if isinstance(fast, FastH1Transport):
-            closed += fast.sweep(idle_all=idle_all)
-            continue
-        # httpx 0.28 / httpcore 1.0 (pinned): the transport's httpcore pool, as in _build_upstream_client
-        pool = getattr(getattr(client, "_transport", None), "_pool", None)
-        connections = getattr(pool, "_connections", None)
-        if connections is None:
-            continue
-        claimed = frozenset(id(r.connection) for r in pool._requests if r.connection is not None)  # noqa: SLF001
-        # idle beyond the keep-alive slots too: after a burst nothing else tidies the pool until the
-        # next upstream call (_assign_requests_linear)
-        keep_idle = 0 if idle_all else pool._max_keepalive_connections  # noqa: SLF001
-        kept, gone, to_close = _pool_tidy(connections, keep_idle=keep_idle, spare=claimed)
-        doomed = gone + to_close
-        if doomed:
-            connections[:] = kept
-        for connection in doomed:
-            try:
-                await connection.aclose()
-            except Exception:  # an already broken socket: it is out of the pool either way
-                log.debug("closing an idle upstream connection failed", exc_info=True)
-        closed += len(doomed)
-    return closed
-
-
 def deadline(seconds: float | None) -> "asyncio.Timeout":
-    """A total deadline for a whole call (httpx's read timeout only bounds the gap between chunks).
+    """A total deadline for a whole call (httpx2's read timeout only bounds the gap between chunks).
 
     Use as `async with deadline(t): ...`; expiry raises TimeoutError inside the block. Never hold
     it across a `yield` of an async generator (it would cancel the consumer instead).
@@ -597,7 +425,7 @@ def deadline(seconds: float | None) -> "asyncio.Timeout":
 CREDENTIAL_HEADERS = ("cookie", "x-statsig-id", "x-xai-request-id", "origin", "referer", "authorization")
 
 
-class RedirectRefused(httpx.HTTPError):
+class RedirectRefused(httpx2.HTTPError):
     """A redirect that the policy does not follow (non-http scheme, a body to another origin, too many)."""
 
     def __init__(self, message: str, *, status: int = 0) -> None:
@@ -606,12 +434,12 @@ class RedirectRefused(httpx.HTTPError):
 
 
 async def send_with_redirects(
-    client: httpx.AsyncClient,
-    request: httpx.Request,
+    client: httpx2.AsyncClient,
+    request: httpx2.Request,
     *,
-    credentialed: Callable[[httpx.URL], bool],
+    credentialed: Callable[[httpx2.URL], bool],
     max_redirects: int = 3,
-) -> tuple[httpx.Response, bool]:
+) -> tuple[httpx2.Response, bool]:
     """Send `request` (streamed) and follow up to `max_redirects` redirects, re-checking each hop.
 
     A hop to an origin for which `credentialed(url)` is false is followed without the Cookie and
@@ -628,7 +456,7 @@ async def send_with_redirects(
         await response.aclose()
         try:
             target = request.url.join(location)
-        except httpx.InvalidURL:
+        except httpx2.InvalidURL:
             raise RedirectRefused(f"invalid redirect location from {request.url.host}", status=status) from None
         if target.scheme not in ("http", "https"):
             raise RedirectRefused(f"redirect to a {target.scheme!r} URL refused", status=status)
@@ -636,7 +464,7 @@ async def send_with_redirects(
         content: bytes | None = request.content if method not in ("GET", "HEAD") else None
         if status == 303 or (status in (301, 302) and method == "POST"):
             method, content = "GET", None
-        headers = httpx.Headers(request.headers)
+        headers = httpx2.Headers(request.headers)
         headers.pop("host", None)
         if content is None:
             headers.pop("content-type", None)
@@ -734,6 +562,15 @@ class FetchAllowlist:
         return any(ip in net for net in self.networks if net.version == ip.version)
 
 
+# One answer whether a host does not resolve, has no address or resolves to an internal one: a client
+# must not learn which internal names exist from the difference (the reason is logged at DEBUG).
+HOST_REFUSED_MESSAGE = "The URL host is not reachable or not allowed; it is not fetched."
+
+
+def _host_refused() -> FetchRefused:
+    return FetchRefused(HOST_REFUSED_MESSAGE, code="url_not_allowed")
+
+
 async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         return [ipaddress.ip_address(host)]
@@ -743,22 +580,24 @@ async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddre
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as exc:
-        raise FetchRefused(f"Could not resolve host {host!r}: {exc}", code="fetch_failed") from None
+        log.debug("fetch refused: %r does not resolve (%s)", host, exc)
+        raise _host_refused() from None
     out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for _family, _type, _proto, _canon, sockaddr in infos:
         ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if ip not in out:
             out.append(ip)
     if not out:
-        raise FetchRefused(f"Host {host!r} has no address.", code="fetch_failed")
+        log.debug("fetch refused: %r has no address", host)
+        raise _host_refused()
     return out
 
 
-async def vet_url(url: str, allowlist: FetchAllowlist) -> tuple[httpx.URL, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+async def vet_url(url: str, allowlist: FetchAllowlist) -> tuple[httpx2.URL, ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """Parse and vet one URL hop; returns (url, the address to connect to)."""
     try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
+        parsed = httpx2.URL(url)
+    except (httpx2.InvalidURL, TypeError, ValueError):
         raise FetchRefused("The URL is not valid.", code="invalid_url") from None
     if parsed.scheme not in ("http", "https"):
         raise FetchRefused("Only http and https URLs can be fetched.", code="invalid_url")
@@ -776,13 +615,14 @@ async def vet_url(url: str, allowlist: FetchAllowlist) -> tuple[httpx.URL, ipadd
         reason = address_refusal(ip)
         if reason:
             # Every address must pass: a name that also resolves to an internal address is refused.
-            raise FetchRefused(f"The URL host {host!r} resolves to {reason}; it is not fetched.", code="url_not_allowed")
+            log.debug("fetch refused: %r resolves to %s", host, reason)
+            raise _host_refused()
     return parsed, addresses[0]
 
 
 def _pinned_request(
-    client: httpx.AsyncClient, url: httpx.URL, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, headers: dict[str, str]
-) -> httpx.Request:
+    client: httpx2.AsyncClient, url: httpx2.URL, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, headers: dict[str, str]
+) -> httpx2.Request:
     pinned = url.copy_with(host=str(ip))
     default_port = 443 if url.scheme == "https" else 80
     name = f"[{url.host}]" if ":" in url.host else url.host
@@ -793,12 +633,12 @@ def _pinned_request(
     return client.build_request("GET", pinned, headers={**headers, "Host": host_header}, extensions=extensions)
 
 
-def _build_fetch_client() -> httpx.AsyncClient:
+def _build_fetch_client() -> httpx2.AsyncClient:
     # No keep-alive: a connection made for one host name must not serve another name on the same IP.
-    transport = httpx.AsyncHTTPTransport(
-        http1=True, http2=False, trust_env=False, limits=httpx.Limits(max_connections=100, max_keepalive_connections=0)
+    transport = httpx2.AsyncHTTPTransport(
+        http1=True, http2=False, trust_env=False, limits=httpx2.Limits(max_connections=100, max_keepalive_connections=0)
     )
-    return httpx.AsyncClient(
+    return httpx2.AsyncClient(
         transport=transport, follow_redirects=False, trust_env=False, cookies=_NoCookieJar(), timeout=DEFAULT_TIMEOUT
     )
 
@@ -853,14 +693,14 @@ async def fetch_untrusted(
                 request = _pinned_request(client, target, ip, headers)
                 try:
                     response = await client.send(request, stream=True)
-                except httpx.HTTPError as exc:
+                except httpx2.HTTPError as exc:
                     raise FetchRefused(f"Fetching the URL failed: {type(exc).__name__}.", code="fetch_failed") from None
                 try:
                     if response.is_redirect:
                         location = response.headers.get("location", "")
                         try:
                             current = str(target.join(location))
-                        except httpx.InvalidURL:
+                        except httpx2.InvalidURL:
                             raise FetchRefused("The URL redirected to an invalid location.", code="invalid_url") from None
                         continue
                     if response.status_code != 200:
@@ -881,7 +721,7 @@ async def fetch_untrusted(
                             if size > max_bytes:
                                 raise FetchRefused(f"The URL's content is larger than {max_bytes} bytes.", code="too_large")
                             chunks.append(chunk)
-                    except httpx.HTTPError as exc:
+                    except httpx2.HTTPError as exc:
                         raise FetchRefused(f"Fetching the URL failed: {type(exc).__name__}.", code="fetch_failed") from None
                     data = b"".join(chunks)
                     if not content_type or content_type == "application/octet-stream":
@@ -984,7 +824,6 @@ __all__ = [
     "send_with_redirects",
     "transport_aclose",
     "upstream_client",
-    "upstream_sweep",
     "vet_url",
     "ws_connect",
 ]

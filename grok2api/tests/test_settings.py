@@ -127,7 +127,6 @@ def test_it_maps_the_reference_account_storage_variables(tmp_path):
         ("SERVER_PORT", "eighty", "SERVER_PORT: expected an integer"),
         ("SERVER_PORT", "70000", "SERVER_PORT: expected an integer between 1 and 65535"),
         ("SERVER_IMPL", "gunicorn", "SERVER_IMPL: expected uvicorn or granian, got 'gunicorn'"),
-        ("UPSTREAM_HTTP", "curl", "UPSTREAM_HTTP: expected fast or httpx, got 'curl'"),
         ("DATABASE_URL", "oracle://db/x", "DATABASE_URL: expected a URL starting with postgres://"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL: expected a URL starting with redis://"),
         ("GROK_PROXY_EGRESS_MODE", "tor", "GROK_PROXY_EGRESS_MODE: expected one of direct, single_proxy, proxy_pool, got 'tor'"),

@@ -72,3 +72,25 @@ def self_signed_tls(tmp_path):
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(certfile, keyfile)
     return str(certfile), server_ctx
+
+
+def h2_server(headers: list[tuple[str, str]], body: bytes):
+    """A connection handler that speaks HTTP/2 (server side of the `h2` library) and answers every
+    request with `headers` (after :status 200) and `body`. Serve it over TLS offering ALPN "h2"."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    async def handle(reader, writer):
+        conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        while data := await reader.read(65536):
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RequestReceived):
+                    conn.send_headers(event.stream_id, [(":status", "200"), *headers])
+                    conn.send_data(event.stream_id, body, end_stream=True)
+            writer.write(conn.data_to_send())
+            await writer.drain()
+
+    return handle

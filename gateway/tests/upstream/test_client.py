@@ -1,6 +1,5 @@
 """GrokClient: payload builders, header sets and cookie scoping (pure), then every call against the
-simulator on a real socket (gateway/upstream/simulator) — on both direct-egress transports (fasth1,
-the default, and httpx's own: UPSTREAM_HTTP)."""
+simulator on a real socket (gateway/upstream/simulator), on the one upstream client stack."""
 from __future__ import annotations
 
 import json
@@ -13,12 +12,6 @@ from gateway.tests.upstream._config import make_cfg, sim_cfg
 from gateway.upstream import payloads
 from gateway.upstream.client import GrokClient, chat_drains_settle, cookie_header, join_url, origin_of, user_id_from_path
 from gateway.upstream.transport import DIRECT
-
-
-@pytest.fixture(autouse=True, params=["fast", "httpx"])
-def upstream_http(request, settings):
-    settings.UPSTREAM_HTTP = request.param
-    return request.param
 
 # --------------------------------------------------------------------------------------------
 # payload builders (spec §4.1, §6.3, §6.4, §7.2, §6.2, §10)

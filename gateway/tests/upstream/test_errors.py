@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
@@ -282,9 +282,9 @@ def test_it_accepts_a_bare_error_dict_and_a_string_error():
 
 
 @pytest.mark.parametrize("exc", [
-    httpx.ConnectTimeout("connect timed out"),
-    httpx.ReadTimeout("read timed out"),
-    httpx.PoolTimeout("pool"),
+    httpx2.ConnectTimeout("connect timed out"),
+    httpx2.ReadTimeout("read timed out"),
+    httpx2.PoolTimeout("pool"),
     asyncio.TimeoutError(),
     TimeoutError("deadline"),
 ])
@@ -296,10 +296,10 @@ def test_it_classifies_timeouts_as_timeout_504(exc):
 
 
 @pytest.mark.parametrize("exc", [
-    httpx.ConnectError("[Errno 111] Connection refused"),
-    httpx.ReadError("Connection reset by peer"),
-    httpx.RemoteProtocolError("peer closed connection without sending complete message body"),
-    httpx.ProxyError("407 Proxy Authentication Required"),
+    httpx2.ConnectError("[Errno 111] Connection refused"),
+    httpx2.ReadError("Connection reset by peer"),
+    httpx2.RemoteProtocolError("peer closed connection without sending complete message body"),
+    httpx2.ProxyError("407 Proxy Authentication Required"),
     ConnectionResetError(104, "Connection reset by peer"),
     OSError("Network is unreachable"),
     ConnectionClosedError(Close(1011, "internal error"), None),
@@ -311,7 +311,7 @@ def test_it_classifies_connection_failures_as_transport_502(exc):
 
 
 def test_it_names_the_proxy_when_the_proxy_failed():
-    assert "proxy" in classify_transport(httpx.ProxyError("bad gateway")).message
+    assert "proxy" in classify_transport(httpx2.ProxyError("bad gateway")).message
 
 
 def test_it_classifies_a_websocket_closed_normally_before_the_result_as_truncated():
@@ -320,7 +320,7 @@ def test_it_classifies_a_websocket_closed_normally_before_the_result_as_truncate
 
 
 def test_it_classifies_an_undecodable_body_as_protocol():
-    assert classify_transport(httpx.DecodingError("bad gzip")).kind is UpstreamKind.PROTOCOL
+    assert classify_transport(httpx2.DecodingError("bad gzip")).kind is UpstreamKind.PROTOCOL
 
 
 def test_it_classifies_an_unknown_exception_instead_of_letting_it_escape():
@@ -399,9 +399,9 @@ def test_it_renders_client_envelopes_for_classified_errors():
 
 
 def test_it_classifies_an_http_status_error_by_its_response():
-    request = httpx.Request("POST", "https://grok.test/rest/app-chat/conversations/new")
-    response = httpx.Response(403, headers={"content-type": JSON}, content=body("http__antibot.json"), request=request)
-    err = classify_transport(httpx.HTTPStatusError("403", request=request, response=response))
+    request = httpx2.Request("POST", "https://grok.test/rest/app-chat/conversations/new")
+    response = httpx2.Response(403, headers={"content-type": JSON}, content=body("http__antibot.json"), request=request)
+    err = classify_transport(httpx2.HTTPStatusError("403", request=request, response=response))
     assert err.kind is UpstreamKind.ANTI_BOT and err.endpoint == CHAT and err.upstream_status == 403
 
 

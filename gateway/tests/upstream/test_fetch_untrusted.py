@@ -120,6 +120,17 @@ async def test_a_name_resolving_to_loopback_is_refused(server):
     assert info.value.code == "url_not_allowed"
 
 
+async def test_an_internal_name_and_an_unresolvable_name_get_the_same_answer(server):
+    _, port = server
+    with pytest.raises(FetchRefused) as internal:
+        await fetch_untrusted(f"http://localhost:{port}/img.png", max_bytes=1000, allowlist=[])
+    with pytest.raises(FetchRefused) as unresolvable:
+        await fetch_untrusted(f"http://no-such-host.invalid:{port}/img.png", max_bytes=1000, allowlist=[])
+    for refused in (internal.value, unresolvable.value):
+        assert (refused.status, refused.code, refused.message) == (
+            400, "url_not_allowed", "The URL host is not reachable or not allowed; it is not fetched.")
+
+
 @pytest.mark.parametrize("url", ["ftp://example.com/x", "file:///etc/passwd", "gopher://x/", "not a url", "http:///nohost",
                                  "http://user:pw@example.com/x.png"])
 async def test_only_plain_http_urls_are_valid(url):

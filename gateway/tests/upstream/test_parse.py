@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import httpx
+import httpx2
 import orjson
 import pytest
 
@@ -578,7 +578,7 @@ async def test_iter_chat_events_yields_events_before_raising_an_inband_error():
 
 
 async def test_iter_chat_events_classifies_a_connection_reset_mid_stream():
-    pieces = [b'{"result":{"response":{"token":"Hi","messageTag":"final"}}}\n', httpx.ReadError("Connection reset by peer")]
+    pieces = [b'{"result":{"response":{"token":"Hi","messageTag":"final"}}}\n', httpx2.ReadError("Connection reset by peer")]
     seen = []
     with pytest.raises(UpstreamError) as info:
         async for event in iter_chat_events(_agen(pieces, [], []), assets_base_url=ASSETS):
@@ -589,7 +589,7 @@ async def test_iter_chat_events_classifies_a_connection_reset_mid_stream():
 
 
 async def test_iter_chat_events_classifies_a_stall_past_the_deadline_as_timeout():
-    pieces = [b'{"result":{"response":{"token":"Hi"}}}\n', httpx.ReadTimeout("timed out")]
+    pieces = [b'{"result":{"response":{"token":"Hi"}}}\n', httpx2.ReadTimeout("timed out")]
     with pytest.raises(UpstreamError) as info:
         async for _ in iter_chat_events(_agen(pieces, [], []), assets_base_url=ASSETS):
             pass

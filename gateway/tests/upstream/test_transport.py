@@ -7,10 +7,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
-import httpx
+import httpx2
 import pytest
 
 from gateway.tests.upstream._config import make_cfg
+from gateway.tests.upstream.rawservers import h2_server, self_signed_tls, serve
+from gateway.upstream.errors import UpstreamKind, classify_transport
 from gateway.upstream import transport
 from gateway.upstream.transport import (
     DIRECT,
@@ -183,158 +185,145 @@ async def test_websocket_over_socks_without_python_socks_is_a_clear_error():
 
 
 # --------------------------------------------------------------------------------------------
-# idle connection sweep (a real socket to the simulator)
+# the one client stack on scripted servers: HTTP/2 where offered, bounded response heads
 
 
-@pytest.fixture
-def httpx_transport(settings):
-    """Direct egress on httpx's own transport (UPSTREAM_HTTP=httpx): these tests look inside its
-    httpcore pool (the one-pass assignment, which proxied egress uses too)."""
-    settings.UPSTREAM_HTTP = "httpx"
+def _tls_offering(tmp_path, *protocols: str):
+    _certfile, server_ctx = self_signed_tls(tmp_path)
+    server_ctx.set_alpn_protocols(list(protocols))
+    return server_ctx
 
 
-def _pool(client: httpx.AsyncClient):
-    return client._transport._pool
+async def test_it_speaks_http2_to_a_tls_origin_that_offers_it(tmp_path):
+    handler = h2_server([("content-type", "text/plain")], b"over h2")
+    async with serve(handler, _tls_offering(tmp_path, "h2", "http/1.1")) as (port, _accepted):
+        client = await upstream_client(egress=DIRECT, cfg=make_cfg({"proxy.egress.skip_ssl_verify": True}))
+        response = await client.get(f"https://127.0.0.1:{port}/")
+    assert (response.http_version, response.text) == ("HTTP/2", "over h2")
 
 
-async def test_sweep_keeps_an_idle_connection_whose_keep_alive_has_not_expired(httpx_transport, simulator_server):
-    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
-    assert (await client.get(f"{simulator_server.url}/__sim/knobs")).status_code == 200
-    (conn,) = _pool(client).connections
-    assert conn.is_idle()
-    assert await transport.upstream_sweep() == 0
-    assert _pool(client).connections == [conn] and not conn.is_closed()
-    await client.get(f"{simulator_server.url}/__sim/knobs")
-    assert _pool(client).connections == [conn]  # and it is still reused
+async def test_it_speaks_http1_to_a_tls_origin_that_offers_only_http1(tmp_path):
+    async def http1(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nover1")
+        await writer.drain()
+        await reader.read()
+
+    async with serve(http1, _tls_offering(tmp_path, "http/1.1")) as (port, _accepted):
+        client = await upstream_client(egress=DIRECT, cfg=make_cfg({"proxy.egress.skip_ssl_verify": True}))
+        response = await client.get(f"https://127.0.0.1:{port}/")
+    assert (response.http_version, response.text) == ("HTTP/1.1", "over1")
 
 
-async def test_sweep_closes_connections_whose_keep_alive_expired(httpx_transport, simulator_server, monkeypatch):
-    monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=8, keepalive_expiry=0.2))
-    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
-    await client.get(f"{simulator_server.url}/__sim/knobs")
-    (conn,) = _pool(client).connections
-    for _ in range(500):  # a bound for a hung test, not a speed check
-        if conn.has_expired():
-            break
-        await asyncio.sleep(0.01)
-    assert await transport.upstream_sweep() == 1
-    assert _pool(client).connections == [] and conn.is_closed()
-    # the next call opens a new connection
-    assert (await client.get(f"{simulator_server.url}/__sim/knobs")).status_code == 200
-    assert len(_pool(client).connections) == 1 and _pool(client).connections[0] is not conn
+async def test_it_refuses_a_self_signed_origin_unless_verification_is_skipped(tmp_path):
+    handler = h2_server([], b"x")
+    async with serve(handler, _tls_offering(tmp_path, "h2")) as (port, _accepted):
+        client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+        with pytest.raises(httpx2.ConnectError) as info:
+            await client.get(f"https://127.0.0.1:{port}/")
+    assert classify_transport(info.value).kind is UpstreamKind.TRANSPORT
 
 
-async def test_sweep_closes_idle_connections_beyond_the_keep_alive_slots(httpx_transport, simulator_server, monkeypatch):
-    monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=50, max_keepalive_connections=3))
-    monkeypatch.setattr(transport, "POOL_TIDY_SECONDS", 3600.0)  # only the sweep tidies here
-    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
-    url = f"{simulator_server.url}/__sim/knobs"
-    await client.get(url)  # the first call's tidy-up pass
-    opened = [await client.send(client.build_request("GET", url), stream=True) for _ in range(8)]
-    for response in opened:  # a burst of 8 at once, all idle afterwards
-        await response.aread()
-        await response.aclose()
-    assert len(_pool(client).connections) == 8
-    assert await transport.upstream_sweep() == 5
-    assert len(_pool(client).connections) == 3 and all(c.is_idle() for c in _pool(client).connections)
+async def test_a_tls_origin_is_reached_through_an_http_connect_proxy_and_still_gets_http2(tmp_path):
+    tunnels = []
+
+    async def connect_proxy(reader, writer):
+        # an HTTP CONNECT proxy: read the CONNECT head, answer 200, then relay bytes both ways
+        head = await reader.readuntil(b"\r\n\r\n")
+        tunnels.append(head.split(b"\r\n", 1)[0].decode())
+        target = head.split()[1].decode()
+        host, port = target.rsplit(":", 1)
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        async def pipe(src, dst):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+    handler = h2_server([("content-type", "text/plain")], b"tunnelled")
+    async with serve(handler, _tls_offering(tmp_path, "h2", "http/1.1")) as (origin_port, _a), \
+            serve(connect_proxy) as (proxy_port, _b):
+        egress = Egress(f"http://127.0.0.1:{proxy_port}", "connect proxy")
+        client = await upstream_client(egress=egress, cfg=make_cfg({"proxy.egress.skip_ssl_verify": True}))
+        response = await client.get(f"https://127.0.0.1:{origin_port}/")
+    assert tunnels == [f"CONNECT 127.0.0.1:{origin_port} HTTP/1.1"]
+    assert (response.http_version, response.text) == ("HTTP/2", "tunnelled")
 
 
-async def test_sweep_of_all_idle_connections_spares_one_with_a_response_still_open(httpx_transport, simulator_server):
-    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
-    url = f"{simulator_server.url}/__sim/knobs"
-    open_response = await client.send(client.build_request("GET", url), stream=True)  # body not read yet
-    (busy,) = _pool(client).connections
-    await client.get(url)  # needs a second connection, idle afterwards
-    (idle,) = [c for c in _pool(client).connections if c is not busy]
-    assert await transport.upstream_sweep(idle_all=True) == 1
-    assert _pool(client).connections == [busy] and idle.is_closed() and not busy.is_closed()
-    await open_response.aread()
-    await open_response.aclose()
-    assert busy.is_idle()
-    assert await transport.upstream_sweep(idle_all=True) == 1
-    assert _pool(client).connections == [] and busy.is_closed()
+async def test_an_origin_is_reached_through_a_socks5_proxy_with_remote_dns():
+    asked = []
+
+    async def origin(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nsocks")
+        await writer.drain()
+        await reader.read()
+
+    async def socks5(reader, writer):
+        # RFC 1928, no authentication, CONNECT only; records the address the client asked for
+        _version, n_methods = await reader.readexactly(2)
+        await reader.readexactly(n_methods)
+        writer.write(b"\x05\x00")
+        _version, _cmd, _rsv, atyp = await reader.readexactly(4)
+        if atyp == 3:
+            host = (await reader.readexactly((await reader.readexactly(1))[0])).decode()
+        else:
+            host = ".".join(str(b) for b in await reader.readexactly(4))
+        port = int.from_bytes(await reader.readexactly(2), "big")
+        asked.append((atyp, host, port))
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"\x05\x00\x00\x01\x7f\x00\x00\x01" + port.to_bytes(2, "big"))
+
+        async def pipe(src, dst):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+    async with serve(origin) as (origin_port, _a), serve(socks5) as (proxy_port, _b):
+        egress = Egress(proxy_url_normalize(f"socks5://127.0.0.1:{proxy_port}"), "socks")
+        client = await upstream_client(egress=egress, cfg=make_cfg())
+        response = await client.get(f"http://localhost:{origin_port}/")
+    assert asked == [(3, "localhost", origin_port)]  # the name went to the proxy: socks5h, DNS there
+    assert response.text == "socks"
 
 
-def _count_new_connections(pool) -> list:
-    made = []
-    create = pool.create_connection
+async def test_an_endless_http1_response_head_is_an_upstream_error_not_memory_growth():
+    sent = []
 
-    def counting(origin):
-        connection = create(origin)
-        made.append(connection)
-        return connection
+    async def endless_head(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Filler: ")
+        try:
+            for _ in range(1024):  # up to 64 MiB, far beyond any cap; the client hangs up long before
+                writer.write(b"a" * 65536)
+                await writer.drain()
+                sent.append(65536)
+        except (ConnectionError, OSError):
+            pass
 
-    pool.create_connection = counting
-    return made
-
-
-async def test_connections_are_reused_when_more_requests_run_than_keep_alive_slots(httpx_transport, simulator_server, monkeypatch):
-    # httpcore 1.0.9 itself closed every connection that turned idle while the pool held more than
-    # max_keepalive_connections in total: 10 clients with 8 keep-alive slots opened 50 connections
-    # for 50 requests (measured); here a connection is reused unless 8 others are idle at that moment
-    monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=50, max_keepalive_connections=8))
-    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
-    made = _count_new_connections(_pool(client))
-    url = f"{simulator_server.url}/__sim/knobs"
-
-    async def five_in_a_row():
-        for _ in range(5):
-            assert (await client.get(url)).status_code == 200
-
-    await asyncio.gather(*(five_in_a_row() for _ in range(10)))
-    assert 10 <= len(made) <= 25, len(made)  # 13-15 measured
-    await asyncio.sleep(transport.POOL_TIDY_SECONDS)
-    assert (await client.get(url)).status_code == 200  # the next request after the interval tidies up
-    assert len(_pool(client).connections) <= 8  # idle ones above the keep-alive slots were closed
-    assert all(c.is_idle() for c in _pool(client).connections)
+    async with serve(endless_head) as (port, _accepted):
+        client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+        with pytest.raises(httpx2.RemoteProtocolError) as info:
+            await client.get(f"http://127.0.0.1:{port}/")
+    assert classify_transport(info.value, endpoint="/rest/app-chat").kind is UpstreamKind.TRANSPORT
+    assert sum(sent) < 16 * 1024 * 1024  # the client stopped reading at its cap (plus socket buffers)
 
 
-async def test_requests_over_max_connections_wait_for_a_free_connection(httpx_transport, simulator_server, monkeypatch):
-    monkeypatch.setattr(transport, "UPSTREAM_LIMITS", httpx.Limits(max_connections=2, max_keepalive_connections=2))
-    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
-    made = _count_new_connections(_pool(client))
-    url = f"{simulator_server.url}/__sim/knobs"
-    results = await asyncio.gather(*(client.get(url) for _ in range(12)))
-    assert [r.status_code for r in results] == [200] * 12
-    assert len(made) == 2 and len(_pool(client).connections) == 2
-
-
-async def test_an_idle_connection_the_server_closed_is_never_handed_out(httpx_transport, simulator_server, monkeypatch):
-    monkeypatch.setattr(transport, "POOL_TIDY_SECONDS", 3600.0)  # no tidy-up pass: the pick itself checks
-    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
-    url = f"{simulator_server.url}/__sim/knobs"
-    await client.get(url)
-    await client.get(url)  # the first call's tidy-up pass is done; from here on only picks
-    (first,) = _pool(client).connections
-    first._connection._network_stream._transport.abort()  # as a server closing the idle socket would
-    for _ in range(200):  # a bound for a hung test, not a speed check
-        if first.has_expired():
-            break
-        await asyncio.sleep(0.01)
-    assert first.has_expired()
-    assert (await client.get(url)).status_code == 200
-    assert first.is_closed() and first not in _pool(client).connections
-    assert len(_pool(client).connections) == 1
-
-
-async def test_a_closed_connection_is_replaced_and_dropped_at_the_next_tidy_up(httpx_transport, simulator_server):
-    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
-    url = f"{simulator_server.url}/__sim/knobs"
-    await client.get(url)
-    (first,) = _pool(client).connections
-    await first.aclose()
-    assert (await client.get(url)).status_code == 200
-    (second,) = [c for c in _pool(client).connections if not c.is_closed()]
-    assert second is not first
-    await asyncio.sleep(transport.POOL_TIDY_SECONDS)
-    assert (await client.get(url)).status_code == 200
-    assert _pool(client).connections == [second]
-
-
-def test_the_one_pass_assignment_is_installed_on_every_kind_of_pool():
-    for proxy in (None, "http://127.0.0.1:9", "socks5://127.0.0.1:9"):
-        pool = transport._build_upstream_client(proxy, True, impl="httpx")._transport._pool
-        assert pool._assign_requests_to_connections.__func__ is transport._assign_requests_linear, proxy
+async def test_an_oversized_http2_header_list_is_an_upstream_error(tmp_path):
+    handler = h2_server([("x-filler", "a" * (256 * 1024))], b"x")
+    async with serve(handler, _tls_offering(tmp_path, "h2")) as (port, _accepted):
+        client = await upstream_client(egress=DIRECT, cfg=make_cfg({"proxy.egress.skip_ssl_verify": True}))
+        # h2 refuses the header block past the 64 KiB list size httpcore2 announced in its SETTINGS
+        with pytest.raises(httpx2.ProtocolError, match="header list larger than 65536") as info:
+            await client.get(f"https://127.0.0.1:{port}/")
+    assert classify_transport(info.value).kind is UpstreamKind.TRANSPORT
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,7 +391,7 @@ class ForwardProxy:
             lines = head.decode("latin-1").split("\r\n")
             method, target, _ = lines[0].split(" ", 2)
             self.requests.append(f"{method} {target}")
-            url = httpx.URL(target)
+            url = httpx2.URL(target)
             length = 0
             out_headers = []
             for line in lines[1:]:

@@ -5,7 +5,7 @@ import io
 import json
 import time
 
-import httpx
+import httpx2
 import pytest
 from PIL import Image
 
@@ -18,7 +18,7 @@ COOKIE = {"Cookie": "sso=sim-super-mt; sso-rw=sim-super-mt"}
 
 
 async def test_mock_transport_streams_lines_as_separate_chunks(sim_transport):
-    async with httpx.AsyncClient(transport=sim_transport, base_url="http://sim.test") as client:
+    async with httpx2.AsyncClient(transport=sim_transport, base_url="http://sim.test") as client:
         async with client.stream("POST", "/rest/app-chat/conversations/new", headers=COOKIE,
                                  json={"message": "[user]: hi #sim:len=5", "modeId": "fast"}) as resp:
             chunks = [c async for c in resp.aiter_raw()]
@@ -30,7 +30,7 @@ async def test_mock_transport_streams_lines_as_separate_chunks(sim_transport):
 
 
 async def test_mock_transport_keeps_chunk_timing_and_surfaces_drops(sim_transport):
-    async with httpx.AsyncClient(transport=sim_transport, base_url="http://sim.test") as client:
+    async with httpx2.AsyncClient(transport=sim_transport, base_url="http://sim.test") as client:
         headers = {"Cookie": "sso=sim-super-mt~stall@1=250; sso-rw=sim-super-mt~stall@1=250"}
         arrivals = []
         async with client.stream("POST", "/rest/app-chat/conversations/new", headers=headers,
@@ -40,7 +40,7 @@ async def test_mock_transport_keeps_chunk_timing_and_surfaces_drops(sim_transpor
                     arrivals.append(time.monotonic())
         assert arrivals[1] - arrivals[0] >= 0.2
         headers = {"Cookie": "sso=sim-super-mt~drop@1; sso-rw=sim-super-mt~drop@1"}
-        with pytest.raises(httpx.ReadError):
+        with pytest.raises(httpx2.ReadError):
             async with client.stream("POST", "/rest/app-chat/conversations/new", headers=headers,
                                      json={"message": "[user]: hi", "modeId": "fast"}) as resp:
                 async for _ in resp.aiter_lines():
@@ -49,7 +49,7 @@ async def test_mock_transport_keeps_chunk_timing_and_surfaces_drops(sim_transpor
 
 async def test_mock_transport_closing_early_releases_the_account_slot(sim_transport):
     sim_transport.sim.configure(max_concurrent_per_account=1)
-    async with httpx.AsyncClient(transport=sim_transport, base_url="http://sim.test") as client:
+    async with httpx2.AsyncClient(transport=sim_transport, base_url="http://sim.test") as client:
         async with client.stream("POST", "/rest/app-chat/conversations/new", headers=COOKIE,
                                  json={"message": "[user]: hi", "modeId": "fast"}) as resp:
             assert resp.status_code == 200
@@ -60,7 +60,7 @@ async def test_mock_transport_closing_early_releases_the_account_slot(sim_transp
 
 async def test_mock_transport_serves_downloads_with_the_slow_download_knob(sim_transport):
     sim_transport.sim.configure(download_delay_ms=1)
-    async with httpx.AsyncClient(transport=sim_transport, base_url="http://sim.test") as client:
+    async with httpx2.AsyncClient(transport=sim_transport, base_url="http://sim.test") as client:
         r = await client.post("/rest/app-chat/conversations/new", headers=COOKIE,
                               json={"message": "Drawing: a boat", "modeId": "fast"})
         url = [json.loads(line) for line in r.text.splitlines()][-2]["result"]["response"]["modelResponse"]["generatedImageUrls"][0]
