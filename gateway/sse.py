@@ -6,21 +6,17 @@ Wire format (text/event-stream, UTF-8):
 - keep-alives during long gaps: the comment line `: keep-alive\\n\\n` (Chat Completions, Responses;
   clients ignore comments) or Anthropic's own `event: ping\\ndata: {"type":"ping"}\\n\\n`.
 
-Keep-alive (architecture §4): `asyncio.wait_for(agen.__anext__(), t)` cancels the generator on the
-first timeout and kills the stream. `with_keepalive` keeps ONE pending `__anext__()` task and waits
-on it with `asyncio.wait({task}, timeout=t)`; a timeout leaves the task running and yields the
-KEEPALIVE marker instead. Closing the wrapper cancels the pending task, which closes the upstream.
-That costs a task and an `asyncio.wait` per item (~20 µs, measured), so a server loop that can send
-keep-alives itself — grok2api/fastlane.py, with one timer per stream — sets `server_keepalive` and
-reads `sse_keepalive = (interval, frame)` from the response; `keepalive_source` then hands the
-stream generator its source unwrapped.
+Keep-alive: `asyncio.wait_for(agen.__anext__(), t)` would cancel the generator on the first
+timeout and kill the stream. `with_keepalive` keeps ONE pending `__anext__()` task and waits on it
+with `asyncio.wait({task}, timeout=t)`; a timeout leaves the task running and yields the KEEPALIVE
+marker instead. Closing the wrapper cancels the pending task, which closes the upstream. It is the
+only keep-alive of the gateway's streams.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import orjson
@@ -57,17 +53,6 @@ def data_frame(obj: Any) -> bytes:
 
 def event_frame(event: str, obj: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
-
-
-# True inside a server loop that sends keep-alive frames itself during gaps of a stream.
-server_keepalive: ContextVar[bool] = ContextVar("server_keepalive", default=False)
-
-
-def keepalive_source(source: AsyncIterator[T], *, interval: float) -> AsyncIterator[T | Any]:
-    """`source` as is when the server sends keep-alives (`server_keepalive`), else with_keepalive."""
-    if server_keepalive.get():
-        return source
-    return with_keepalive(source, interval=interval)
 
 
 async def with_keepalive(source: AsyncIterator[T], *, interval: float) -> AsyncIterator[T | Any]:

@@ -50,16 +50,17 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # /v1 and /healthz skip the rest of the stack (architecture §4: each middleware costs).
-    "grok2api.middleware.FastPathMiddleware",
+    # Every one is sync- and async-capable, so Django runs the chain on the event loop with no
+    # thread hop per request. WhiteNoise (sync-only) is not here: /static/ is served in front of
+    # Django (grok2api/staticfiles.py).
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "grok2api.middleware.ApiEnvelopeMiddleware",  # last: CommonMiddleware sizes what it renders
 ]
 
 ROOT_URLCONF = "grok2api.urls"

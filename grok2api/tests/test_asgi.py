@@ -1,5 +1,5 @@
-"""The /v1 data-plane lane (grok2api/fastlane.py): what it sends on the wire, its error envelopes,
-and the keep-alive frames it writes into a stream's gaps."""
+"""The one request pipeline (grok2api/asgi.py: Django's ASGI handler behind the body cap, /static/
+in front of it): what /v1 sends on the wire and the family envelopes of its errors."""
 from __future__ import annotations
 
 import asyncio
@@ -7,11 +7,9 @@ import json
 import socket
 from urllib.parse import urlparse
 
+import httpx
 import pytest
-from django.http import StreamingHttpResponse
-from django.urls import ResolverMatch
 
-from grok2api import fastlane
 from grok2api.asgi import application
 
 
@@ -26,9 +24,17 @@ def _raw(url: str, request: bytes) -> tuple[bytes, bytes]:
     return head.lower(), body
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_lane_answer_carries_its_length_and_errors_keep_the_envelope(gateway_factory):
-    gateway = gateway_factory({"GROK_APP_API_KEY": "sk-lane"})
+@pytest.fixture(scope="module")
+def keyed_gateway(request, django_db_setup, tmp_path_factory):
+    from grok2api.testing.fixtures import GatewayFactory
+
+    factory = GatewayFactory(tmp_path_factory.mktemp("pipeline"))
+    yield factory({"GROK_APP_API_KEY": "sk-lane"})
+    factory.stop_all()
+
+
+def test_a_v1_answer_carries_its_length_and_errors_keep_the_envelope(keyed_gateway):
+    gateway = keyed_gateway
     host = urlparse(gateway.url).netloc
 
     head, body = _raw(gateway.url, f"GET /v1/models HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer sk-lane\r\n"
@@ -49,6 +55,21 @@ def test_a_lane_answer_carries_its_length_and_errors_keep_the_envelope(gateway_f
     assert head.startswith(b"http/1.1 401") and json.loads(body)["type"] == "error"
 
 
+@pytest.mark.parametrize("path", ["/v1/", "/v1/no/such/route"])
+def test_it_answers_every_unknown_v1_path_in_json(keyed_gateway, path):
+    response = httpx.get(keyed_gateway.url + path)
+    assert response.status_code == 404 and response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_found"
+    anthropic = httpx.get(keyed_gateway.url + "/v1/messages/nope")
+    assert anthropic.status_code == 404 and anthropic.json()["type"] == "error"
+
+
+def test_it_serves_static_files_in_front_of_django(keyed_gateway):
+    response = httpx.get(keyed_gateway.url + "/static/admin/css/base.css")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/css")
+    assert httpx.get(keyed_gateway.url + "/static/no-such-file.css").status_code == 404
+
+
 async def _call(path: str, *, method: str = "GET", body: bytes = b"") -> list[dict]:
     sent: list[dict] = []
     messages = [{"type": "http.request", "body": body, "more_body": False}]
@@ -63,45 +84,19 @@ async def _call(path: str, *, method: str = "GET", body: bytes = b"") -> list[di
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+             "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
     await application(scope, receive, send)
     return sent
 
 
 @pytest.mark.django_db(transaction=True)
 async def test_an_error_escaping_a_view_is_a_500_in_the_family_envelope(monkeypatch):
-    async def broken(request):
+    from gateway import services
+
+    def broken(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(fastlane._views, "/v1/messages/count_tokens", ResolverMatch(broken, (), {}))
+    monkeypatch.setattr(services, "messages_count_tokens", broken)
     sent = await _call("/v1/messages/count_tokens", method="POST", body=b"{}")
     assert sent[0]["status"] == 500
     assert json.loads(sent[1]["body"]) == {"type": "error", "error": {"type": "api_error", "message": "Internal error: RuntimeError"}}
-
-
-async def test_keepalive_frames_fill_the_gaps_of_a_stream_and_never_follow_its_end():
-    async def parts():
-        yield b"data: 1\n\n"
-        await asyncio.sleep(0.35)
-        yield b"data: 2\n\n"
-        yield b"data: 3\n\n"
-        await asyncio.sleep(0.25)
-        yield b"data: [DONE]\n\n"
-
-    response = StreamingHttpResponse(parts(), content_type="text/event-stream")
-    response.sse_keepalive = (0.1, b": ka\n\n")
-    sent: list[dict] = []
-
-    async def send(message):
-        sent.append(message)
-
-    await fastlane._send_response(response, send)
-    bodies = [m["body"] for m in sent[1:]]
-    assert bodies[-1] == b"" and sent[-1].get("more_body", False) is False
-    data = [b for b in bodies if b.startswith(b"data")]
-    assert data == [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n", b"data: [DONE]\n\n"]
-    first_gap = bodies[bodies.index(b"data: 1\n\n") + 1:bodies.index(b"data: 2\n\n")]
-    second_gap = bodies[bodies.index(b"data: 3\n\n") + 1:bodies.index(b"data: [DONE]\n\n")]
-    assert first_gap and set(first_gap) == {b": ka\n\n"} and 2 <= len(first_gap) <= 4
-    assert second_gap and set(second_gap) == {b": ka\n\n"}
-    assert bodies.index(b"data: 2\n\n") + 1 == bodies.index(b"data: 3\n\n")  # no frame between back-to-back parts
