@@ -228,9 +228,8 @@ def render(r: dict) -> str:
     w("")
     w("## How it was run")
     w("")
-    # results saved before `--server` existed were all taken under uvicorn
     server = r.get("server", "uvicorn")
-    w(f"Server: grok2api ran under **{server}** (`manage.py serve --server {server}`, SERVER_IMPL); "
+    w(f"Server: grok2api ran under **{server}** (`manage.py serve`); "
       "LiteLLM runs under its own uvicorn.")
     w("")
     w("```sh")

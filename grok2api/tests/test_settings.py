@@ -126,14 +126,15 @@ def test_it_maps_the_reference_account_storage_variables(tmp_path):
     [
         ("SERVER_PORT", "eighty", "SERVER_PORT: expected an integer"),
         ("SERVER_PORT", "70000", "SERVER_PORT: expected an integer between 1 and 65535"),
-        ("SERVER_IMPL", "gunicorn", "SERVER_IMPL: expected uvicorn or granian, got 'gunicorn'"),
+        ("SHUTDOWN_GRACE_SECONDS", "-3", "SHUTDOWN_GRACE_SECONDS: expected a number of at least 0"),
+        ("SERVER_MAX_CONNECTIONS", "0", "SERVER_MAX_CONNECTIONS: expected an integer between 1 and 1000000"),
+        ("ALLOW_OPEN_API", "maybe", "ALLOW_OPEN_API: expected true or false"),
         ("UPSTREAM_HTTP", "curl", "UPSTREAM_HTTP: expected fast or httpx, got 'curl'"),
         ("DATABASE_URL", "oracle://db/x", "DATABASE_URL: expected a URL starting with postgres://"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL: expected a URL starting with redis://"),
         ("GROK_PROXY_EGRESS_MODE", "tor", "GROK_PROXY_EGRESS_MODE: expected one of direct, single_proxy, proxy_pool, got 'tor'"),
         ("GROK_CHAT_TIMEOUT", "soon", "GROK_CHAT_TIMEOUT: expected an integer"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL: expected one of"),
-        ("WORKER_MALLOC", "tcmalloc", "WORKER_MALLOC: expected one of auto, pymalloc, malloc, jemalloc, got 'tcmalloc'"),
         ("MEMORY_RELEASE_IDLE_SECONDS", "-1", "MEMORY_RELEASE_IDLE_SECONDS: expected a number of at least 0"),
     ],
 )
