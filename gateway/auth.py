@@ -80,6 +80,11 @@ def authenticate(request) -> Principal | None:
     return found
 
 
+def api_access_open() -> bool:
+    """True while /v1 takes requests without a key: no `app.api_key` and no enabled ApiKey row."""
+    return not _config_digests(config().get("app.api_key") or "") and not _keys.get()
+
+
 async def api_auth(request) -> Principal | None:
     """Ninja auth callable: `Router(auth=api_auth)` or `@router.post(..., auth=api_auth)`."""
     return authenticate(request)

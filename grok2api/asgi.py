@@ -59,7 +59,6 @@ async def _lifespan(receive, send) -> None:
             except Exception as exc:
                 await send({"type": "lifespan.startup.failed", "message": f"grok2api warm-up failed: {exc!r}"})
                 return
-            memory.worker_tune()
             memory.start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":

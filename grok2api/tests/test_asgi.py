@@ -100,3 +100,29 @@ async def test_an_error_escaping_a_view_is_a_500_in_the_family_envelope(monkeypa
     sent = await _call("/v1/messages/count_tokens", method="POST", body=b"{}")
     assert sent[0]["status"] == 500
     assert json.loads(sent[1]["body"]) == {"type": "error", "error": {"type": "api_error", "message": "Internal error: RuntimeError"}}
+
+
+def test_a_wrong_host_gets_a_json_400_on_v1_and_djangos_page_elsewhere(keyed_gateway):
+    gateway = keyed_gateway
+    head, body = _raw(gateway.url, b"GET /v1/models HTTP/1.1\r\nHost: attacker.example\r\nAuthorization: Bearer sk-lane\r\n"
+                                   b"Connection: close\r\n\r\n")
+    assert head.startswith(b"http/1.1 400") and b"content-type: application/json" in head
+    assert "attacker.example" in json.loads(body)["error"]["message"]
+    head, body = _raw(gateway.url, b"POST /v1/messages HTTP/1.1\r\nHost: attacker.example\r\nContent-Length: 2\r\n"
+                                   b"Connection: close\r\n\r\n{}")
+    assert head.startswith(b"http/1.1 400") and json.loads(body)["type"] == "error"
+    head, _ = _raw(gateway.url, b"GET /admin/login/ HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"http/1.1 400")
+    for host in (b"localhost", b"127.0.0.1", b"localhost:8000"):
+        head, _ = _raw(gateway.url, b"GET /v1/models HTTP/1.1\r\nHost: " + host + b"\r\nAuthorization: Bearer sk-lane\r\n"
+                                    b"Connection: close\r\n\r\n")
+        assert head.startswith(b"http/1.1 200"), host
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_host_of_app_url_is_allowed_too(gateway_factory):
+    gateway = gateway_factory({"GROK_APP_APP_URL": "https://grok.example.test/base"})
+    head, _ = _raw(gateway.url, b"GET /healthz HTTP/1.1\r\nHost: grok.example.test\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"http/1.1 200")
+    head, _ = _raw(gateway.url, b"GET /healthz HTTP/1.1\r\nHost: other.example.test\r\nConnection: close\r\n\r\n")
+    assert head.startswith(b"http/1.1 400")

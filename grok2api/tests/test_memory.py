@@ -205,7 +205,7 @@ asyncio.run(main())
 """
 
 
-def test_worker_start_up_freezes_the_start_up_heap_and_leaves_the_gil_switch_interval_alone(tmp_path):
+def test_worker_start_up_leaves_the_collector_and_the_gil_switch_interval_alone(tmp_path):
     import json
     import os
     import subprocess
@@ -222,5 +222,5 @@ def test_worker_start_up_freezes_the_start_up_heap_and_leaves_the_gil_switch_int
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert out["frozen"] == 0 and out["switch"] == 0.005  # CPython's defaults before
-    assert out["after_frozen"] > 50_000  # Django, the routes, the vocabulary, the snapshots
+    assert out["after_frozen"] == 0  # gc.freeze() kept no memory back in bench.rss: not applied
     assert out["after_switch"] == 0.005

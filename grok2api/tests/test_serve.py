@@ -2,7 +2,10 @@
 workers under uvicorn's supervisor, and stops every child process on SIGTERM / Ctrl-C."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -39,6 +42,15 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _left_alive(pids, timeout: float = 15.0) -> list[int]:
+    """`pids` still alive once they had `timeout` seconds to go (a grandchild such as
+    multiprocessing's resource tracker exits a moment after its parent)."""
+    deadline = time.monotonic() + timeout
+    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive
+
+
 def _wait_for(gateway, text: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while text not in gateway.log():
@@ -62,7 +74,7 @@ def test_serve_answers_on_a_real_socket_and_stops_every_child_on_sigterm(gateway
     assert len(descendants) > 2  # Celery's pool / beat processes
 
     assert gateway.stop() == 0
-    assert [pid for pid in descendants if _alive(pid)] == [], gateway.log()
+    assert _left_alive(descendants) == [], gateway.log()
     assert LIFESPAN_SHUTDOWN in gateway.log()
 
 
@@ -81,7 +93,7 @@ def test_serve_runs_several_workers_under_uvicorns_supervisor(gateway_factory):
     tree = _children_of(gateway.process.pid)
     assert len(workers) == 2 and workers <= tree, gateway.log()
     assert gateway.stop() == 0
-    assert [pid for pid in tree if _alive(pid)] == []
+    assert _left_alive(tree) == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -92,4 +104,52 @@ def test_serve_stops_on_ctrl_c_too(gateway_factory):
     descendants = _children_of(gateway.process.pid)
     gateway.process.send_signal(signal.SIGINT)
     assert gateway.process.wait(timeout=30) == 0
-    assert [pid for pid in descendants if _alive(pid)] == []
+    assert _left_alive(descendants) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_banner_names_the_address_actually_bound(gateway_factory):
+    gateway = gateway_factory()
+    assert f"grok2api: serving on {gateway.url} (uvicorn, 1 worker)" in gateway.log()
+
+
+def _serve_once(tmp_path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    from django.conf import settings
+
+    from grok2api.testing.fixtures import database_env, free_port
+
+    child = {**os.environ, **database_env(), "DATA_DIR": str(tmp_path), "LOG_FILE_ENABLED": "false",
+             "SECRET_KEY": settings.SECRET_KEY, "ADMIN_PASSWORD": "test-admin-password", **env}
+    if "GROK_APP_API_KEY" not in env:
+        child.pop("GROK_APP_API_KEY", None)
+    if not child.get("DATABASE_URL"):
+        child.pop("DATABASE_URL", None)
+    return subprocess.run([sys.executable, "manage.py", "serve", "--port", str(free_port()), "--no-worker", *args],
+                          cwd=settings.BASE_DIR, env=child, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refuses_an_open_api_on_a_non_loopback_address(tmp_path):
+    done = _serve_once(tmp_path, "--host", "0.0.0.0")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ALLOW_OPEN_API=true" in lines[0] and "0.0.0.0" in lines[0], done.stderr
+
+
+def test_the_open_api_check_passes_on_loopback_with_a_key_or_with_the_opt_in(settings, monkeypatch):
+    from django.core.management.base import CommandError
+
+    from gateway import auth
+    from grok2api.management.commands.serve import api_exposure_check
+
+    monkeypatch.setattr(auth, "api_access_open", lambda: True)
+    for host in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"):
+        api_exposure_check(host=host)
+    for host in ("0.0.0.0", "::", "192.168.1.5", "gateway.example"):
+        with pytest.raises(CommandError):
+            api_exposure_check(host=host)
+    settings.ALLOW_OPEN_API = True
+    api_exposure_check(host="0.0.0.0")
+    settings.ALLOW_OPEN_API = False
+    monkeypatch.setattr(auth, "api_access_open", lambda: False)
+    api_exposure_check(host="0.0.0.0")

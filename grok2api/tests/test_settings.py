@@ -134,6 +134,8 @@ def test_it_maps_the_reference_account_storage_variables(tmp_path):
         ("REDIS_URL", "localhost:6379", "REDIS_URL: expected a URL starting with redis://"),
         ("GROK_PROXY_EGRESS_MODE", "tor", "GROK_PROXY_EGRESS_MODE: expected one of direct, single_proxy, proxy_pool, got 'tor'"),
         ("GROK_CHAT_TIMEOUT", "soon", "GROK_CHAT_TIMEOUT: expected an integer"),
+        ("GROK_APP_API_KEY", ",", "GROK_APP_API_KEY: expected comma-separated keys without empty entries"),
+        ("GROK_APP_API_KEY", "sk-a,,sk-b", "GROK_APP_API_KEY: expected comma-separated keys without empty entries"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL: expected one of"),
         ("MEMORY_RELEASE_IDLE_SECONDS", "-1", "MEMORY_RELEASE_IDLE_SECONDS: expected a number of at least 0"),
     ],

@@ -16,11 +16,13 @@ SIGTERM if serve itself dies (Linux parent-death signal), and serve stops if tha
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import os
 import signal
 import subprocess
 import sys
 import threading
+from urllib.parse import urlparse
 
 from django.conf import settings
 from django.core.management import call_command
@@ -42,6 +44,47 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass  # not Linux
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def api_exposure_check(*, host: str) -> None:
+    """Refuse to serve an open /v1 (no client key) on an address other machines can reach, unless
+    ALLOW_OPEN_API says the operator means it: anyone who can connect would spend their accounts."""
+    from gateway.auth import api_access_open
+
+    if is_loopback(host) or settings.ALLOW_OPEN_API or not api_access_open():
+        return
+    raise CommandError(
+        f"refusing to serve /v1 without an API key on {host}: set app.api_key (GROK_APP_API_KEY) or create an API key "
+        "in the admin, bind 127.0.0.1, or set ALLOW_OPEN_API=true to serve it open", returncode=2)
+
+
+def allowed_hosts_extend() -> list[str]:
+    """Without an ALLOWED_HOSTS variable, Django answers the loopback names and the host of
+    app.app_url (the public address clients use). app.app_url is runtime config, read here once:
+    after changing it, restart serve (or set ALLOWED_HOSTS). The workers read the list from the
+    environment, so it is put there too."""
+    from accounts.config import config
+
+    if os.environ.get("ALLOWED_HOSTS", "").strip():
+        return settings.ALLOWED_HOSTS
+    public = urlparse(config().get("app.app_url") or "").hostname
+    hosts = list(settings.ALLOWED_HOSTS)
+    if public:
+        public = f"[{public}]" if ":" in public else public
+        if public not in hosts:
+            hosts.append(public)
+    settings.ALLOWED_HOSTS = hosts
+    os.environ["ALLOWED_HOSTS"] = ",".join(hosts)
+    return hosts
 
 
 def uvicorn_config(*, host: str, port: int, workers: int, level: str):
@@ -81,6 +124,9 @@ class Command(BaseCommand):
         if not 1 <= workers <= 64:
             raise CommandError(f"--workers: expected 1-64, got {workers}", returncode=2)
         self.prepare(verbosity=opts["verbosity"])
+        api_exposure_check(host=host)
+        allowed_hosts_extend()
+        connections.close_all()
         embedded = opts["worker"] or (not opts["no_worker"] and settings.CELERY_BROKER_URL.startswith("filesystem"))
         sys.exit(self.run(host=host, port=port, workers=workers, embedded_worker=embedded))
 
