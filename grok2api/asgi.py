@@ -10,12 +10,16 @@
 - WebSockets go to Channels (webui).
 """
 import os
+import signal
+import threading
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grok2api.settings")
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi = get_asgi_application()
+
+import asyncio  # noqa: E402
 
 from asgiref.sync import sync_to_async  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
@@ -24,6 +28,7 @@ from django.conf import settings  # noqa: E402
 
 from grok2api import memory  # noqa: E402
 from grok2api.bodylimit import body_limit  # noqa: E402
+from gateway.sse import streams_cut_after  # noqa: E402
 from grok2api.staticfiles import static_app  # noqa: E402
 from webui.routing import websocket_urlpatterns  # noqa: E402
 
@@ -50,6 +55,31 @@ def _warm() -> None:
     connection.close()  # this executor thread will not serve requests
 
 
+def _drain_on_stop(grace: float) -> None:
+    """Chain the server's SIGTERM/SIGINT handlers (uvicorn installs them before the lifespan starts):
+    on a stop request the server closes its listening socket and waits for open requests, and the
+    streams still running after `grace` seconds are ended with the family's error event
+    (gateway/sse.py), a moment before uvicorn's own timeout would cut them mid-frame."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers belong to the main thread (a server run in a thread: tests)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+
+        def on_stop(sig, frame, previous=previous):
+            try:
+                loop.call_soon_threadsafe(streams_cut_after, grace)
+            except RuntimeError:
+                pass  # that loop is closed: nothing left to drain
+            if callable(previous):
+                previous(sig, frame)
+            elif previous == signal.SIG_DFL:
+                signal.signal(sig, signal.SIG_DFL)
+                signal.raise_signal(sig)
+
+        signal.signal(signum, on_stop)
+
+
 async def _lifespan(receive, send) -> None:
     while True:
         message = await receive()
@@ -60,6 +90,7 @@ async def _lifespan(receive, send) -> None:
                 await send({"type": "lifespan.startup.failed", "message": f"grok2api warm-up failed: {exc!r}"})
                 return
             memory.start()
+            _drain_on_stop(settings.SHUTDOWN_GRACE_SECONDS)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             memory.stop()
