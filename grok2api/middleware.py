@@ -38,7 +38,10 @@ def api_error_page(status: int):
             exc = InvalidRequest(f"Bad request: {exception}" if exception else "Bad request", code="bad_request")
         else:
             exc = InternalError("Internal server error")
-        return render_error(request, exc)
+        response = render_error(request, exc)
+        # Sized here: a 400 raised inside CommonMiddleware does not pass its process_response.
+        response["Content-Length"] = str(len(response.content))
+        return response
 
     return handler
 
