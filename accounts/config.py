@@ -283,7 +283,11 @@ def coerce(key: str, value: Any) -> Any:
             codes = _status_codes(key, [p for p in out.split(",") if p.strip()])
             out = ",".join(str(c) for c in codes)
         if key == "app.api_key":
-            out = ",".join(p.strip() for p in out.split(",") if p.strip())
+            parts = [p.strip() for p in out.split(",")]
+            if out and not all(parts):
+                # "," or "a,,b" would silently leave fewer keys than meant, or none: /v1 open.
+                raise ConfigError(key, "expected comma-separated keys without empty entries")
+            out = ",".join(parts) if out else ""
         if key in URL_SCHEMES and out:
             _check_url(key, out, URL_SCHEMES[key])
         if key in REQUIRED_URLS and not out:

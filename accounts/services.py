@@ -39,7 +39,6 @@ from accounts.tokenfile import TokenLine, tokens_parse
 from gateway.errors import InvalidRequest, RateLimited, ServiceUnavailable
 from gateway.registry import MODELS, POOL_MODES, ModelSpec
 from gateway.upstream.errors import UpstreamError, UpstreamKind
-from grok2api.memory import thread_cache_flush
 from grok2api.snapshots import Snapshot, stamp_bump
 
 log = logging.getLogger(__name__)
@@ -203,7 +202,6 @@ class _Flusher:
                     connection.close()
                 except Exception:
                     pass
-                thread_cache_flush()
 
     def flush(self) -> int:
         """Write everything pending. Returns the number of accounts written. Safe from any thread."""

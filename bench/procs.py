@@ -275,12 +275,10 @@ def prepare_gateway(data_dir: Path, sim: Proc, *, n_accounts: int) -> dict[str, 
     return env
 
 
-def start_gateway(data_dir: Path, env: dict[str, str], *, workers: int, name: str = "gateway",
-                  server: str | None = None) -> Proc:
-    """`manage.py serve` with `workers` workers of `server` (uvicorn or granian; None = SERVER_IMPL)."""
+def start_gateway(data_dir: Path, env: dict[str, str], *, workers: int, name: str = "gateway") -> Proc:
+    """`manage.py serve` (uvicorn) with `workers` workers."""
     port = free_port()
-    argv = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker",
-            *(["--server", server] if server else [])]
+    argv = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker"]
     env = {**env, "SERVER_WORKERS": str(workers)}
     proc = _spawn(name, argv, env=env, log_path=data_dir / f"{name}-{port}.log", port=port)
 

@@ -1,10 +1,10 @@
 """Profile one gateway worker under load with py-spy (a dev tool, pinned in requirements-dev.txt).
 
     python -m bench.profile [--stream] [--concurrency 4] [--seconds 10] [--top 40] [--out DIR]
-                            [--server uvicorn|granian] [--pace 0] [--no-spy] [--spy-simulator]
+                            [--pace 0] [--no-spy] [--spy-simulator]
 
 Starts the simulator (`--pace`, default 0; ~0.028 gives bench.run's 20 ms of upstream delay) and
-grok2api with ONE worker of `--server` (default SERVER_IMPL; its own DATA_DIR, like bench.run),
+grok2api with ONE uvicorn worker (its own DATA_DIR, like bench.run),
 drives closed-loop load at it while `py-spy record --format raw` samples the worker (or the
 simulator, `--spy-simulator`), then prints the functions with the most samples, inclusive ("total")
 and exclusive ("self"). The load line gives req/s, latency and the worker's and the simulator's
@@ -21,7 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grok2api.envcheck import SERVER_IMPLS
 
 
 def summarize(path: Path, top: int) -> str:
@@ -77,8 +76,6 @@ def main() -> int:
     ap.add_argument("--out", default="")
     ap.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (CPU, not waits)")
     ap.add_argument("--no-spy", action="store_true", help="only measure (req/s, latency, worker CPU per request)")
-    ap.add_argument("--server", choices=SERVER_IMPLS, default=None,
-                    help="ASGI server of grok2api (manage.py serve --server; default SERVER_IMPL)")
     args = ap.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grok2api.settings")
     import django
@@ -86,7 +83,7 @@ def main() -> int:
     django.setup()
     from django.conf import settings
 
-    args.server = args.server or settings.SERVER_IMPL
+    args.server = "uvicorn"
     from bench import procs
 
     out = Path(args.out or tempfile.mkdtemp(prefix="g2a-profile-"))
@@ -95,7 +92,7 @@ def main() -> int:
     gw = None
     try:
         env = procs.prepare_gateway(out / "gateway", sim, n_accounts=20)
-        gw = procs.start_gateway(out / "gateway", env, workers=1, server=args.server)
+        gw = procs.start_gateway(out / "gateway", env, workers=1)
         worker = sim.pid if args.spy_simulator else procs.worker_pids(gw.pid)[0]
         procs.sim_pace(sim, args.pace)
         if args.no_spy:

@@ -200,8 +200,8 @@ def render(r: dict) -> str:
       f"(one connection each); simulator pace {_f(pace4, 3)} makes each stream last about {_f((c4.get('total') or 0) * pace4, 1)} s "
       f"({r['params']['lane4_tokens']} answer tokens), so they are all open together (`peak open`). RSS = VmRSS of the worker process, "
       f"sampled every 100 ms. Idle = after start-up and 20 warm-up requests; after = {l5.get('gateway', {}).get('settle_s', 60):.0f} s "
-      f"after the last stream ended. grok2api's workers ran with the `{r.get('worker_malloc', 'pymalloc')}` allocator (`WORKER_MALLOC`, "
-      "README; the allocator decides whether a burst's memory goes back, see below).")
+      f"after the last stream ended. grok2api's workers ran with the `{r.get('worker_malloc', 'pymalloc')}` allocator "
+      "(CPython's own since WORKER_MALLOC was removed; the allocator decides whether a burst's memory goes back, see below).")
     w("")
     w("| server | completed | failed | peak open | TTFT p50 / p99 ms | stream p50 s | wall s | gen cpu | RSS idle MB | RSS peak MB | RSS after MB |")
     w("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -228,9 +228,8 @@ def render(r: dict) -> str:
     w("")
     w("## How it was run")
     w("")
-    # results saved before `--server` existed were all taken under uvicorn
     server = r.get("server", "uvicorn")
-    w(f"Server: grok2api ran under **{server}** (`manage.py serve --server {server}`, SERVER_IMPL); "
+    w(f"Server: grok2api ran under **{server}** (`manage.py serve`); "
       "LiteLLM runs under its own uvicorn.")
     w("")
     w("```sh")

@@ -2,7 +2,7 @@
 
     python -m bench.rss                                    # 1,000 streams of ~20 s, RSS 60 s after
     python -m bench.rss --streams 300 --seconds 10 --settle 30 \\
-        --variant pymalloc= --variant 'malloc=WORKER_MALLOC=malloc' --variant 'jemalloc=WORKER_MALLOC=jemalloc' --rounds 2
+        --variant trim= --variant 'notrim=MEMORY_RELEASE_IDLE_SECONDS=0' --rounds 2
 
 One simulator and one prepared DATA_DIR (like bench.run); for each round, each variant in turn (A B A B:
 the machine is shared, compare pairs) gets a fresh one-worker gateway started with its extra environment

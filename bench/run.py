@@ -4,7 +4,7 @@
     python -m bench.run --quick --out /tmp/b.md --no-peer   # the smoke-test sizes (< 1 min)
 
 Processes (all on loopback, random free ports): the simulator, grok2api under `manage.py serve
---no-worker --server S` (S = `--server`, default SERVER_IMPL; SERVER_WORKERS=2 for lanes 1–3, 1 for
+--no-worker` (uvicorn; SERVER_WORKERS=2 for lanes 1–3, 1 for
 lanes 4–5), LiteLLM's proxy from
 bench/.peer-venv (installed here when missing; workers = cores for lanes 1–3, 1 for lanes 4–5),
 and this process as the load generator. The raw results are also written as JSON beside the
@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from grok2api.envcheck import SERVER_IMPLS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -50,7 +49,7 @@ def _env_info(peer_version: str | None) -> dict:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = {"Python": platform.python_version()}
-    for pkg in ("Django", "django-ninja", "uvicorn", "granian", "uvloop", "httptools", "httpx2", "orjson"):
+    for pkg in ("Django", "django-ninja", "uvicorn", "uvloop", "h11", "httpx2", "orjson"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -73,20 +72,6 @@ def _params(quick: bool) -> dict:
             "selection_accounts": 10000, "selection_rounds": 20000}
 
 
-def _worker_malloc() -> str:
-    from django.conf import settings
-
-    from grok2api.management.commands.serve import worker_malloc_resolve
-
-    return worker_malloc_resolve(settings.WORKER_MALLOC)
-
-
-def _default_server() -> str:
-    from django.conf import settings
-
-    return settings.SERVER_IMPL
-
-
 def _log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -99,10 +84,10 @@ async def _main(args) -> dict:
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="g2a-bench-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 2
-    server = args.server or _default_server()
+    server = "uvicorn"  # the one server `serve` runs
     r: dict = {"quick": args.quick, "params": P, "argv": " ".join(sys.argv[1:]), "calibration": {},
                "loadavg": [os.getloadavg()[0]], "server": server,
-               "worker_malloc": _worker_malloc()}
+               "worker_malloc": "pymalloc"}
     _log(f"run directory {run_dir}")
 
     peer_version = None
@@ -123,7 +108,7 @@ async def _main(args) -> dict:
         + json.dumps(procs.SIM_KNOBS) + "'",
         "DATA_DIR=$RUN/gateway GROK_UPSTREAM_*=http://127.0.0.1:$SIM manage.py migrate; manage.py import_accounts "
         f"tokens.txt --pool super --no-probe  # {P['n_accounts']} × sim-super-benchNNNN; then manage.py refresh_quotas",
-        f"SERVER_WORKERS=2 manage.py serve --no-worker --server {server} --host 127.0.0.1 --port $GW    # lanes 1-3 (1 worker: lanes 4-5)",
+        f"SERVER_WORKERS=2 manage.py serve --no-worker --host 127.0.0.1 --port $GW    # lanes 1-3 (1 worker: lanes 4-5)",
         f"bench/.peer-venv/bin/litellm --config config.yaml --num_workers {cores} --telemetry False --log_config log.json --timeout_worker_healthcheck 120"
         "    # model openai/grok-sim at http://127.0.0.1:$SIM/openai/v1; num_retries 0; no DATABASE_URL (1 worker: lanes 4-5)",
     ]
@@ -141,7 +126,7 @@ async def _main(args) -> dict:
             fut_peer = loop.run_in_executor(pool, lambda: procs.start_peer(run_dir, sim, workers=workers,
                                                                            name=f"peer-w{workers}")) if peer_version else None
             gw = await loop.run_in_executor(pool, lambda: procs.start_gateway(gw_dir, env, workers=workers,
-                                                                              name=f"gateway-w{workers}", server=server))
+                                                                              name=f"gateway-w{workers}"))
             started.append(gw)
             peer = None
             if fut_peer is not None:
@@ -257,8 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     ap.add_argument("--workers", type=int, default=0, help="grok2api workers for lanes 1-3 (default 2)")
     ap.add_argument("--lanes", default="123456", help="lanes to run, e.g. 45 (default all; 5 needs 4)")
-    ap.add_argument("--server", choices=SERVER_IMPLS, default=None,
-                    help="ASGI server of grok2api (manage.py serve --server; default SERVER_IMPL)")
     args = ap.parse_args(argv)
     os.chdir(BASE_DIR)
     # SIGTERM (e.g. `kill`, a CI timeout) unwinds like Ctrl-C, so every started server is stopped.

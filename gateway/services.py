@@ -47,7 +47,7 @@ from gateway.errors import (
 )
 from gateway.auth import principal_allows
 from gateway.registry import ModelSpec, model_get
-from gateway.sse import KEEPALIVE, SSE_HEADERS, keepalive_source
+from gateway.sse import KEEPALIVE, SSE_HEADERS, with_keepalive
 from gateway.translate import anthropic as anthropic_tr
 from gateway.translate import openai_chat, responses
 from gateway.translate.assembler import TurnAssembler
@@ -510,7 +510,6 @@ async def _run_stream(ctx: _Ctx) -> StreamingHttpResponse:
         response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
         for name, value in SSE_HEADERS.items():
             response[name] = value
-        response.sse_keepalive = (_keepalive_interval(), encoder.keepalive())  # for a server that sends them (gateway/sse.py)
         return response
 
 
@@ -526,7 +525,7 @@ async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending
         yield first or encoder.begin()
         if not ended and not assembler.done:
             interval = _keepalive_interval()
-            source = keepalive_source(attempt.events, interval=interval)
+            source = with_keepalive(attempt.events, interval=interval)
             try:
                 async for item in source:
                     if item is KEEPALIVE:

@@ -6,24 +6,29 @@ Wire format (text/event-stream, UTF-8):
 - keep-alives during long gaps: the comment line `: keep-alive\\n\\n` (Chat Completions, Responses;
   clients ignore comments) or Anthropic's own `event: ping\\ndata: {"type":"ping"}\\n\\n`.
 
-Keep-alive (architecture §4): `asyncio.wait_for(agen.__anext__(), t)` cancels the generator on the
-first timeout and kills the stream. `with_keepalive` keeps ONE pending `__anext__()` task and waits
-on it with `asyncio.wait({task}, timeout=t)`; a timeout leaves the task running and yields the
-KEEPALIVE marker instead. Closing the wrapper cancels the pending task, which closes the upstream.
-That costs a task and an `asyncio.wait` per item (~20 µs, measured), so a server loop that can send
-keep-alives itself — grok2api/fastlane.py, with one timer per stream — sets `server_keepalive` and
-reads `sse_keepalive = (interval, frame)` from the response; `keepalive_source` then hands the
-stream generator its source unwrapped.
+Keep-alive: `asyncio.wait_for(agen.__anext__(), t)` would cancel the generator on the first
+timeout and kill the stream. `with_keepalive` keeps ONE pending `__anext__()` task and waits on it
+with `asyncio.wait({task}, timeout=t)`; a timeout leaves the task running and yields the KEEPALIVE
+marker instead. Closing the wrapper cancels the pending task, which closes the upstream. It is the
+only keep-alive of the gateway's streams.
+
+Shutdown: when the server is told to stop, `streams_cut_after(grace)` (grok2api/asgi.py calls it
+from the worker's SIGTERM/SIGINT handler with SHUTDOWN_GRACE_SECONDS) lets running streams go on
+for `grace` seconds; then every `with_keepalive` still waiting raises `StreamCut` (a 503
+GatewayError) after closing its source, and the stream's encoder ends it with the family's error
+event (OpenAI: an `error` frame then `data: [DONE]`; Anthropic: `event: error`).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator
-from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import orjson
+
+from gateway.errors import ServiceUnavailable
 
 T = TypeVar("T")
 
@@ -59,15 +64,32 @@ def event_frame(event: str, obj: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(obj) + b"\n\n"
 
 
-# True inside a server loop that sends keep-alive frames itself during gaps of a stream.
-server_keepalive: ContextVar[bool] = ContextVar("server_keepalive", default=False)
+class StreamCut(ServiceUnavailable):
+    code = "server_shutting_down"
 
 
-def keepalive_source(source: AsyncIterator[T], *, interval: float) -> AsyncIterator[T | Any]:
-    """`source` as is when the server sends keep-alives (`server_keepalive`), else with_keepalive."""
-    if server_keepalive.get():
-        return source
-    return with_keepalive(source, interval=interval)
+# One future per event loop, resolved when the grace after a stop request has run out.
+_cuts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future] = weakref.WeakKeyDictionary()
+
+
+def _cut_future() -> asyncio.Future:
+    loop = asyncio.get_running_loop()
+    fut = _cuts.get(loop)
+    if fut is None:
+        fut = _cuts[loop] = loop.create_future()
+    return fut
+
+
+def streams_cut_after(grace: float) -> None:
+    """End every stream of this event loop still running `grace` seconds from now (call it on the
+    loop's thread: from a signal handler through loop.call_soon_threadsafe)."""
+    fut = _cut_future()
+
+    def cut() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    asyncio.get_running_loop().call_later(grace, cut)
 
 
 async def with_keepalive(source: AsyncIterator[T], *, interval: float) -> AsyncIterator[T | Any]:
@@ -75,15 +97,21 @@ async def with_keepalive(source: AsyncIterator[T], *, interval: float) -> AsyncI
 
     Exceptions of `source` propagate unchanged. When the consumer stops early (aclose, cancellation)
     the pending `__anext__` task is cancelled and awaited, so the source's own cleanup runs now.
+    Once the server's shutdown grace has run out (`streams_cut_after`) it raises StreamCut instead
+    of waiting on.
     """
     it = source.__aiter__()
     pending: asyncio.Future | None = None
+    cut = _cut_future()
     try:
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(it.__anext__())
-            done, _ = await asyncio.wait((pending,), timeout=interval)
-            if not done:
+            done, _ = await asyncio.wait((pending, cut), timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            if pending not in done:
+                if cut.done():
+                    raise StreamCut("The server is shutting down: this stream was ended after its grace period "
+                                    "(SHUTDOWN_GRACE_SECONDS). Retry the request.")
                 yield KEEPALIVE
                 continue
             task, pending = pending, None

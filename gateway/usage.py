@@ -20,7 +20,6 @@ from datetime import datetime
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from grok2api.memory import thread_cache_flush
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +157,6 @@ def _flusher() -> None:
             log.exception("usage flush failed")
         finally:
             close_old_connections()
-            thread_cache_flush()
 
 
 def _ensure_flusher() -> None:

@@ -94,7 +94,8 @@ def _too_big(request, exc):
 @api.exception_handler(Exception)
 def _unexpected(request, exc: Exception):
     log.exception("unhandled error on %s", request.path)
-    return render_error(request, InternalError("Internal server error"))
+    # The exception's type only: its text may carry request data or upstream details.
+    return render_error(request, InternalError(f"Internal error: {type(exc).__name__}"))
 
 
 def _register_routers() -> None:

@@ -30,8 +30,8 @@ class EnvError(Exception):
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
-SERVER_IMPLS = ("uvicorn", "granian")  # the ASGI servers `manage.py serve` can run (first = default)
-WORKER_MALLOCS = ("auto", "pymalloc", "malloc", "jemalloc")  # grok2api/management/commands/serve.py
+# Host names Django answers to when ALLOWED_HOSTS is not set (serve adds the host of app.app_url).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 def _raw(name: str) -> str | None:
@@ -283,20 +283,14 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
             "store_processed": False,
         }
 
-    hosts = [h.strip() for h in _str("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+    hosts = [h.strip() for h in _str("ALLOWED_HOSTS", ",".join(LOOPBACK_HOSTS)).split(",") if h.strip()]
     origins = [o.strip() for o in _str("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
     for origin in origins:
         if not re.match(r"^https?://", origin):
             raise EnvError(f"CSRF_TRUSTED_ORIGINS: expected comma-separated http(s):// origins, got {origin!r}")
 
     max_body_mb = _int("MAX_BODY_MB", 50, lo=1, hi=2048)
-    worker_malloc = _str("WORKER_MALLOC", "auto").lower()
-    if worker_malloc not in WORKER_MALLOCS:
-        raise EnvError(f"WORKER_MALLOC: expected one of {', '.join(WORKER_MALLOCS)}, got {worker_malloc!r}")
 
-    server_impl = _str("SERVER_IMPL", SERVER_IMPLS[0]).lower()
-    if server_impl not in SERVER_IMPLS:
-        raise EnvError(f"SERVER_IMPL: expected {' or '.join(SERVER_IMPLS)}, got {server_impl!r}")
 
     return SimpleNamespace(
         data_dir=data_dir,
@@ -313,15 +307,16 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         celery_broker_options=broker_options,
         celery_eager=_bool("CELERY_TASK_ALWAYS_EAGER", False),
         tz=tz,
-        server_host=_str("SERVER_HOST", "0.0.0.0"),
+        server_host=_str("SERVER_HOST", "127.0.0.1"),
         server_port=_int("SERVER_PORT", 8000, lo=1, hi=65535),
         server_workers=_int("SERVER_WORKERS", 1, lo=1, hi=64),
-        server_impl=server_impl,
+        server_max_connections=_int("SERVER_MAX_CONNECTIONS", 2048, lo=1, hi=1_000_000),
+        shutdown_grace_seconds=_float("SHUTDOWN_GRACE_SECONDS", 10.0, lo=0.0),
+        allow_open_api=_bool("ALLOW_OPEN_API", False),
         admin_username=_str("ADMIN_USERNAME", "admin"),
         admin_password=_raw("ADMIN_PASSWORD") or "",
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
         max_body_bytes=max_body_mb * 1024 * 1024,
-        worker_malloc=worker_malloc,
         # django-axes lockout of the admin login and the web page key (settings.py, AXES_*)
         login_failure_limit=_int("LOGIN_FAILURE_LIMIT", 5, lo=1, hi=1000),
         login_cooloff_minutes=_float("LOGIN_COOLOFF_MINUTES", 15.0, lo=0.1),

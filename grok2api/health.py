@@ -4,9 +4,9 @@
 /readyz: `{"status":"ok"|"unavailable","checks":{"database":{"ok":bool,"error"?},"broker":{...}},
 "details":{"alerts":[{"kind","message","hint","endpoint","egress","count","last_at"}],
 "warnings":[str]}}`; 200 when every check passes, else 503. Operator alerts and warnings
-(e.g. `app.app_url` unset, no Celery worker or beat seen lately — grok2api/heartbeat.py) are
-reported but do not make the process unready: they are problems the operator must fix, not
-reasons for a load balancer to stop sending traffic.
+(e.g. `app.app_url` unset, /v1 open without a key, no Celery worker or beat seen lately —
+grok2api/heartbeat.py) are reported but do not make the process unready: they are problems the
+operator must fix, not reasons for a load balancer to stop sending traffic.
 """
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+
+OPEN_API_WARNING = ("/v1 is open: no app.api_key and no enabled API key, so anyone who can reach this server "
+                    "can use your accounts. Set app.api_key or create an API key.")
 
 
 async def healthz(request):
@@ -80,7 +83,11 @@ def _details() -> dict:
         }
         for a in OperatorAlert.objects.filter(resolved=False).order_by("-last_at")[:20]
     ]
+    from gateway.auth import api_open
+
     warnings = []
+    if api_open():
+        warnings.append(OPEN_API_WARNING)
     if not config().get("app.app_url"):
         warnings.append("app.app_url is not set: local media links (/v1/files/...) cannot be built as absolute URLs")
     warnings.extend(_background_warnings())

@@ -1,28 +1,49 @@
-"""FastPathMiddleware: /v1/* and /healthz skip the rest of the middleware stack.
+"""API-family error pages for /v1: what Django itself would render as HTML.
 
-The API authenticates with keys (no sessions, no CSRF, no messages) and measured costs say every
-middleware on the hot path costs throughput (architecture §4). So for these prefixes this
-middleware resolves the view and calls it directly; every other path runs the full stack.
-Because the URL resolver's 404 and Ninja's bare 405 would otherwise escape as HTML/plain text,
-they are rendered here in the route family's error envelope (OpenAI, or Anthropic for
-/v1/messages).
+Every /v1 path answers in JSON, in the route family's envelope (grok2api/api.py's `render_error`:
+Anthropic for /v1/messages*, OpenAI for every other /v1 path). Ninja renders the errors of its
+operations; what is left is answered by Django outside them:
+- 400 (a Host header not in ALLOWED_HOSTS, other SuspiciousOperation), 404 (no route, or Ninja's
+  `/v1/` home page) and 500: `api_error_page`, which urls.py installs as handler400/404/500;
+- 405 from Ninja's path views (a bare `HttpResponseNotAllowed`): `ApiEnvelopeMiddleware`.
+Other paths keep Django's own pages.
 """
 from __future__ import annotations
 
-import asyncio
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.views import defaults
 
-from asgiref.sync import sync_to_async
-from django.urls import Resolver404, resolve
-from django.utils.decorators import async_only_middleware
-
-FAST_PREFIXES = ("/v1/", "/healthz")
+API_PREFIX = "/v1/"
 
 
-def not_found(request):
-    from gateway.errors import NotFound
-    from grok2api.api import render_error
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIX) or path == "/v1"
 
-    return render_error(request, NotFound(f"Unknown path: {request.method} {request.path}"))
+
+def api_error_page(status: int):
+    """A Django error handler (handler400/404/500) that answers /v1 paths in the family's envelope."""
+    from gateway.errors import GatewayError, InternalError, InvalidRequest, NotFound
+
+    django_view = {400: defaults.bad_request, 404: defaults.page_not_found, 500: defaults.server_error}[status]
+
+    def handler(request, exception=None):
+        if not is_api_path(request.path):
+            return django_view(request) if status == 500 else django_view(request, exception)
+        from grok2api.api import render_error
+
+        if status == 404:
+            exc: GatewayError = NotFound(f"Unknown path: {request.method} {request.path}")
+        elif status == 400:
+            # The Host check (ALLOWED_HOSTS) is the usual cause; Django's message names the header.
+            exc = InvalidRequest(f"Bad request: {exception}" if exception else "Bad request", code="bad_request")
+        else:
+            exc = InternalError("Internal server error")
+        response = render_error(request, exc)
+        # Sized here: a 400 raised inside CommonMiddleware does not pass its process_response.
+        response["Content-Length"] = str(len(response.content))
+        return response
+
+    return handler
 
 
 def envelope_405(request, response):
@@ -40,26 +61,31 @@ def envelope_405(request, response):
     return out
 
 
-@async_only_middleware
-def FastPathMiddleware(get_response):
-    # Async-only on purpose (measured, docs/benchmarks.md): WhiteNoise below is sync-only, so a
-    # sync-capable middleware here would make Django run the whole chain in sync mode and hop to a
-    # thread (plus back to the loop for the async view) on every /v1 request. Async-only, Django
-    # adapts the rest of the chain once (below this middleware) and /v1 never touches it.
+class ApiEnvelopeMiddleware:
+    """Ninja's bare 405 on a /v1 path becomes a 405 in the family's envelope (Allow kept).
 
-    async def middleware(request):
-        if request.path_info.startswith(FAST_PREFIXES):
-            try:
-                match = resolve(request.path_info)
-            except Resolver404:
-                return not_found(request)
-            request.resolver_match = match
-            view = match.func
-            if asyncio.iscoroutinefunction(view):
-                response = await view(request, *match.args, **match.kwargs)
-            else:
-                response = await sync_to_async(view, thread_sensitive=True)(request, *match.args, **match.kwargs)
+    Sync- and async-capable, like every middleware in settings.MIDDLEWARE, so Django runs the
+    chain in the server's mode without a thread hop per request."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        return self._wrap(request, self.get_response(request))
+
+    async def _acall(self, request):
+        return self._wrap(request, await self.get_response(request))
+
+    @staticmethod
+    def _wrap(request, response):
+        if response.status_code == 405 and is_api_path(request.path):
             return envelope_405(request, response)
-        return await get_response(request)
-
-    return middleware
+        return response

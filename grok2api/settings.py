@@ -50,16 +50,17 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # /v1 and /healthz skip the rest of the stack (architecture §4: each middleware costs).
-    "grok2api.middleware.FastPathMiddleware",
+    # Every one is sync- and async-capable, so Django runs the chain on the event loop with no
+    # thread hop per request. WhiteNoise (sync-only) is not here: /static/ is served in front of
+    # Django (grok2api/staticfiles.py).
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "grok2api.middleware.ApiEnvelopeMiddleware",  # last: CommonMiddleware sizes what it renders
 ]
 
 ROOT_URLCONF = "grok2api.urls"
@@ -125,8 +126,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 SERVER_HOST = E.server_host
 SERVER_PORT = E.server_port
 SERVER_WORKERS = E.server_workers
-SERVER_IMPL = E.server_impl
-WORKER_MALLOC = E.worker_malloc
+SERVER_MAX_CONNECTIONS = E.server_max_connections  # per worker; uvicorn answers 503 beyond it
+SHUTDOWN_GRACE_SECONDS = E.shutdown_grace_seconds  # open streams at SIGTERM (gateway/sse.py)
+ALLOW_OPEN_API = E.allow_open_api  # serve: may /v1 run without a key on a non-loopback address?
 ADMIN_USERNAME = E.admin_username
 ADMIN_PASSWORD = E.admin_password
 ENCRYPTION_KEY = E.encryption_key

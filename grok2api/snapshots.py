@@ -29,7 +29,6 @@ from typing import Generic, TypeVar
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 
-from grok2api.memory import thread_cache_flush
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -193,7 +192,6 @@ def _poller() -> None:
             log.warning("snapshot poll failed", exc_info=True)
         finally:
             close_old_connections()
-            thread_cache_flush()
         _wake.wait(poll_interval())
 
 

@@ -78,3 +78,23 @@ async def test_source_errors_propagate_unchanged():
 def test_frames_are_sse_encoded():
     assert data_frame({"a": "é"}) == b"data: " + orjson.dumps({"a": "é"}) + b"\n\n"
     assert event_frame("ping", {"type": "ping"}) == b'event: ping\ndata: {"type":"ping"}\n\n'
+
+
+async def test_keepalive_frames_fill_the_gaps_of_a_stream_and_never_follow_its_end():
+    async def parts():
+        yield b"data: 1\n\n"
+        await asyncio.sleep(0.35)
+        yield b"data: 2\n\n"
+        yield b"data: 3\n\n"
+        await asyncio.sleep(0.25)
+        yield b"data: [DONE]\n\n"
+
+    bodies = [b": ka\n\n" if item is KEEPALIVE else item async for item in with_keepalive(parts(), interval=0.1)]
+    data = [b for b in bodies if b.startswith(b"data")]
+    assert data == [b"data: 1\n\n", b"data: 2\n\n", b"data: 3\n\n", b"data: [DONE]\n\n"]
+    assert bodies[-1] == b"data: [DONE]\n\n"
+    first_gap = bodies[bodies.index(b"data: 1\n\n") + 1:bodies.index(b"data: 2\n\n")]
+    second_gap = bodies[bodies.index(b"data: 3\n\n") + 1:bodies.index(b"data: [DONE]\n\n")]
+    assert first_gap and set(first_gap) == {b": ka\n\n"} and 2 <= len(first_gap) <= 4
+    assert second_gap and set(second_gap) == {b": ka\n\n"}
+    assert bodies.index(b"data: 2\n\n") + 1 == bodies.index(b"data: 3\n\n")  # no frame between back-to-back parts

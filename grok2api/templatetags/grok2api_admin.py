@@ -1,5 +1,5 @@
 """`{% pool_health as health %}` for the admin index: accounts per pool and status, open operator
-alerts with their hints, and configuration warnings (app.app_url unset, static x-statsig-id)."""
+alerts with their hints, and configuration warnings (/v1 open without a key, app.app_url unset, static x-statsig-id)."""
 from __future__ import annotations
 
 from django import template
@@ -21,7 +21,12 @@ def pool_health() -> dict:
         cells = [counts.get((pool.value, status), 0) for status in statuses]
         pools.append({"name": pool.value, "cells": cells, "total": sum(cells)})
     cfg = config()
+    from gateway.auth import api_open
+    from grok2api.health import OPEN_API_WARNING
+
     warnings = []
+    if api_open():
+        warnings.append(OPEN_API_WARNING)
     if not cfg.get("app.app_url"):
         warnings.append("app.app_url is not set: local media links (image_format/video_format local_*, /v1/files/…) "
                         "are relative, and clients outside this host cannot open them. Set it under Runtime config → app.")

@@ -1,8 +1,7 @@
 """Pytest fixtures for the gateway under test: a real `manage.py serve` process on a real socket.
 
-`gateway_factory(env=None, *, workers=1, embedded_worker=False, server=None) -> Gateway` starts
-`manage.py serve --no-worker` (or with the embedded Celery worker; `--server uvicorn|granian` when
-`server` is given, else SERVER_IMPL from `env` or the default) on a free loopback port, on
+`gateway_factory(env=None, *, workers=1, embedded_worker=False) -> Gateway` starts
+`manage.py serve --no-worker` (or with the embedded Celery worker) on a free loopback port, on
 the SAME database as the pytest test database (SQLite: ACCOUNT_LOCAL_PATH=<test db file>;
 PostgreSQL/MySQL: DATABASE_URL naming the test database), with the test process's SECRET_KEY
 (so encrypted tokens written by the test decrypt in the server), a private DATA_DIR,
@@ -105,8 +104,7 @@ class GatewayFactory:
         self.tmp_root = tmp_root
         self.started: list[Gateway] = []
 
-    def __call__(self, env: dict[str, str] | None = None, *, workers: int = 1, embedded_worker: bool = False,
-                 server: str | None = None) -> Gateway:
+    def __call__(self, env: dict[str, str] | None = None, *, workers: int = 1, embedded_worker: bool = False) -> Gateway:
         from django.conf import settings
 
         port = free_port()
@@ -130,7 +128,7 @@ class GatewayFactory:
             child_env.pop("DATABASE_URL", None)
         log_path = data_dir / "serve.log"
         argv = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                "--worker" if embedded_worker else "--no-worker", *(["--server", server] if server else [])]
+                "--worker" if embedded_worker else "--no-worker"]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(argv, cwd=BASE_DIR, env=child_env, stdout=log, stderr=subprocess.STDOUT)
         gateway = Gateway(url=f"http://127.0.0.1:{port}", env=extra, process=process, log_path=log_path,

@@ -75,6 +75,14 @@ def test_the_index_shows_pool_health_alerts_and_the_app_url_warning(staff, rows)
 
 
 @pytest.mark.django_db
+def test_the_index_warns_while_the_api_is_open_and_not_once_a_key_exists(staff):
+    config_seed()
+    assert "/v1 is open" in staff.get("/admin/").content.decode()
+    ApiKey.objects.create(label="ci", key_hash=hash_api_key("sk-x"), prefix="sk-g2a-xxxx")
+    assert "/v1 is open" not in staff.get("/admin/").content.decode()
+
+
+@pytest.mark.django_db
 def test_secrets_never_appear_in_admin_pages(staff, rows):
     from accounts.config import config_save
 

@@ -34,5 +34,14 @@ def test_readyz_is_503_when_the_broker_is_unreachable(client, settings, tmp_path
     assert response.json()["checks"]["broker"]["transport"] == "redis"
 
 
+@pytest.mark.django_db
+def test_readyz_warns_while_the_api_is_open_and_not_once_a_key_is_set(client, set_config):
+    warnings = client.get("/readyz").json()["details"]["warnings"]
+    assert any(w.startswith("/v1 is open") for w in warnings)
+    set_config(app__api_key="sk-ready")
+    warnings = client.get("/readyz").json()["details"]["warnings"]
+    assert not any(w.startswith("/v1 is open") for w in warnings)
+
+
 def test_healthz_answers_without_the_database(client):
     assert client.get("/healthz").json() == {"status": "ok"}

@@ -1,14 +1,13 @@
-"""/v1 streaming under each ASGI server `serve` can run (SERVER_IMPL): SSE frames leave as the
+"""/v1 streaming through a real `serve` process (uvicorn): SSE frames leave as the
 upstream produces them, and a client that goes away cancels the upstream request.
 
-The module's own `gateway_server` (one per server, started once) replaces the session one, so
+The module's own `gateway_server` (started once) replaces the session one, so
 the `env` fixture of conftest.py drives it with the official SDK like the other /v1 tests.
 """
 from __future__ import annotations
 
 import pytest
 
-from grok2api.envcheck import SERVER_IMPLS
 from grok2api.testing.fixtures import TEST_GATEWAY_KEY, GatewayFactory
 
 from .conftest import wait_until
@@ -18,11 +17,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FAST = "grok-4.20-fast"
 
 
-@pytest.fixture(scope="module", params=SERVER_IMPLS)
+@pytest.fixture(scope="module")
 def gateway_server(request, django_db_setup, simulator_server, tmp_path_factory):
-    factory = GatewayFactory(tmp_path_factory.mktemp(f"gateway-{request.param}"))
-    gateway = factory({"GROK_APP_API_KEY": TEST_GATEWAY_KEY, "SERVER_IMPL": request.param, **simulator_server.upstream_env()})
-    assert f"({request.param}, 1 worker)" in gateway.log()
+    factory = GatewayFactory(tmp_path_factory.mktemp("gateway-uvicorn"))
+    gateway = factory({"GROK_APP_API_KEY": TEST_GATEWAY_KEY, **simulator_server.upstream_env()})
+    assert "(uvicorn, 1 worker)" in gateway.log()
     yield gateway
     factory.stop_all()
 
