@@ -117,16 +117,29 @@ def image_input(data: bytes, *, name: str, param: str) -> ImageInput:
     return ImageInput(data=data, mime=mime, name=f"{base}.{ext}")
 
 
+_INT_TEXT = re.compile(r"-?[0-9]{1,9}", re.ASCII)
+_INT_MAX = 10**9  # every integer parameter is small; bigger values are refused before any formatting
+
+
 def _int(value: Any, param: str) -> int:
     if isinstance(value, bool):
-        raise InvalidRequest(f"Invalid type for '{param}': expected an integer, got a boolean.", param=param)
+        raise InvalidRequest(f"Invalid type for '{param}': expected an integer, got a boolean.", param=param, code="invalid_type")
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise InvalidRequest(f"Invalid type for '{param}': expected an integer, got {value!r}.", param=param)
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    # ASCII digits only and a bounded length: str.isdigit() accepts "²" and other unicode digits
+    # that int() refuses, and int() refuses strings past Python's 4300-digit conversion limit.
+    elif isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        number = int(value.strip())
+    if number is not None and abs(number) > _INT_MAX:
+        raise InvalidRequest(f"Invalid value for '{param}': the integer is out of range.", param=param)
+    if number is None:
+        shown = repr(value) if not isinstance(value, (int, float)) else type(value).__name__
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        raise InvalidRequest(f"Invalid type for '{param}': expected an integer, got {shown}.", param=param, code="invalid_type")
+    return number
 
 
 def _str(value: Any, param: str) -> str:
