@@ -277,6 +277,7 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
             raise EnvError(f"CSRF_TRUSTED_ORIGINS: expected comma-separated http(s):// origins, got {origin!r}")
 
     max_body_mb = _int("MAX_BODY_MB", 50, lo=1, hi=2048)
+    max_attachment_mb = _int("MAX_ATTACHMENT_MB", 20, lo=1, hi=2048)
     worker_malloc = _str("WORKER_MALLOC", "auto").lower()
     if worker_malloc not in WORKER_MALLOCS:
         raise EnvError(f"WORKER_MALLOC: expected one of {', '.join(WORKER_MALLOCS)}, got {worker_malloc!r}")
@@ -312,6 +313,7 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         admin_password=_raw("ADMIN_PASSWORD") or "",
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
         max_body_bytes=max_body_mb * 1024 * 1024,
+        max_attachment_bytes=max_attachment_mb * 1024 * 1024,
         worker_malloc=worker_malloc,
         logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir),
     )

@@ -10,7 +10,8 @@ Limits (protocol spec §6, §7, §12.7):
 - edits: at most MAX_EDIT_IMAGES images, `n` 1–2, `size` 1024x1024 only, `mask` refused;
 - videos: `seconds` 6/10/12/16/20, `size` one of VIDEO_SIZES, `resolution_name` 480p/720p,
   `preset` fun/normal/spicy/custom, at most MAX_VIDEO_REFERENCES reference images;
-- every uploaded image must be PNG, JPEG, WebP or GIF by its magic bytes, ≤ MAX_IMAGE_BYTES.
+- every uploaded image must be PNG, JPEG, WebP or GIF by its magic bytes, within the one attachment
+  cap (gateway/attachments.py, MAX_ATTACHMENT_MB).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.attachments import attachment_size_check
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.registry import ModelSpec, model_get
 
@@ -39,7 +41,6 @@ VIDEO_SECONDS = (6, 10, 12, 16, 20)
 VIDEO_RESOLUTIONS = ("480p", "720p")
 VIDEO_PRESETS = ("fun", "normal", "spicy", "custom")
 RESPONSE_FORMATS = ("url", "b64_json")
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_EDIT_IMAGES = 5
 MAX_VIDEO_REFERENCES = 7
 MAX_PROMPT_CHARS = 8000
@@ -97,13 +98,7 @@ def sniff_image(data: bytes) -> str | None:
 
 def image_input(data: bytes, *, name: str, param: str) -> ImageInput:
     """Check an uploaded or fetched reference image: size cap, then magic bytes."""
-    if len(data) > MAX_IMAGE_BYTES:
-        raise InvalidRequest(
-            f"Invalid value for '{param}': the file is {len(data)} bytes, the limit is {MAX_IMAGE_BYTES} bytes "
-            f"({MAX_IMAGE_BYTES // 1048576} MB).",
-            param=param,
-            code="file_too_large",
-        )
+    attachment_size_check(size=len(data), param=param)
     mime = sniff_image(data)
     if mime is None:
         raise InvalidRequest(

@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 
+from gateway.attachments import DEFAULT_ATTACHMENT_MAX_BYTES
 from media.tests.e2e import image_ok, media_gateway, menv, tiny_png, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -150,7 +151,7 @@ def _edit(menv, files, data):
     [
         ([("image", ("a.png", tiny_png(), "image/png")), ("mask", ("m.png", tiny_png(), "image/png"))], {}, "mask"),
         ([("image", ("a.png", b"GIF? no, just text", "image/png"))], {}, "image"),
-        ([("image", ("a.png", tiny_png()[:8] + b"\0" * (10 * 1024 * 1024), "image/png"))], {}, "image"),
+        ([("image", ("a.png", tiny_png()[:8] + b"\0" * DEFAULT_ATTACHMENT_MAX_BYTES, "image/png"))], {}, "image"),
         ([("image[]", (f"{i}.png", tiny_png(), "image/png")) for i in range(6)], {}, "image"),
         ([("image", ("a.png", tiny_png(), "image/png"))], {"n": "3"}, "n"),
         ([("image", ("a.png", tiny_png(), "image/png"))], {"size": "1280x720"}, "size"),
