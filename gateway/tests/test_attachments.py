@@ -153,3 +153,20 @@ def test_media_inputs_are_held_to_the_same_cap_as_files_and_data_uris(cenv):
         # Under the cap a media input is accepted (the old media limit was a separate constant).
         ok = http.post("/v1/videos", data={"model": "grok-imagine-video", "prompt": "move", "input_reference": data_uri(SMALL)})
     assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.django_db(transaction=False)
+@pytest.mark.parametrize("size,ok", [(999, True), (1000, True), (1001, False)])
+def test_the_cap_applies_to_the_decoded_size_with_or_without_padding_and_whitespace(monkeypatch, size, ok):
+    from gateway import attachments
+    from gateway.errors import InvalidRequest
+
+    monkeypatch.setattr(attachments, "_max_bytes", 1000)
+    text = base64.b64encode(b"\x89" * size).decode()
+    text = "\n".join(text[i:i + 76] for i in range(0, len(text), 76))  # MIME-style line breaks are allowed
+    if ok:
+        assert attachments.attachment_base64_decode(text=text, param="p") == b"\x89" * size
+    else:
+        with pytest.raises(InvalidRequest) as info:
+            attachments.attachment_base64_decode(text=text, param="p")
+        assert info.value.code == "file_too_large" and info.value.param == "p" and "1001" in info.value.message
