@@ -36,6 +36,7 @@ from django.http import StreamingHttpResponse
 
 from accounts.config import config
 from accounts.services import account_lease, account_release, account_report, account_retry_allowed, accounts_available_models
+from gateway.attachments import attachment_fetch
 from gateway.jsonbody import json_body_parse
 from gateway.errors import (
     GatewayError,
@@ -54,7 +55,6 @@ from gateway.translate.assembler import TurnAssembler
 from gateway.translate.common import flatten
 from gateway.translate.tokens import prompt_tokens, usage_for
 from gateway.upstream.client import GrokClient
-from gateway.upstream.transport import fetch_untrusted
 from gateway.upstream.errors import UpstreamError
 from gateway.upstream.events import AnswerDelta, ThinkingDelta
 from gateway.usage import UsageEntry, usage_record
@@ -70,8 +70,6 @@ FAMILIES = {
 _MODULES = {"openai": openai_chat, "responses": responses, "anthropic": anthropic_tr}
 ENDPOINTS = {"openai": "chat.completions", "responses": "responses", "anthropic": "messages"}
 
-# Largest client-supplied URL attachment we fetch (bytes).
-MAX_FETCH_BYTES = 20 * 1024 * 1024
 FILE_ACCEPT = ("image/", "application/", "text/", "audio/")
 
 
@@ -286,12 +284,7 @@ async def _fetch_attachments(req) -> list[_Fetched]:
         if not att.url:
             continue
         accept = ("image/",) if att.kind == "image" else FILE_ACCEPT
-        try:
-            got = await fetch_untrusted(att.url, max_bytes=MAX_FETCH_BYTES, accept=accept)
-        except GatewayError as exc:
-            if exc.param is None and getattr(att, "param", ""):
-                exc.param = att.param
-            raise
+        got = await attachment_fetch(url=att.url, param=getattr(att, "param", "") or None, accept=accept)
         mime = (got.content_type or att.mime or "application/octet-stream").split(";")[0].strip()
         out.append(_Fetched(att.name, mime, got.data))
     return out

@@ -290,6 +290,7 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
             raise EnvError(f"CSRF_TRUSTED_ORIGINS: expected comma-separated http(s):// origins, got {origin!r}")
 
     max_body_mb = _int("MAX_BODY_MB", 50, lo=1, hi=2048)
+    max_attachment_mb = _int("MAX_ATTACHMENT_MB", 20, lo=1, hi=2048)
 
 
     return SimpleNamespace(
@@ -317,6 +318,7 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         admin_password=_raw("ADMIN_PASSWORD") or "",
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
         max_body_bytes=max_body_mb * 1024 * 1024,
+        max_attachment_bytes=max_attachment_mb * 1024 * 1024,
         # django-axes lockout of the admin login and the web page key (settings.py, AXES_*)
         login_failure_limit=_int("LOGIN_FAILURE_LIMIT", 5, lo=1, hi=1000),
         login_cooloff_minutes=_float("LOGIN_COOLOFF_MINUTES", 15.0, lo=0.1),

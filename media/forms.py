@@ -3,17 +3,16 @@
 An image input is a file part (`image`, `image[]`, `input_reference`, `input_reference[]`) or a
 text part holding an http(s) URL (fetched credential-free and SSRF-guarded by
 gateway.upstream.transport.fetch_untrusted) or a `data:image/...;base64,` URI. Every input is
-checked by media.params.image_input (size cap, magic bytes) before anything goes upstream.
+checked by media.params.image_input (magic bytes) before anything goes upstream; all three ways are
+held to the one attachment cap of gateway/attachments.py (MAX_ATTACHMENT_MB).
 """
 from __future__ import annotations
 
-import base64
-import binascii
-
 from django.http import HttpRequest
 
-from gateway.errors import GatewayError, InvalidRequest
-from media.params import MAX_IMAGE_BYTES, ImageInput, image_input
+from gateway.attachments import attachment_base64_decode, attachment_fetch, attachment_size_check
+from gateway.errors import InvalidRequest
+from media.params import ImageInput, image_input
 
 
 def multipart_fields(request: HttpRequest) -> dict[str, str]:
@@ -29,10 +28,7 @@ def _data_uri(value: str, param: str) -> bytes:
     head, _, payload = value.partition(",")
     if ";base64" not in head:
         raise InvalidRequest(f"Invalid value for '{param}': data URIs must be base64-encoded.", param=param)
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"Invalid value for '{param}': the data URI is not valid base64.", param=param) from None
+    return attachment_base64_decode(text=payload, param=param)
 
 
 async def multipart_images(request: HttpRequest, *, names: tuple[str, ...], param: str, limit: int | None = None) -> list[ImageInput]:
@@ -50,13 +46,7 @@ async def image_inputs(*, files: list, texts: list[str], param: str, limit: int 
         too_many(len(files) + len(texts), limit, param)
     out: list[ImageInput] = []
     for i, upload in enumerate(files):
-        if upload.size > MAX_IMAGE_BYTES:
-            raise InvalidRequest(
-                f"Invalid value for '{param}': file {i + 1} is {upload.size} bytes, the limit is {MAX_IMAGE_BYTES} bytes "
-                f"({MAX_IMAGE_BYTES // 1048576} MB).",
-                param=param,
-                code="file_too_large",
-            )
+        attachment_size_check(size=upload.size, param=param)  # before the part is read
         out.append(image_input(upload.read(), name=upload.name or f"image{i + 1}", param=param))
     for value in texts:
         if not isinstance(value, str):
@@ -65,16 +55,7 @@ async def image_inputs(*, files: list, texts: list[str], param: str, limit: int 
         if value.startswith("data:"):
             out.append(image_input(_data_uri(value, param), name=f"image{len(out) + 1}", param=param))
         elif value.lower().startswith(("http://", "https://")):
-            from gateway.upstream.transport import fetch_untrusted
-
-            try:
-                got = await fetch_untrusted(value, max_bytes=MAX_IMAGE_BYTES, accept=("image/",))
-            except GatewayError as exc:
-                exc.param = param
-                if f"'{param}'" not in exc.message:
-                    exc.message = f"Invalid value for '{param}': {exc.message}"
-                    exc.args = (exc.message,)
-                raise
+            got = await attachment_fetch(url=value, param=param, accept=("image/",))
             out.append(image_input(got.data, name=f"image{len(out) + 1}", param=param))
         else:
             raise InvalidRequest(

@@ -10,7 +10,8 @@ Limits (protocol spec §6, §7, §12.7):
 - edits: at most MAX_EDIT_IMAGES images, `n` 1–2, `size` 1024x1024 only, `mask` refused;
 - videos: `seconds` 6/10/12/16/20, `size` one of VIDEO_SIZES, `resolution_name` 480p/720p,
   `preset` fun/normal/spicy/custom, at most MAX_VIDEO_REFERENCES reference images;
-- every uploaded image must be PNG, JPEG, WebP or GIF by its magic bytes, ≤ MAX_IMAGE_BYTES.
+- every uploaded image must be PNG, JPEG, WebP or GIF by its magic bytes, within the one attachment
+  cap (gateway/attachments.py, MAX_ATTACHMENT_MB).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.attachments import attachment_size_check
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.registry import ModelSpec, model_get
 
@@ -39,7 +41,6 @@ VIDEO_SECONDS = (6, 10, 12, 16, 20)
 VIDEO_RESOLUTIONS = ("480p", "720p")
 VIDEO_PRESETS = ("fun", "normal", "spicy", "custom")
 RESPONSE_FORMATS = ("url", "b64_json")
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_EDIT_IMAGES = 5
 MAX_VIDEO_REFERENCES = 7
 MAX_PROMPT_CHARS = 8000
@@ -97,13 +98,7 @@ def sniff_image(data: bytes) -> str | None:
 
 def image_input(data: bytes, *, name: str, param: str) -> ImageInput:
     """Check an uploaded or fetched reference image: size cap, then magic bytes."""
-    if len(data) > MAX_IMAGE_BYTES:
-        raise InvalidRequest(
-            f"Invalid value for '{param}': the file is {len(data)} bytes, the limit is {MAX_IMAGE_BYTES} bytes "
-            f"({MAX_IMAGE_BYTES // 1048576} MB).",
-            param=param,
-            code="file_too_large",
-        )
+    attachment_size_check(size=len(data), param=param)
     mime = sniff_image(data)
     if mime is None:
         raise InvalidRequest(
@@ -117,16 +112,29 @@ def image_input(data: bytes, *, name: str, param: str) -> ImageInput:
     return ImageInput(data=data, mime=mime, name=f"{base}.{ext}")
 
 
+_INT_TEXT = re.compile(r"-?[0-9]{1,9}", re.ASCII)
+_INT_MAX = 10**9  # every integer parameter is small; bigger values are refused before any formatting
+
+
 def _int(value: Any, param: str) -> int:
     if isinstance(value, bool):
-        raise InvalidRequest(f"Invalid type for '{param}': expected an integer, got a boolean.", param=param)
+        raise InvalidRequest(f"Invalid type for '{param}': expected an integer, got a boolean.", param=param, code="invalid_type")
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise InvalidRequest(f"Invalid type for '{param}': expected an integer, got {value!r}.", param=param)
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    # ASCII digits only and a bounded length: str.isdigit() accepts "²" and other unicode digits
+    # that int() refuses, and int() refuses strings past Python's 4300-digit conversion limit.
+    elif isinstance(value, str) and _INT_TEXT.fullmatch(value.strip()):
+        number = int(value.strip())
+    if number is not None and abs(number) > _INT_MAX:
+        raise InvalidRequest(f"Invalid value for '{param}': the integer is out of range.", param=param)
+    if number is None:
+        shown = repr(value) if not isinstance(value, (int, float)) else type(value).__name__
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        raise InvalidRequest(f"Invalid type for '{param}': expected an integer, got {shown}.", param=param, code="invalid_type")
+    return number
 
 
 def _str(value: Any, param: str) -> str:

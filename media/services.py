@@ -51,6 +51,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.config import config
+from gateway.attachments import attachment_fetch
 from gateway.errors import Conflict, GatewayError, InternalError, InvalidRequest, NotFound, PermissionDenied, RateLimited
 from gateway.registry import ModelSpec
 from gateway.upstream.errors import UpstreamError, UpstreamKind
@@ -58,7 +59,6 @@ from media import cache
 from media.models import VideoJob, VideoJobStatus
 from media.params import (
     MAX_EDIT_IMAGES,
-    MAX_IMAGE_BYTES,
     ImageInput,
     ImageParams,
     VideoParams,
@@ -1021,8 +1021,6 @@ async def _chat_video_link(*, client: Any, out: _VideoOut, fmt: str) -> str:
 
 async def _chat_references(req: Any) -> list[ImageInput]:
     """Images of the chat request (data URIs or URLs fetched credential-free, SSRF-guarded)."""
-    from gateway.upstream.transport import fetch_untrusted
-
     out: list[ImageInput] = []
     for i, att in enumerate(getattr(req, "attachments", []) or []):
         if att.kind != "image":
@@ -1030,12 +1028,7 @@ async def _chat_references(req: Any) -> list[ImageInput]:
         param = att.param or f"image_url[{i}]"
         data = att.data
         if data is None and att.url:
-            try:
-                data = (await fetch_untrusted(att.url, max_bytes=MAX_IMAGE_BYTES, accept=("image/",))).data
-            except GatewayError as exc:
-                if exc.param is None:
-                    exc.param = param
-                raise
+            data = (await attachment_fetch(url=att.url, param=param, accept=("image/",))).data
         if data is not None:
             out.append(image_input(data, name=att.name or f"image{i + 1}", param=param))
     return out

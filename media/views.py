@@ -1,35 +1,33 @@
-"""GET /v1/files/image?id=<id> and GET /v1/files/video?id=<id>: the local media cache, no auth.
+"""GET /v1/files/image?id=<id>&sig=<sig> and GET /v1/files/video?id=<id>&sig=<sig>: the local media cache.
 
-No auth because the links are handed to chat clients and browsers that cannot add headers (as in
-the reference). The id is validated strictly (media.cache.MEDIA_ID_RE): an invalid id is a 400,
-an unknown one a 404; video answers honour Range (media/ranges.py).
+Who may read a file is media.cache.media_file_get's one owner rule: a video job's file needs the
+key that created the job (as /v1/videos/{id}/content does); any other file needs the signed link
+the gateway handed out (`sig`, an HMAC under SECRET_KEY), because those links end up in chat
+answers that browsers load without headers. The id is validated strictly (media.cache.MEDIA_ID_RE);
+video answers honour Range (media/ranges.py). Errors are in OpenAI's envelope.
 """
 from __future__ import annotations
 
 from django.http import HttpRequest
 from ninja import Router
 
-from gateway.errors import InvalidRequest, NotFound
-from media.cache import media_cache_path, media_id_valid
+from gateway.auth import authenticate
+from media.cache import media_file_get
 from media.ranges import file_response
 
 router = Router(tags=["files"])
 
 
-def _serve(request: HttpRequest, media_type: str, media_id: str):
-    if not media_id_valid(media_id or ""):
-        raise InvalidRequest("Invalid value for 'id': expected 8-64 letters, digits, '-' or '_'.", param="id")
-    found = media_cache_path(media_type=media_type, media_id=media_id)
-    if found is None:
-        raise NotFound(f"No cached {media_type} with id '{media_id}'.", param="id")
+def _serve(request: HttpRequest, media_type: str, media_id: str, sig: str):
+    found = media_file_get(media_type=media_type, media_id=media_id, sig=sig, principal=authenticate(request))
     return file_response(request, found, allow_range=(media_type == "video"))
 
 
 @router.get("/files/image", auth=None, include_in_schema=True)
-def file_image(request: HttpRequest, id: str = ""):
-    return _serve(request, "image", id)
+def file_image(request: HttpRequest, id: str = "", sig: str = ""):
+    return _serve(request, "image", id, sig)
 
 
 @router.get("/files/video", auth=None, include_in_schema=True)
-def file_video(request: HttpRequest, id: str = ""):
-    return _serve(request, "video", id)
+def file_video(request: HttpRequest, id: str = "", sig: str = ""):
+    return _serve(request, "video", id, sig)

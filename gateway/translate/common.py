@@ -11,14 +11,13 @@ ChatRequest; the service flattens it, uploads `req.attachments` and sends the me
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.attachments import attachment_base64_decode
 from gateway.errors import InvalidRequest
 
 IdFactory = Callable[[str, int], str]
@@ -242,10 +241,8 @@ def require_body(body: Any) -> dict:
 
 
 def decode_base64(data: str, param: str) -> bytes:
-    try:
-        return base64.b64decode("".join(data.split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest(f"Invalid base64 data in '{param}'.", param=param) from None
+    """Inline file data, held to the one attachment cap (refused before decoding when too long)."""
+    return attachment_base64_decode(text=data, param=param)
 
 
 def parse_data_uri(uri: str, param: str) -> tuple[str, bytes]:

@@ -143,7 +143,7 @@ def _tool_calls(raw: Any, param: str) -> list[ToolCall]:
         if args is not None and not isinstance(args, str):
             raise bad_type(f"{p}.function.arguments", "a string", args)
         call_id = req_str(call, "id", f"{p}.id") or new_id("call_", 6)
-        calls.append(ToolCall(call_id, name, normalise_arguments(args)))
+        calls.append(ToolCall(call_id, name, normalise_arguments(args, param=f"{p}.function.arguments")))
     return calls
 
 

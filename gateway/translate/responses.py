@@ -141,7 +141,7 @@ def _items(items: list) -> list[Turn]:
             call_id = req_str(item, "call_id", f"{p}.call_id", required=True, nonempty=True) or ""
             name = req_str(item, "name", f"{p}.name", required=True, nonempty=True) or ""
             args = req_str(item, "arguments", f"{p}.arguments")
-            call = ToolCall(call_id, name, normalise_arguments(args))
+            call = ToolCall(call_id, name, normalise_arguments(args, param=f"{p}.arguments"))
             if turns and turns[-1].role == "assistant":
                 turns[-1].tool_calls.append(call)  # text and calls of one assistant turn stay together
             else:

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from gateway.jsonbody import json_depth_check, json_too_deep
 from gateway.translate.common import IdFactory, ToolCall, ToolChoice, ToolSpec, new_id
 
 # --------------------------------------------------------------------------- prompt (§5.1)
@@ -92,14 +93,24 @@ def calls_to_xml(calls: Iterable[ToolCall]) -> str:
     return "\n".join(out)
 
 
-def normalise_arguments(arguments: str | dict | None) -> str:
-    """Arguments as compact JSON text; text that is not JSON is kept verbatim."""
+def normalise_arguments(arguments: str | dict | None, *, param: str | None = None) -> str:
+    """Arguments as compact JSON text; text that is not JSON is kept verbatim.
+
+    With `param` (client-supplied arguments) JSON nested deeper than MAX_JSON_DEPTH is a 400
+    naming it; without (our own history replay) such text is kept verbatim like non-JSON.
+    """
     if arguments is None or arguments == "":
         return "{}"
     if isinstance(arguments, (dict, list)):
         return _compact(arguments)
-    value = loads_tolerant(arguments)
-    return _compact(value) if value is not _FAIL else arguments
+    value = _loads_any_depth(arguments)
+    if value is _FAIL:
+        return arguments
+    if param is not None:
+        json_depth_check(value, param=param)
+    elif json_too_deep(value):
+        return arguments
+    return _compact(value)
 
 
 # --------------------------------------------------------------------------- tolerant JSON
@@ -132,7 +143,7 @@ def _repair(text: str) -> str:
     return _TRAILING_COMMA.sub(r"\1", "".join(out))
 
 
-def loads_tolerant(text: str) -> Any:
+def _loads_any_depth(text: str) -> Any:
     text = text.strip()
     if not text:
         return _FAIL
@@ -144,6 +155,15 @@ def loads_tolerant(text: str) -> Any:
         return orjson.loads(_repair(text))
     except orjson.JSONDecodeError:
         return _FAIL
+
+
+def loads_tolerant(text: str) -> Any:
+    """Tolerant JSON, or _FAIL. Values nested deeper than MAX_JSON_DEPTH are _FAIL too: orjson
+    reads 1024 levels but writes only 255, and every value parsed here is written out again."""
+    value = _loads_any_depth(text)
+    if value is not _FAIL and json_too_deep(value):
+        return _FAIL
+    return value
 
 
 def json_end(text: str, start: int) -> int:

@@ -139,25 +139,31 @@ def _body(response) -> bytes:
     return asyncio.run(collect())
 
 
-def test_files_endpoints_serve_without_auth_with_strict_ids_and_ranges(settings):
-    config_save(values={"app.api_key": "sk-something-secret"})  # /v1/files stays open anyway
+def test_files_endpoints_serve_signed_links_without_auth_with_strict_ids_and_ranges(settings):
+    config_save(values={"app.api_key": "sk-something-secret"})  # signed links need no key
     cache.media_cache_store(media_type="image", media_id="0123abcd-ef", source=tiny_png())
     video = _mp4(5000)
     mp4_ok(video)
-    cache.media_cache_store(media_type="video", media_id="video_" + "c" * 32, source=video)
+    cache.media_cache_store(media_type="video", media_id="0123abcd-" + "c" * 32, source=video)
     client = Client()
-    r = client.get("/v1/files/image", {"id": "0123abcd-ef"})
+    image_link = cache.media_local_url(media_type="image", media_id="0123abcd-ef")
+    video_link = cache.media_local_url(media_type="video", media_id="0123abcd-" + "c" * 32)
+    r = client.get(image_link)
     assert r.status_code == 200 and r["Content-Type"] == "image/png"
     png_ok(_body(r))
-    r = client.get("/v1/files/video", {"id": "video_" + "c" * 32}, HTTP_RANGE="bytes=100-199")
+    r = client.get(video_link, HTTP_RANGE="bytes=100-199")
     assert r.status_code == 206 and r["Content-Range"] == f"bytes 100-199/{len(video)}"
     assert _body(r) == video[100:200]
-    r = client.get("/v1/files/video", {"id": "video_" + "c" * 32}, HTTP_RANGE=f"bytes={len(video)}-")
+    r = client.get(video_link, HTTP_RANGE=f"bytes={len(video)}-")
     assert r.status_code == 416
+    r = client.get("/v1/files/image", {"id": "0123abcd-ef"})  # the id alone is not enough
+    assert r.status_code == 401
+    r = client.get("/v1/files/image", {"id": "0123abcd-ef", "sig": cache.media_link_sig(media_type="video", media_id="0123abcd-ef")})
+    assert r.status_code == 401  # a signature names one type and one id
     r = client.get("/v1/files/image", {"id": "../../secret_key"})
     assert r.status_code == 400 and r.json()["error"]["param"] == "id"
-    r = client.get("/v1/files/image", {"id": "0123abcd-00"})
+    r = client.get(cache.media_local_url(media_type="image", media_id="0123abcd-00"))
     assert r.status_code == 404
-    r = client.get("/v1/files/video", {"id": "0123abcd-ef"})  # an image id is not a video
+    r = client.get(cache.media_local_url(media_type="video", media_id="0123abcd-ef"))  # an image id is not a video
     assert r.status_code == 404
     assert os.path.exists(settings.DATA_DIR / "files" / "images" / "0123abcd-ef.png")

@@ -3,6 +3,7 @@ ordinary chat (features.image_format local_* / base64), against the simulator on
 from __future__ import annotations
 
 import base64
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -36,7 +37,10 @@ async def test_chat_images_become_local_links_or_data_uris(sim, settings, tmp_pa
     for url in urls:
         link = mapped[url]
         assert link.startswith("https://gw.example.com/v1/files/image?id=")
-        found = cache.media_cache_path(media_type="image", media_id=link.rsplit("=", 1)[1])
+        query = parse_qs(urlsplit(link).query)
+        media_id = query["id"][0]
+        assert cache.media_link_valid(media_type="image", media_id=media_id, sig=query["sig"][0])
+        found = cache.media_cache_path(media_type="image", media_id=media_id)
         image_ok(found.path.read_bytes())
     await save(values={"features.image_format": "base64"})
     mapped = await media_chat_urls(client=client, images=pieces[:1], videos=[])

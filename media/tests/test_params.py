@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.attachments import attachment_max_bytes
 from gateway.errors import InvalidRequest, ModelNotFound
 from media.params import (
-    MAX_IMAGE_BYTES,
     image_edit_params,
     image_generation_params,
     image_input,
@@ -84,5 +84,5 @@ def test_image_inputs_are_checked_by_magic_bytes_and_size():
         image_input(b"<html>not an image</html>", name="a.png", param="input_reference")
     assert err.value.param == "input_reference" and err.value.code == "invalid_image"
     with pytest.raises(InvalidRequest) as err:
-        image_input(tiny_png() + b"\0" * MAX_IMAGE_BYTES, name="a.png", param="image")
+        image_input(tiny_png() + b"\0" * attachment_max_bytes(), name="a.png", param="image")
     assert err.value.code == "file_too_large"

@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 
+from gateway.attachments import DEFAULT_ATTACHMENT_MAX_BYTES
 from media.tests.e2e import image_ok, media_gateway, menv, tiny_png, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -150,7 +151,7 @@ def _edit(menv, files, data):
     [
         ([("image", ("a.png", tiny_png(), "image/png")), ("mask", ("m.png", tiny_png(), "image/png"))], {}, "mask"),
         ([("image", ("a.png", b"GIF? no, just text", "image/png"))], {}, "image"),
-        ([("image", ("a.png", tiny_png()[:8] + b"\0" * (10 * 1024 * 1024), "image/png"))], {}, "image"),
+        ([("image", ("a.png", tiny_png()[:8] + b"\0" * DEFAULT_ATTACHMENT_MAX_BYTES, "image/png"))], {}, "image"),
         ([("image[]", (f"{i}.png", tiny_png(), "image/png")) for i in range(6)], {}, "image"),
         ([("image", ("a.png", tiny_png(), "image/png"))], {"n": "3"}, "n"),
         ([("image", ("a.png", tiny_png(), "image/png"))], {"size": "1280x720"}, "size"),
@@ -328,3 +329,33 @@ def test_moderation_after_progress_is_a_mid_stream_error_event(menv):
         (c.get("delta") or {}).get("reasoning_content") or "" for f in frames[:-1] for c in json.loads(f).get("choices") or []
     )
     assert "Image 1: 50%" in reasoning
+
+
+def test_local_image_links_are_signed_and_the_id_alone_serves_no_one(menv):
+    """Links go into chat answers that browsers load without headers: the signed link is the
+    credential. Without its `sig` a cached image is 401 to a caller without a key and 404 to any key."""
+    from grok2api.testing.fixtures import TEST_GATEWAY_KEY
+
+    menv.account("basic", "signed")
+    menv.ready("grok-imagine-image-lite")
+    client = menv.openai()
+
+    def applied():
+        return client.images.generate(model="grok-imagine-image-lite", prompt="probe", n=1).data[0].url.startswith(menv.base)
+
+    menv.set_config({"app.app_url": menv.base}, probe=applied)
+    url = client.images.generate(model="grok-imagine-image-lite", prompt="a lighthouse", n=1).data[0].url
+    assert "&sig=" in url
+    own, other = {"Authorization": f"Bearer {menv.key}"}, {"Authorization": f"Bearer {TEST_GATEWAY_KEY}"}
+    for headers in ({}, own, other):  # the whole link works in any client
+        got = httpx.get(url, headers=headers, timeout=10)
+        assert got.status_code == 200, got.text
+        image_ok(got.content)
+    bare = url.split("&sig=")[0]
+    forged = bare + "&sig=" + "0" * 32
+    for link in (bare, forged):
+        r = httpx.get(link, timeout=10)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        for headers in (own, other):
+            r = httpx.get(link, headers=headers, timeout=10)
+            assert r.status_code == 404 and r.json()["error"]["param"] == "id"

@@ -280,3 +280,26 @@ def test_json_create_is_accepted_too_and_validated_the_same_way(menv):
     assert ok.status_code == 200, ok.text
     body = ok.json()
     assert body["status"] in ("queued", "in_progress", "completed", "failed") and body["seconds"] == "10" and body["size"] == "1024x1024"
+
+
+def test_a_job_video_on_the_files_path_follows_the_owner_rule_of_content(menv):
+    """/v1/files/video?id=<job id> used to serve any key's video to anyone, with no key at all."""
+    from grok2api.testing.fixtures import TEST_GATEWAY_KEY
+
+    menv.account("super", "owner")
+    menv.ready(MODEL)
+    client = menv.openai()
+    job = client.videos.create(model=MODEL, prompt="a quiet harbour", seconds="6")
+    assert _poll(client, job.id).status == "completed"
+    content = client.videos.download_content(job.id).read()
+    path = f"{menv.base}/v1/files/video?id={job.id}"
+    no_key = httpx.get(path, timeout=10)
+    assert no_key.status_code == 401 and no_key.json()["error"]["code"] == "invalid_api_key"
+    other = httpx.get(path, headers={"Authorization": f"Bearer {TEST_GATEWAY_KEY}"}, timeout=10)
+    assert other.status_code == 404 and other.json()["error"]["param"] == "id"
+    assert httpx.get(f"{menv.base}/v1/videos/{job.id}/content", headers={"Authorization": f"Bearer {TEST_GATEWAY_KEY}"},
+                     timeout=10).status_code == 404  # the same answer as the job's own route
+    own = httpx.get(path, headers={"Authorization": f"Bearer {menv.key}"}, timeout=10)
+    assert own.status_code == 200 and own.headers["content-type"] == "video/mp4" and own.content == content
+    ranged = httpx.get(path, headers={"Authorization": f"Bearer {menv.key}", "Range": "bytes=0-15"}, timeout=10)
+    assert ranged.status_code == 206 and ranged.content == content[:16]

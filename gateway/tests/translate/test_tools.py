@@ -92,3 +92,12 @@ def test_the_when_to_call_rule_follows_tool_choice(choice, needle):
     when = prompt[prompt.index("WHEN TO CALL:"):]
     assert needle in when
     assert "even if you believe you cannot fulfil the request" in when
+
+
+def test_a_model_answer_with_arguments_nested_past_the_json_bound_is_dropped_not_raised():
+    # orjson reads 1024 levels but writes only 255: such arguments used to raise while re-serialising.
+    deep = "[" * 300 + "]" * 300
+    calls = parse_tool_calls(f"<tool_calls><tool_call><tool_name>f</tool_name><parameters>{{\"a\": {deep}}}"
+                             "</parameters></tool_call></tool_calls>", allowed=["f"])
+    assert calls == []  # arguments that cannot be a bounded JSON object drop the call, as unparsable ones do
+    assert calls_to_xml([ToolCall("call_1", "f", deep)]).count("[") == 300  # replayed verbatim
