@@ -201,6 +201,7 @@ def _logging(level: str, file_enabled: bool, log_dir: Path, *, library_debug: bo
         }
     loggers: dict[str, Any] = {
         "django.request": {"level": "ERROR"},
+        "axes.apps": {"level": "WARNING"},  # its start-up banner would be the first line of every command
         # uvicorn's own loggers get these handlers (and so the filter) instead of the ones it set up
         **{name: {"handlers": list(handlers), "propagate": False} for name in ("uvicorn", "uvicorn.error",
                                                                               "uvicorn.access")},
