@@ -247,6 +247,24 @@ def test_listen_sockets_reports_a_port_in_use_as_a_command_error():
         taken.close()
 
 
+def test_listen_sockets_will_not_share_a_port_with_another_serve_of_several_workers():
+    """SO_REUSEPORT on both sides would let a second serve split the first one's requests."""
+    from django.core.management.base import CommandError
+
+    from grok2api.management.commands.serve import listen_sockets
+
+    first = listen_sockets("127.0.0.1", 0, 1)[0]
+    port = first.getsockname()[1]
+    first.close()
+    first = listen_sockets("127.0.0.1", port, 2)  # what a running `serve --workers 2` holds
+    try:
+        with pytest.raises(CommandError, match=rf"cannot listen on 127\.0\.0\.1:{port}: .*another server is running"):
+            listen_sockets("127.0.0.1", port, 2)
+    finally:
+        for sock in set(first):
+            sock.close()
+
+
 def _free_port() -> int:
     import socket
 

@@ -7,10 +7,10 @@ the interval in admin) unless --force, which resets them to the configured inter
 """
 import json
 
-from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.config import config
+from grok2api.management.base import DatabaseCommand
 
 TASK = "accounts.tasks.quota_refresh"
 POOLS = ("basic", "super", "heavy")
@@ -20,7 +20,7 @@ def task_name(pool: str) -> str:
     return f"accounts: quota refresh {pool}"
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Create the per-pool quota refresh schedule for celery beat (DatabaseScheduler)."
 
     def add_arguments(self, parser):

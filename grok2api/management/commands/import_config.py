@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import tomllib
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.config import config_parse_file, config_save, config_saved, env_overrides, mask_value
+from grok2api.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Import a runtime config TOML file (ours or the reference project's config.toml)."
 
     def add_arguments(self, parser) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import signal
 import socket
@@ -265,6 +266,12 @@ def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
         raise CommandError(f"--host: cannot resolve {host!r} ({exc})", returncode=2) from None
     sockets: list[socket.socket] = []
     try:
+        if reuse_port:
+            # SO_REUSEPORT would let this serve share a port another serve (same user) is listening
+            # on, and split the requests between the two: a plain bind first fails if it is taken.
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
         for _ in range(count if reuse_port else 1):
             sock = socket.socket(family, socket.SOCK_STREAM)
             sockets.append(sock)
@@ -276,7 +283,8 @@ def listen_sockets(host: str, port: int, count: int) -> list[socket.socket]:
     except OSError as exc:
         for sock in sockets:
             sock.close()
-        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", returncode=1) from None
+        busy = " (another server is running there: stop it, or pass --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{busy}", returncode=1) from None
     return sockets if reuse_port else sockets * count
 
 
