@@ -10,10 +10,18 @@ def main() -> None:
 
     try:
         from django.core.management import execute_from_command_line
+        from django.db import InterfaceError, OperationalError
 
         execute_from_command_line(sys.argv)
     except EnvError as exc:
         print(f"grok2api: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (OperationalError, InterfaceError) as exc:
+        # An unreachable or refused database (any command, migrate and serve included): one line,
+        # password masked, instead of a traceback that repeats the connection settings.
+        from grok2api.management.base import database_error_line
+
+        print(f"grok2api: {database_error_line(exc)}", file=sys.stderr)
         sys.exit(2)
 
 

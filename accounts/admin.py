@@ -148,6 +148,9 @@ class AccountAdmin(admin.ModelAdmin):
     )
     actions = ("action_refresh", "action_enable", "action_disable", "action_delete")
 
+    class Media:
+        css = {"all": ("grok2api/admin-lists.css",)}
+
     # -- columns ------------------------------------------------------------------------------
 
     def get_queryset(self, request):
@@ -184,18 +187,20 @@ class AccountAdmin(admin.ModelAdmin):
     def health_text(self, obj):
         return f"{obj.health:.2f}"
 
-    @admin.display(description="quota (remaining/total, reset UTC)")
+    @admin.display(description="quota left (* = stale)")
     def quota_text(self, obj):
+        # One mode a line, and the reset time spelled out where a window is used up: the upstream
+        # gives no reset time for a window that still has quota, so none is promised in the header.
         items = []
         for mode, w in sorted((obj.quotas or {}).items()):
             if not isinstance(w, dict):
                 continue
-            reset = f" ↻{_when(w.get('reset_at'))}" if w.get("reset_at") and not w.get("remaining") else ""
+            reset = f" · resets {_when(w.get('reset_at'))} UTC" if w.get("reset_at") and not w.get("remaining") else ""
             stale = "*" if w.get("stale") else ""
-            items.append((MODE_LABELS.get(mode, mode), w.get("remaining"), w.get("total"), reset, stale))
+            items.append((MODE_LABELS.get(mode, mode), w.get("remaining"), w.get("total"), stale, reset))
         if not items:
             return "not synced"
-        return format_html_join(", ", "{} {}/{}{}{}", items)
+        return format_html_join(format_html("<br>"), '<span class="quota">{} {}/{}{}{}</span>', items)
 
     @admin.display(description="per-mode quota")
     def quota_table(self, obj):
@@ -226,7 +231,7 @@ class AccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="tags")
     def tags_text(self, obj):
-        return ", ".join(map(str, obj.tags or []))
+        return format_html_join(" ", '<span class="tag">{}</span>', ((t,) for t in obj.tags or []))
 
     # -- search by tag (JSON lists are searched in Python: portable across SQLite / PostgreSQL) --
 

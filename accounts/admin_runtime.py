@@ -23,10 +23,12 @@ from django.utils import timezone
 from accounts.config import (
     CHOICES,
     SECRET_KEYS,
+    config,
     config_saved,
     config_save,
     config_seed,
     config_validate,
+    config_warnings,
     defaults,
     env_name,
     env_overrides,
@@ -149,6 +151,14 @@ class RuntimeConfigAdmin(admin.ModelAdmin):
         # A singleton: the list is the one form.
         config_seed()
         return HttpResponseRedirect(reverse("admin:accounts_runtimeconfig_change", args=[1]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "GET":
+            # settings that are saved but do nothing (the same lines import_config prints)
+            view = config()
+            for line in config_warnings({key: view.get(key) for key in defaults()}):
+                messages.warning(request, f"Saved but without effect: {line}")  # the prefix keeps capfirst off the key
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_fieldsets(self, request, obj=None):
         sections: dict[str, list] = {}

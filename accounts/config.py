@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -519,6 +520,24 @@ def config_parse_file(tree: dict[str, Any]) -> ParsedConfig:
             out.values[key] = coerce(key, value)
         except ConfigError as exc:
             out.errors[key] = exc.message
+    return out
+
+
+def config_warnings(values: Mapping[str, Any]) -> list[str]:
+    """Saved settings that do nothing as they stand (import_config prints them, the admin shows them).
+
+    `values` is an effective config (flat keys; missing keys count as their defaults)."""
+    out: list[str] = []
+    if values.get("features.stream"):
+        out.append("features.stream = true has no effect: a request that omits `stream` always gets JSON, "
+                   "the OpenAI and Anthropic default (their SDKs omit it on non-streaming calls); clients ask for "
+                   "a stream with stream=true")
+    mode = values.get("proxy.clearance.mode") or "none"
+    cookies = [k for k in ("proxy.clearance.cf_clearance", "proxy.clearance.cf_cookies") if values.get(k)]
+    if cookies and mode != "manual":
+        out.append(f"{' and '.join(cookies)} {'is' if len(cookies) == 1 else 'are'} set but proxy.clearance.mode is "
+                   f"'{mode}', so {'it is' if len(cookies) == 1 else 'they are'} never sent: set proxy.clearance.mode "
+                   "to 'manual' (with proxy.clearance.user_agent, the User-Agent of the browser that got the cookie)")
     return out
 
 

@@ -44,6 +44,7 @@ from accounts.models import Account, AccountStatus, TierChange
 from gateway.registry import POOL_MODES
 from gateway.upstream.errors import UpstreamError, UpstreamKind
 from grok2api.snapshots import stamp_bump
+from grok2api.text import text_clip
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class ProbeResult:
     def describe(self) -> str:
         err = self.account_error
         if err is not None:
-            return f"tier probe failed: {err.kind.value} ({err.message[:120]}); stored as basic"
+            return f"tier probe failed: {err.kind.value} ({text_clip(err.message, 200)}); stored as basic"
         if not self.windows:
             first = next(iter(self.errors.values()), None)
             return f"tier probe failed ({type(first).__name__ if first else 'no answer'}); stored as basic"
@@ -361,7 +362,7 @@ def _store(*, account_id: int, probe: ProbeResult, explicit: bool, trigger: str)
         extra: dict[str, Any] = {"last_sync_at": timezone.now()}
         if err is not None:
             P.effect_apply(view, outcome_effect(outcome=err, mode=None, pool=pool, now=now, strategy="quota"), in_memory=False)
-            message = f"{err.kind.value}: {err.message[:160]}"
+            message = f"{err.kind.value}: {text_clip(err.message, 200)}"
             ok = False
         else:
             tier = probe.tier if row["pool_detected"] else None

@@ -40,6 +40,7 @@ from gateway.errors import InvalidRequest, RateLimited, ServiceUnavailable
 from gateway.registry import MODELS, POOL_MODES, ModelSpec
 from gateway.upstream.errors import UpstreamError, UpstreamKind
 from grok2api.snapshots import Snapshot, stamp_bump
+from grok2api.text import text_clip
 
 log = logging.getLogger(__name__)
 
@@ -602,12 +603,12 @@ def outcome_effect(*, outcome: UpstreamError | None, mode: str | None, pool: str
     if kind is UpstreamKind.BLOCKED or action == "disable":
         return P.Effect(
             at=now, mode=mode, fail=1, fail_reason="blocked", status=P.EXPIRED, state_reason="blocked",
-            ext={"expired_at": now, "expired_reason": (outcome.detail or outcome.message)[:300]},
+            ext={"expired_at": now, "expired_reason": text_clip(outcome.detail or outcome.message, 300)},
         )
     if kind is UpstreamKind.AUTH_INVALID or action == "expire":
         return P.Effect(
             at=now, mode=mode, fail=1, fail_reason="invalid_credentials", status=P.EXPIRED, state_reason="invalid_credentials",
-            ext={"expired_at": now, "expired_reason": (outcome.detail or outcome.message)[:300]},
+            ext={"expired_at": now, "expired_reason": text_clip(outcome.detail or outcome.message, 300)},
         )
     if kind is UpstreamKind.AUTH_SUSPECT:
         return P.Effect(at=now, mode=mode, fail=1, fail_reason="auth_suspect", health_mul=mul(0.55), memory_status=P.EXPIRED)

@@ -8,8 +8,13 @@ Input: bytes or text, one token per line. Accepted per line, in order:
   * a cookie form is reduced to its value: `sso=<token>`, or `...; sso=<token>; sso-rw=...`;
   * surrounding quotes are removed.
 Reported invalid, with the 1-based line number: lines that are not UTF-8 or contain control
-characters (binary junk), and tokens with characters outside the visible ASCII set a cookie
-value may hold, or shorter than MIN_LENGTH / longer than MAX_LENGTH.
+characters (binary junk), tokens shorter than MIN_LENGTH / longer than MAX_LENGTH, and tokens with
+a character no session token has. The SSO cookie is a JWT (docs/upstream-protocol.md): base64url
+parts joined by dots. The rule is kept wider than that, so that any cookie-safe token of the usual
+alphabets passes (the gateway must not insist on a JWT shape; the simulator's `sim-super-a~drop@5`
+tokens must import): letters, digits and `- _ . ~ + / = @ %` (base64url and JWT, standard base64,
+percent-encoding, the simulator's directives). Prose pasted by mistake (`not a token!!`) or other
+punctuation fails it.
 """
 from __future__ import annotations
 
@@ -22,6 +27,9 @@ _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # RFC 6265 cookie-octet: visible ASCII except space, DQUOTE, comma, semicolon, backslash.
 _COOKIE_VALUE = re.compile(r"^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]+$")
+# The characters a session token is made of (see the module docstring): a subset of cookie-octet.
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_.~+/=@%-]+$")
+TOKEN_ALPHABET = "letters, digits and - _ . ~ + / = @ %"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,9 @@ def token_normalize(text: str) -> tuple[str, str]:
         return "", f"too long ({len(text)} characters, at most {MAX_LENGTH})"
     if not _COOKIE_VALUE.match(text):
         return "", "characters not allowed in a cookie value"
+    if not _TOKEN_CHARS.match(text):
+        odd = "".join(sorted({ch for ch in text if not _TOKEN_CHARS.match(ch)}))
+        return "", f"not a session token: {odd!r} found, a token has only {TOKEN_ALPHABET}"
     return text, ""
 
 

@@ -95,12 +95,16 @@ def _body_object(raw: bytes) -> dict:
 
 
 def chat_parse(*, family: str, raw: bytes):
-    """Raw request bytes → ChatRequest, with `stream` / reasoning defaults from the runtime config."""
+    """Raw request bytes → ChatRequest, with the reasoning default from the runtime config.
+
+    A request that omits `stream` gets JSON whatever features.stream says: that is both APIs'
+    documented default, and their SDKs omit the field on non-streaming calls (accounts.config.
+    config_warnings tells the operator the key has no effect)."""
     body = _body_object(raw)
     cfg = config()
     return _family_module(family).parse_request(
         body,
-        default_stream=bool(cfg.get("features.stream")),
+        default_stream=False,
         default_thinking=bool(cfg.get("features.thinking")),
     )
 

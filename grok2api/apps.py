@@ -5,8 +5,15 @@ from __future__ import annotations
 import logging
 
 from django.apps import AppConfig
+from django.contrib.admin.apps import AdminConfig
 
 log = logging.getLogger("grok2api")
+
+
+class GatewayAdminConfig(AdminConfig):
+    """Replaces "django.contrib.admin" in INSTALLED_APPS: admin.site is grok2api/admin_site.py's."""
+
+    default_site = "grok2api.admin_site.GatewayAdminSite"
 
 
 class Grok2apiConfig(AppConfig):

@@ -59,6 +59,10 @@ def _int(name: str, default: int, *, lo: int | None = None, hi: int | None = Non
     except ValueError:
         raise EnvError(f"{name}: expected an integer, got {value!r}") from None
     if (lo is not None and number < lo) or (hi is not None and number > hi):
+        if hi is None:
+            raise EnvError(f"{name}: expected an integer of at least {lo}, got {number}")
+        if lo is None:
+            raise EnvError(f"{name}: expected an integer of at most {hi}, got {number}")
         raise EnvError(f"{name}: expected an integer between {lo} and {hi}, got {number}")
     return number
 
@@ -81,13 +85,25 @@ def _str(name: str, default: str) -> str:
     return default if value is None or value == "" else value
 
 
+# user:password@ in a URL, also in one too malformed for urlparse to find (`postgresql:/u:pw@db/x`)
+_URL_PASSWORD = re.compile(r"([^:/@\s]*):([^/\s]*)@")
+
+
+def url_mask(value: str) -> str:
+    """`value` with the password of any user:password@ part replaced, for messages and logs."""
+    return _URL_PASSWORD.sub(lambda m: f"{m.group(1)}:••••@" if m.group(2) else m.group(0), value)
+
+
 def _url(name: str, schemes: tuple[str, ...]) -> str | None:
     value = _raw(name)
     if not value:
         return None
     parsed = urlparse(value)
-    if parsed.scheme.split("+")[0] not in schemes or not (parsed.netloc or parsed.path):
-        raise EnvError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, got {value!r}")
+    # `scheme://` itself is required: `postgresql:/user:pw@db/x` parses as a path and would reach the
+    # driver as a database name.
+    if parsed.scheme.split("+")[0] not in schemes or "://" not in value or not (parsed.netloc or parsed.path):
+        raise EnvError(f"{name}: expected a URL starting with {' or '.join(s + '://' for s in schemes)}, "
+                       f"got {url_mask(value)!r}")
     return value
 
 
@@ -156,7 +172,7 @@ def _database(env, data_dir: Path) -> dict[str, Any]:
     try:
         config = env.db_url_config(url)
     except Exception as exc:  # django-environ raises several types for bad URLs
-        raise EnvError(f"DATABASE_URL: cannot parse {url!r} ({exc})") from None
+        raise EnvError(f"DATABASE_URL: cannot parse {url_mask(url)!r} ({url_mask(str(exc))})") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
         return _sqlite(Path(config["NAME"]))
     pool_size = _int("ACCOUNT_SQL_POOL_SIZE", 0, lo=0, hi=1000)

@@ -34,7 +34,7 @@ CSRF_TRUSTED_ORIGINS = E.csrf_trusted_origins
 
 INSTALLED_APPS = [
     "daphne",  # first: runserver becomes ASGI, so streams are not buffered
-    "django.contrib.admin",
+    "grok2api.apps.GatewayAdminConfig",  # django.contrib.admin with the AdminSite of grok2api/admin_site.py
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -6,10 +6,10 @@ AuthMiddlewareStack puts it in scope). The upgrade is accepted, then refused ses
 Origin), so the page can say why instead of seeing a bare 1006.
 
 Client → server (spec §12.9 shapes, plus `model` and `more`):
-  {"type":"start","prompt":"…","model":"lite"|"standard"|"pro","aspect_ratio":"2:3","count":1-6}
+  {"type":"start","prompt":"…","model":"lite"|"standard"|"pro","aspect_ratio":"2:3","count":1-6,"rounds":1-10}
       (`quality":"speed"|"quality"` is accepted for the reference's relay: speed → standard,
       quality → pro; the reference's `nsfw` flag is ignored by policy)
-  {"type":"more"}   the page scrolled near the end of the wall: allow one more round
+  {"type":"more"}   the user asked for one more round (the page's "One more round" button)
   {"type":"stop"}
 Server → client (every event of a run carries `run_id`):
   {"type":"status","status":"running"|"waiting"|"stopped"|"completed"|"failed","run_id","images"}
@@ -18,9 +18,11 @@ Server → client (every event of a run carries `run_id`):
   {"type":"moderated","run_id","image_index"}
   {"type":"error","run_id"|null,"message","code","param"}
 
-Flow control: a run starts with INITIAL_CREDIT rounds; each `more` adds one (at most MAX_CREDIT
-pending). With no credit left the run reports `waiting` until the next `more`, so a wall nobody
-scrolls does not spend quota. A run ends at RUN_MAX_IMAGES images (`completed`), on `stop`
+Flow control: a run spends what the user chose before Start: `rounds` rounds of `count` images
+(default one round). Then it reports `waiting`; each `more` adds one round (at most MAX_CREDIT
+pending). Nothing but the user's `more` starts a round: the page used to send it whenever the end
+of the wall was on screen, which on a tall window was at once, round after round (24 images for one
+Start with 4 per round). A run ends at RUN_MAX_IMAGES images (`completed`), on `stop`
 (`stopped`, the upstream socket is closed at once), or on an error (`failed`).
 """
 from __future__ import annotations
@@ -40,7 +42,6 @@ from webui.services import WallRequest, wall_request_parse, wall_round
 
 log = logging.getLogger(__name__)
 
-INITIAL_CREDIT = 2
 MAX_CREDIT = 3
 RUN_MAX_IMAGES = 120
 MAX_EMPTY_ROUNDS = 3
@@ -101,7 +102,7 @@ class ImagineWallConsumer(AsyncJsonWebsocketConsumer):
                 return
             await self._cancel(report=True)
             self.run_id = uuid.uuid4().hex[:12]
-            self.credit = INITIAL_CREDIT
+            self.credit = req.rounds
             self.more.clear()
             self.run_task = asyncio.create_task(self._run(self.run_id, req))
         elif kind == "more":

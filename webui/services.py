@@ -170,6 +170,7 @@ WALL_QUALITY = {"speed": "standard", "quality": "pro"}
 WALL_ASPECTS = ("1:1", "2:3", "3:2", "9:16", "16:9")
 ASPECT_TO_SIZE = {"1:1": "1024x1024", "2:3": "1024x1792", "3:2": "1792x1024", "9:16": "720x1280", "16:9": "1280x720"}
 WALL_MAX_COUNT = 6
+WALL_MAX_ROUNDS = 10  # rounds one Start may spend (count × rounds images); more only by the user's click
 WALL_MAX_PROMPT = 8000
 IMAGE_DOWNLOAD_MAX = 20 * 1024 * 1024
 
@@ -183,6 +184,7 @@ class WallRequest:
     prompt: str
     aspect_ratio: str
     count: int
+    rounds: int = 1  # rounds the user chose before Start: the run spends count × rounds images
 
 
 def wall_request_parse(msg: dict[str, Any]) -> WallRequest:
@@ -205,9 +207,12 @@ def wall_request_parse(msg: dict[str, Any]) -> WallRequest:
     count = msg.get("count", 4)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= WALL_MAX_COUNT:
         raise InvalidRequest(f"count must be an integer from 1 to {WALL_MAX_COUNT}.", param="count")
+    rounds = msg.get("rounds", 1)  # absent (the reference's relay): one round
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= WALL_MAX_ROUNDS:
+        raise InvalidRequest(f"rounds must be an integer from 1 to {WALL_MAX_ROUNDS}.", param="rounds")
     spec = model_get(WALL_MODELS[model])
     assert spec is not None
-    return WallRequest(model=model, spec=spec, prompt=prompt, aspect_ratio=aspect, count=count)
+    return WallRequest(model=model, spec=spec, prompt=prompt, aspect_ratio=aspect, count=count, rounds=rounds)
 
 
 def _mime_of(head: bytes) -> str:

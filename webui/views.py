@@ -155,7 +155,7 @@ def chat(request: HttpRequest) -> HttpResponse:
 @page
 def masonry(request: HttpRequest) -> HttpResponse:
     ctx = _page_context("masonry")
-    ctx.update(aspects=services.WALL_ASPECTS, max_count=services.WALL_MAX_COUNT, max_prompt=services.WALL_MAX_PROMPT)
+    ctx.update(aspects=services.WALL_ASPECTS, max_count=services.WALL_MAX_COUNT, max_rounds=services.WALL_MAX_ROUNDS, max_prompt=services.WALL_MAX_PROMPT)
     return render(request, "webui/masonry.html", ctx)
 
 

@@ -22,7 +22,7 @@ def test_the_list_masks_tokens_and_shows_per_mode_quota(admin_client, make_accou
     make_account(SECRET, quotas={"auto": quota(0), "fast": quota(77, total=140)}, tags=["team-a"], note="primary")
     page = admin_client.get(reverse("admin:accounts_account_changelist")).content.decode()
     assert SECRET not in page and "abcd" in page
-    assert "auto 0/50 ↻" in page and "fast 77/140" in page
+    assert "auto 0/50 · resets " in page and "fast 77/140" in page
     assert "Import tokens" in page
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from django.core.management.base import CommandError
 
 from accounts.config import (
@@ -208,6 +209,33 @@ def test_it_imports_the_reference_config_with_legacy_aliases(tmp_path):
     for dropped in ("features.dynamic_statsig", "features.enable_nsfw", "proxy.clearance.flaresolverr_url", "nsfw.timeout", "batch.nsfw_concurrency"):
         assert f"{dropped}: dropped by policy" in warnings
     assert "sk-one" not in out.getvalue()  # the change report masks secrets
+
+
+@pytest.mark.django_db
+def test_it_warns_about_imported_settings_that_do_nothing(tmp_path):
+    config_seed()
+    err = StringIO()
+    path = _write(tmp_path, '[features]\nstream = true\n\n[proxy]\ncf_clearance = "legacy-clearance"\n')
+    call_command("import_config", str(path), stdout=StringIO(), stderr=err)
+    warnings = err.getvalue().splitlines()
+    assert any(w.startswith("warning: features.stream = true has no effect: a request that omits `stream` always gets JSON")
+               for w in warnings), warnings
+    assert any(w.startswith("warning: proxy.clearance.cf_clearance is set but proxy.clearance.mode is 'none', so it is never sent")
+               for w in warnings), warnings
+    assert "legacy-clearance" not in err.getvalue()
+    # with the mode the cookie needs, nothing to warn about
+    err = StringIO()
+    call_command("import_config", str(_write(tmp_path, '[proxy.clearance]\nmode = "manual"\n')), stdout=StringIO(), stderr=err)
+    assert "never sent" not in err.getvalue()
+
+
+@pytest.mark.django_db
+def test_the_runtime_config_page_warns_about_settings_that_do_nothing(admin_client):
+    config_seed()
+    config_save(values={"proxy.clearance.cf_clearance": "legacy-clearance", "features.stream": True})
+    page = admin_client.get(reverse("admin:accounts_runtimeconfig_change", args=[1])).content.decode()
+    assert "Saved but without effect: proxy.clearance.cf_clearance is set but proxy.clearance.mode is &#x27;none&#x27;, so it is never sent" in page
+    assert "features.stream = true has no effect" in page
 
 
 @pytest.mark.django_db

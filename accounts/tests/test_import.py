@@ -94,6 +94,16 @@ def test_import_command_prints_the_report(tmp_path):
         call_command("import_accounts", str(tmp_path / "missing.txt"), stdout=io.StringIO())
 
 
+def test_import_command_reports_and_skips_a_line_that_is_not_a_token(tmp_path):
+    path = tmp_path / "tokens.txt"
+    path.write_text("sim-super-real1\nnot a token!!\n")
+    out = io.StringIO()
+    call_command("import_accounts", str(path), "--pool", "super", "--no-probe", stdout=out)
+    assert "imported 1, duplicate 0, invalid 1" in out.getvalue()
+    assert "line 2: invalid (not a session token" in out.getvalue()
+    assert list(Account.objects.values_list("token", flat=True)) == ["sim-super-real1"]
+
+
 def test_export_masks_tokens_unless_asked():
     services.account_import(tokens="sim-super-exported1\n", pool="super", probe_after=False)
     out = io.StringIO()

@@ -59,6 +59,15 @@ def test_import_with_pool_auto_detects_the_tier(upstream):
     assert history["c-t1"][:2] == ("", "basic") and history["y-t3"][:2] == ("", "heavy")
 
 
+def test_import_with_pool_auto_reports_a_failed_probe_in_whole_sentences(upstream):
+    report = services.account_import(tokens="sim-super-dead1~expired\n", pool="auto")
+    [(line, note)] = report.notes
+    assert line == 1 and note.startswith("tier probe failed: auth_invalid (") and note.endswith("); stored as basic")
+    inner = note.removeprefix("tier probe failed: auth_invalid (").removesuffix("); stored as basic")
+    assert inner.endswith((".", "…")) and not inner.endswith(" ."), note  # before: "... The operator must import "
+    assert "The operator must import a fresh SSO token" in inner or inner.endswith("…")
+
+
 def test_a_detected_pool_is_reclassified_by_a_later_sync_but_an_explicit_one_is_not(upstream, make_account):
     detected = make_account("sim-basic-up1", pool="basic", pool_detected=True)
     explicit = make_account("sim-basic-up2", pool="basic")

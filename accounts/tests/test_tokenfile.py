@@ -32,3 +32,16 @@ def test_it_drops_non_ascii_copy_paste_artefacts():
 def test_it_rejects_characters_a_cookie_cannot_hold():
     parsed = tokens_parse('abc,defghijk\nabc\\defghijk\n')
     assert [t.line for t in parsed if t.error] == [1, 2]
+
+
+def test_it_reports_lines_that_cannot_be_session_tokens():
+    parsed = tokens_parse("not a token!!\nsee (my) notes\nsim-super-ok\n")
+    assert [(t.line, t.token) for t in parsed if t.token] == [(3, "sim-super-ok")]
+    bad = {t.line: t.error for t in parsed if t.error}
+    assert set(bad) == {1, 2}
+    assert bad[1].startswith("not a session token: '!' found")
+
+
+def test_it_accepts_jwts_base64_and_the_simulators_directive_tokens():
+    tokens = [JWT, "eyJ0eXAiOiJKV1QifQ==.YWJj+ZGVm/Z2hp.x%2Fy", "sim-super-a~drop@5", "sim-basic-x~inband=line@2~http=503"]
+    assert [t.token for t in tokens_parse("\n".join(tokens))] == tokens

@@ -139,6 +139,11 @@ def test_it_maps_the_reference_account_storage_variables(tmp_path):
         ("MEMORY_RELEASE_IDLE_SECONDS", "-1", "MEMORY_RELEASE_IDLE_SECONDS: expected a number of at least 0"),
         ("LOGIN_FAILURE_LIMIT", "0", "LOGIN_FAILURE_LIMIT: expected an integer between 1 and 1000, got 0"),
         ("LOGIN_COOLOFF_MINUTES", "soon", "LOGIN_COOLOFF_MINUTES: expected a number"),
+        ("CONN_MAX_AGE", "-5", "CONN_MAX_AGE: expected an integer of at least 0, got -5"),
+        ("DATABASE_URL", "postgresql:/admin:S3cretPW@db/x",
+         "DATABASE_URL: expected a URL starting with postgres:// or postgresql:// or pgsql:// or mysql:// or mariadb:// "
+         "or sqlite://, got 'postgresql:/admin:••••@db/x'"),
+        ("DATABASE_URL", "postgres://admin:S3cretPW@db:port/x", "DATABASE_URL: cannot parse 'postgres://admin:••••@db:port/x'"),
     ],
 )
 def test_it_stops_with_one_line_naming_a_malformed_variable(tmp_path, var, value, expected):
@@ -150,6 +155,7 @@ def test_it_stops_with_one_line_naming_a_malformed_variable(tmp_path, var, value
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("grok2api: configuration error: ")
     assert expected in lines[0]
+    assert "S3cretPW" not in proc.stderr
 
 
 def test_it_reads_a_dotenv_file_and_reports_its_bad_values(tmp_path):

@@ -425,6 +425,39 @@ def test_masonry_streams_images_then_stops(page, sim):
 
 
 
+def _upstream_image_rounds(sim) -> int:
+    return sum(len(r["rounds"]) for r in sim.sim.requests() if r["path"] == "/ws/imagine/listen")
+
+
+def test_masonry_spends_what_the_page_said_before_start_and_no_more(page, sim):
+    """One Start with 4 per round once produced 24 images in a 1280×860 window: the end of the wall
+    was on screen, so infinite scroll asked for round after round."""
+    page.set_viewport_size({"width": 1280, "height": 860})
+    sign_in(page, "/webui/masonry")
+    expect(page.locator("#wall-state")).to_have_text("Connected · idle")
+    page.fill("#wall-prompt", "origami cranes")
+    page.fill("#wall-count", "4")
+    expect(page.locator("#wall-spend")).to_have_text("4 images per round × 1 round = 4 images")
+    page.fill("#wall-rounds", "2")
+    expect(page.locator("#wall-spend")).to_have_text("4 images per round × 2 rounds = 8 images")
+    page.click("#wall-start")
+    expect(page.locator("#wall-state")).to_have_text("Done · 8 images")
+    expect(page.locator("#grid figure")).to_have_count(8)
+    assert _upstream_image_rounds(sim) == 2
+    # scrolling to the end of the wall starts nothing; only the button does, one round at a time
+    page.mouse.wheel(0, 20_000)
+    more = page.locator("#wall-more")
+    expect(more).to_have_text("One more round (4 images)")
+    more.click()
+    expect(page.locator("#wall-state")).to_have_text("Done · 12 images")
+    expect(page.locator("#grid figure")).to_have_count(12)
+    assert _upstream_image_rounds(sim) == 3
+    page.click("#wall-stop")
+    expect(page.locator("#wall-state")).to_have_text("Stopped")
+    assert page.locator("#grid figure").count() == 12 and _upstream_image_rounds(sim) == 3
+    assert not page.js_errors
+
+
 def test_voice_page_gets_a_token_and_shows_the_connection_state(page, sim):
     sign_in(page, "/webui/chatkit")
     expect(page.locator("#voice-state")).to_have_text("idle")

@@ -55,12 +55,13 @@ async def _until(comm, predicate, limit=200) -> list[dict]:
 async def test_it_pushes_images_as_they_complete_and_pauses_without_demand(upstream, make_account):
     await sync_to_async(make_account)("sim-super-wall1", pool="super")
     comm = await _socket()
-    await comm.send_json_to({"type": "start", "prompt": "a red fox in snow", "model": "standard", "aspect_ratio": "1:1", "count": 2})
+    await comm.send_json_to({"type": "start", "prompt": "a red fox in snow", "model": "standard", "aspect_ratio": "1:1",
+                             "count": 2, "rounds": 2})
     events = await _until(comm, lambda e: e["type"] == "status" and e["status"] == "waiting")
     run_id = events[0]["run_id"]
     assert events[0] == {"type": "status", "status": "running", "run_id": run_id, "images": 0}
     images = [e for e in events if e["type"] == "image"]
-    assert len(images) == 4  # two rounds of the initial credit, two images each
+    assert len(images) == 4  # the two rounds asked for, two images each
     assert [e["seq"] for e in images] == [1, 2, 3, 4]
     assert all(e["src"].startswith("data:image/") and e["run_id"] == run_id for e in images)
     assert images[0]["prompt"] == "a red fox in snow" and images[0]["aspect_ratio"] == "1:1"
@@ -76,6 +77,20 @@ async def test_it_pushes_images_as_they_complete_and_pauses_without_demand(upstr
     await comm.send_json_to({"type": "stop"})
     stopped = await comm.receive_json_from(timeout=WAIT)
     assert stopped == {"type": "status", "status": "stopped", "run_id": run_id, "images": 6}
+    await comm.disconnect()
+
+
+async def test_a_start_without_rounds_spends_one_round_and_waits(upstream, make_account):
+    """The reference relay sends no `rounds`: one round, then nothing until a `more`."""
+    await sync_to_async(make_account)("sim-super-wall2", pool="super")
+    comm = await _socket()
+    await comm.send_json_to({"type": "start", "prompt": "a blue heron", "model": "standard", "count": 3})
+    events = await _until(comm, lambda e: e["type"] == "status" and e["status"] == "waiting")
+    assert [e["seq"] for e in events if e["type"] == "image"] == [1, 2, 3]
+    assert events[-1]["images"] == 3
+    rounds = [r for r in upstream.sim.requests() if r["path"] == "/ws/imagine/listen"]
+    assert sum(len(r["rounds"]) for r in rounds) == 1
+    await comm.send_json_to({"type": "stop"})
     await comm.disconnect()
 
 
@@ -104,6 +119,8 @@ async def test_it_names_the_bad_field_of_a_start_message(upstream):
         ({"type": "start", "prompt": "cat", "model": "ultra"}, "model", "lite, standard, pro"),
         ({"type": "start", "prompt": "cat", "aspect_ratio": "5:1"}, "aspect_ratio", "aspect_ratio"),
         ({"type": "start", "prompt": "cat", "count": 9}, "count", "1 to 6"),
+        ({"type": "start", "prompt": "cat", "rounds": 0}, "rounds", "1 to 10"),
+        ({"type": "start", "prompt": "cat", "rounds": "all"}, "rounds", "1 to 10"),
         ({"type": "dance"}, "type", "expected start"),
     ]
     for message, param, fragment in cases:
@@ -129,7 +146,7 @@ async def test_no_account_gives_an_error_event_naming_the_pool(upstream):
 async def test_lite_images_arrive_from_the_chat_drawing_path(upstream, make_account):
     await sync_to_async(make_account)("sim-basic-lite1", pool="basic")
     comm = await _socket()
-    await comm.send_json_to({"type": "start", "prompt": "a small boat", "model": "lite", "count": 2})
+    await comm.send_json_to({"type": "start", "prompt": "a small boat", "model": "lite", "count": 2, "rounds": 2})
     events = await _until(comm, lambda e: e["type"] == "status" and e["status"] in ("waiting", "failed"))
     images = [e for e in events if e["type"] == "image"]
     assert len(images) == 4, events

@@ -57,12 +57,12 @@ def test_the_wall_socket_streams_images_through_the_server(gateway_factory, simu
     with connect(gateway.url.replace("http://", "ws://") + "/webui/ws/imagine", open_timeout=WAIT,
                  additional_headers={"Cookie": cookie}) as ws:
         ws.send(json.dumps({"type": "start", "prompt": "a lighthouse at dusk", "model": "standard",
-                            "aspect_ratio": "1:1", "count": 1}))
+                            "aspect_ratio": "1:1", "count": 1, "rounds": 2}))
         events = _receive_until(ws, lambda e: e["type"] == "status" and e["status"] == "waiting")
         run_id = events[0]["run_id"]
         assert events[0] == {"type": "status", "status": "running", "run_id": run_id, "images": 0}
         images = [e for e in events if e["type"] == "image"]
-        assert [e["seq"] for e in images] == [1, 2]  # the initial credit: two rounds of one image
+        assert [e["seq"] for e in images] == [1, 2]  # the two rounds asked for, one image each
         assert all(e["src"].startswith("data:image/") for e in images)
         ws.send(json.dumps({"type": "stop"}))
         stopped = _receive_until(ws, lambda e: e["type"] == "status")

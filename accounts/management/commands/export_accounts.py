@@ -6,12 +6,13 @@ json (default): a JSON array of account records with the token masked (last 4 ch
 """
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.selectors import accounts_export
+from grok2api.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Export accounts (tokens masked unless --include-secrets)."
 
     def add_arguments(self, parser):

@@ -5,12 +5,13 @@ Prints imported / duplicate / invalid with line numbers. Everything is written i
 """
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.services import IMPORT_POOLS, account_import
+from grok2api.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Import SSO tokens from a text file (one per line)."
 
     def add_arguments(self, parser):

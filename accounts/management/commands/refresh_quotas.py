@@ -1,10 +1,11 @@
 """`manage.py refresh_quotas [--pool P] [--account ID ...]`: probe rate limits now and store them."""
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from accounts.quota import quota_refresh
+from grok2api.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Probe upstream rate limits for accounts (all active/cooling ones by default) and store the windows."
 
     def add_arguments(self, parser):

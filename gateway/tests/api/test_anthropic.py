@@ -66,6 +66,18 @@ def test_messages_create_returns_text_and_usage(env):
     assert msg.usage.input_tokens > 4 and msg.usage.output_tokens > 0
 
 
+def test_a_message_without_stream_gets_json_even_with_features_stream_on(env):
+    env.set_config({"features.stream": True})  # as a reference config.toml imports it
+    env.account("basic", "nostream")
+    env.ready(FAST)  # saved before the account: the server's poller has seen both
+    r = env.http().post("/v1/messages", headers={"x-api-key": env.key, "anthropic-version": "2023-06-01"},
+                        json={"model": FAST, "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    assert r.json()["type"] == "message"
+    message = env.anthropic().messages.create(model=FAST, max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+    assert message.type == "message" and message.content[0].text
+
+
 def test_messages_stream_helper_and_raw_event_order(env):
     env.account("basic", "as")
     env.ready(FAST)

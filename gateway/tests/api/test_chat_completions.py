@@ -126,10 +126,12 @@ def test_raw_stream_is_sse_with_done_last_and_no_cache_headers(env):
     json.loads(frames[0][6:])  # each frame is one JSON object
 
 
-def test_stream_defaults_to_features_stream_when_omitted(env):
-    # features.stream defaults to false: the SDKs omit "stream" on their non-streaming calls.
+def test_a_request_without_stream_gets_json_even_with_features_stream_on(env):
+    # A reference config.toml imports features.stream = true; the SDKs omit "stream" on their
+    # non-streaming calls and could not parse an event stream.
+    env.set_config({"features.stream": True})
     env.account("basic", "dflt")
-    env.ready(FAST)
+    env.ready(FAST)  # the config was saved before the account: the poller has seen both
     r = env.http().post("/v1/chat/completions", headers={"Authorization": f"Bearer {env.key}"},
                         json={"model": FAST, "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")

@@ -3,12 +3,11 @@
 Uses ADMIN_USERNAME / ADMIN_PASSWORD; without a password one is generated, printed once and
 written to DATA_DIR/admin-password.txt (mode 0600). Does nothing when a superuser exists.
 """
-from django.core.management.base import BaseCommand
-
 from grok2api.bootstrap import admin_ensure
+from grok2api.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Create the first superuser from ADMIN_USERNAME / ADMIN_PASSWORD (or a generated password) if none exists."
 
     def handle(self, *args, **opts) -> None:

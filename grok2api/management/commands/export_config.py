@@ -4,12 +4,11 @@ Defaults plus the database (not GROK_* overrides, which belong to the deployment
 (`app.api_key`, clearance cookies, proxy URLs, ...) are masked to their last 4 characters
 unless --include-secrets; `import_config` keeps the current value for a masked secret.
 """
-from django.core.management.base import BaseCommand
-
 from accounts.config import config_export
+from grok2api.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Print the saved runtime config as TOML (secrets masked unless --include-secrets)."
 
     def add_arguments(self, parser) -> None:

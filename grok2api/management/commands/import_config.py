@@ -2,7 +2,8 @@
 
 Accepts this project's format (see `export_config`) and the reference project's config.toml:
 legacy flat keys are mapped (accounts/config.py), keys dropped by policy are ignored with a
-warning. The file is validated as a whole first: an unreadable file, an unknown key or a bad
+warning, and so are settings that would do nothing as imported (`config_warnings`: features.stream
+= true, clearance cookies with proxy.clearance.mode none). The file is validated as a whole first: an unreadable file, an unknown key or a bad
 value is reported (every one, one per line) and nothing changes (exit code 2). Keys absent from
 the file keep their saved values. GROK_* variables still override the result at run time.
 """
@@ -10,12 +11,20 @@ from __future__ import annotations
 
 import tomllib
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from accounts.config import config_parse_file, config_save, config_saved, env_overrides, mask_value
+from accounts.config import (
+    config_parse_file,
+    config_save,
+    config_saved,
+    config_warnings,
+    env_overrides,
+    mask_value,
+)
+from grok2api.management.base import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Import a runtime config TOML file (ours or the reference project's config.toml)."
 
     def add_arguments(self, parser) -> None:
@@ -48,6 +57,9 @@ class Command(BaseCommand):
         for key in sorted(changes):
             note = f"  (overridden at run time by the environment)" if key in overridden else ""
             self.stdout.write(f"{key}: {mask_value(key, current.get(key))!r} -> {mask_value(key, changes[key])!r}{note}")
+        # what the result will do, not just what the file says (a cookie may meet a mode saved earlier)
+        for line in config_warnings({**current, **changes, **overridden}):
+            self.stderr.write(f"warning: {line}")
         if opts["dry_run"]:
             self.stdout.write(f"dry run: {len(changes)} change(s), nothing saved")
             return
