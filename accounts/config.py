@@ -17,7 +17,7 @@ reloads when the "config" version stamp moves (grok2api/snapshots.py).
 Reference config files (`import_config`): the legacy flat keys `proxy.cf_cookies`,
 `proxy.user_agent`, `proxy.cf_clearance` win over their nested `proxy.clearance.*` keys, as in
 the reference; `retry.retry_status_codes` is used only when `retry.on_codes` is absent. Keys
-dropped by policy (spec §13) are accepted and ignored with a warning; the `flaresolverr`
+dropped by policy (docs/upstream-protocol.md §13) are accepted and ignored with a warning; the `flaresolverr`
 clearance mode becomes `none` with a warning.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ class ConfigError(ValueError):
         self.message = message
 
 
-# Keys the reference had that this project drops by policy (spec §13): accepted, ignored, warned.
+# Keys the reference had that this project drops by policy (docs/upstream-protocol.md §13): accepted, ignored, warned.
 DROPPED_KEYS = frozenset(
     {
         "features.dynamic_statsig",

@@ -1,4 +1,4 @@
-"""Account selection over an in-memory snapshot (protocol spec §9.3, §11.4, §12.4). Pure Python.
+"""Account selection over an in-memory snapshot (protocol docs/upstream-protocol.md §9.3, §11.4, §12.4). Pure Python.
 
 No Django, no I/O: `accounts/services.py` loads the snapshot from the database, keeps the shared
 in-flight counters and cooldowns, and persists the effects this module computes.
@@ -355,7 +355,7 @@ class PoolSnapshot:
         exclude: frozenset[int] | set[int] = frozenset(),
         k: int = 1,
     ) -> list[AccountView]:
-        """Up to k best accounts by score (spec §12.4 quota strategy), best first."""
+        """Up to k best accounts by score (docs/upstream-protocol.md §12.4 quota strategy), best first."""
         self._promote(pool, mode, now)
         entries = self._ready.get((pool, mode))
         if not entries:
@@ -502,7 +502,7 @@ class PoolSnapshot:
         return Exhaustion(exhausted=exhausted, empty_pools=empty, busy=busy, earliest_reset=earliest, modes=modes)
 
 
-# -- feedback effects (spec §11.4) ----------------------------------------------------------------
+# -- feedback effects (docs/upstream-protocol.md §11.4) ----------------------------------------------------------------
 
 
 @dataclass(slots=True)

@@ -3,7 +3,7 @@
 Request path (no ORM query): `account_lease` selects from the in-memory `PoolSnapshot`
 ("accounts" Snapshot, reloaded when the "accounts" VersionStamp moves) and takes an in-flight
 slot in the shared backend (accounts/inflight.py: Redis with REDIS_URL, else in-process).
-`account_report` applies the reaction matrix of protocol spec §11.4 to this process's snapshot at
+`account_report` applies the reaction matrix of protocol docs/upstream-protocol.md §11.4 to this process's snapshot at
 once, releases the slot (and publishes a per-(account, mode) cooldown on 429 in the same Redis
 round trip), and queues the same effect for the batched writer, which applies it to the database
 rows about once a second (select_for_update, one transaction, one stamp bump) and at exit.
@@ -566,7 +566,7 @@ async def account_lease(*, model: ModelSpec, exclude: frozenset[int] = frozenset
         if lease is not None:
             return lease
         if round_ == 0:
-            _schedule(_on_demand_refresh)  # spec §12.5: also triggered when no account is available
+            _schedule(_on_demand_refresh)  # docs/upstream-protocol.md §12.5: also triggered when no account is available
             if not await _forced_reload():
                 break
     snap = _snapshot.get()
@@ -580,7 +580,7 @@ def _pool_interval(cfg, pool: str) -> int:
 
 
 def outcome_effect(*, outcome: UpstreamError | None, mode: str | None, pool: str, now: float, strategy: str, egress: str = "", cfg=None) -> P.Effect:
-    """The account-record column of spec §11.4 for one outcome (pure apart from reading config)."""
+    """The account-record column of docs/upstream-protocol.md §11.4 for one outcome (pure apart from reading config)."""
     cfg = cfg if cfg is not None else config()
     if outcome is None:
         return P.Effect(at=now, mode=mode, use=1, health_add=0.12, quota_decrement=True)
@@ -631,7 +631,7 @@ def outcome_effect(*, outcome: UpstreamError | None, mode: str | None, pool: str
 
 
 def account_report(*, lease: Lease, outcome: UpstreamError | None, answer_started: bool = False) -> None:
-    """Apply the outcome of one leased upstream call (spec §11.4) and release the slot. Idempotent.
+    """Apply the outcome of one leased upstream call (docs/upstream-protocol.md §11.4) and release the slot. Idempotent.
 
     In-memory effect is immediate (this process's snapshot, the shared cooldown); the database
     write is queued for the batched writer. `answer_started` does not change the account record

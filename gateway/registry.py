@@ -1,4 +1,4 @@
-"""The model registry (protocol spec §12.2): client model id -> capability, upstream mode, tier, pool order.
+"""The model registry (protocol docs/upstream-protocol.md §12.2): client model id -> capability, upstream mode, tier, pool order.
 
 Pure data. The pool tries `pools` in order as a hard priority; "prefers higher-tier pools" models
 try heavy first. `GET /v1/models` lists a model only while some usable account can serve it.
@@ -51,7 +51,7 @@ MODELS: tuple[ModelSpec, ...] = (
 
 BY_ID: dict[str, ModelSpec] = {m.id: m for m in MODELS}
 
-# Modes each pool supports (spec §9.3).
+# Modes each pool supports (docs/upstream-protocol.md §9.3).
 POOL_MODES: dict[str, frozenset[str]] = {
     "basic": frozenset({"fast"}),
     "super": frozenset({"auto", "fast", "expert", "grok-420-computer-use-sa"}),

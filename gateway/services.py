@@ -3,7 +3,7 @@
 The three chat families (OpenAI Chat Completions "openai", OpenAI Responses "responses", Anthropic
 Messages "anthropic") share this module; their wire formats live in gateway/translate/<family>.py.
 
-Flow of `chat_run` (spec §11.4, architecture §1/§4):
+Flow of `chat_run` (docs/upstream-protocol.md §11.4, architecture §1/§4):
 1. Resolve the model (404 unknown, 403 outside the key's allow-list); image/video ids go to
    media.services.media_chat_run.
 2. Client-supplied attachment URLs are fetched ONCE, credential-free and SSRF-guarded
@@ -254,7 +254,7 @@ class _Ctx:
 
 
 def _may_retry(ctx: _Ctx, err: GatewayError) -> bool:
-    """Before the first byte only: the pool's rule (spec §11.4) with this request's attempt count."""
+    """Before the first byte only: the pool's rule (docs/upstream-protocol.md §11.4) with this request's attempt count."""
     if not isinstance(err, UpstreamError):
         return False
     return account_retry_allowed(error=err, attempt=ctx.attempts, answer_started=False)

@@ -4,7 +4,7 @@ Pure (no Django, no I/O). Every failure is an InvalidRequest naming the paramete
 wrote it (`n`, `size`, `image_config.n`, `input_reference[2]`, …), rendered as a 400 in the
 client's envelope by grok2api/api.py.
 
-Limits (protocol spec §6, §7, §12.7):
+Limits (protocol docs/upstream-protocol.md §6, §7, §12.7):
 - generations: `n` 1–4 for grok-imagine-image-lite, 1–10 otherwise; `size` one of IMAGE_SIZES;
   `response_format` url | b64_json;
 - edits: at most MAX_EDIT_IMAGES images, `n` 1–2, `size` 1024x1024 only, `mask` refused;

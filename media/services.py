@@ -1,6 +1,6 @@
 """Media services: image generation and editing, video jobs, and image/video models through chat.
 
-Upstream flows (protocol spec §6, §7, §8):
+Upstream flows (protocol docs/upstream-protocol.md §6, §7, §8):
 - grok-imagine-image-lite: `n` parallel E1 chat requests `"Drawing: <prompt>"` (mode from the
   lease, normally `fast`); the first finished, unmoderated image of each request is used.
 - grok-imagine-image / -pro: the Imagine WebSocket (GrokClient.imagine_generate), rounds until
@@ -21,7 +21,7 @@ Outputs:
 - Through chat: progress as reasoning text, the result as text per `features.image_format` /
   `features.video_format` (media_chat_run).
 
-Moderation (spec §11.4): moderated images are dropped; when none remain, a 400
+Moderation (docs/upstream-protocol.md §11.4): moderated images are dropped; when none remain, a 400
 `content_policy_violation`. A moderated video fails its job with that code.
 """
 from __future__ import annotations
@@ -209,7 +209,7 @@ async def _on_account(spec: ModelSpec, work: Callable[[Any, Any], Awaitable[Any]
         try:
             return await work(client, lease)
         except UpstreamError as exc:
-            # Moderation says nothing about the account (spec §11.4: no record change).
+            # Moderation says nothing about the account (docs/upstream-protocol.md §11.4: no record change).
             outcome = None if exc.kind == UpstreamKind.MODERATED else exc
             if exc.retry_elsewhere and not (flag and flag.started):
                 last = exc
@@ -262,7 +262,7 @@ class _Img:
 
     @property
     def download_urls(self) -> list[str]:
-        """The URL, then the other documented form of the same generated image (spec §6.5):
+        """The URL, then the other documented form of the same generated image (docs/upstream-protocol.md §6.5):
         `users/<u>/<assetId>/content` ↔ `users/<u>/generated/<imageId>/image.jpg`."""
         urls = [self.url]
         match = re.search(r"/users/([^/]+)/[^/]+/content$", urlparse(self.url).path)
@@ -757,7 +757,7 @@ def video_job_content(*, principal: Any, job_id: str) -> cache.CachedFile:
 
 
 def video_job_render(job: VideoJob) -> dict:
-    """OpenAI's video object (spec §12.7)."""
+    """OpenAI's video object (docs/upstream-protocol.md §12.7)."""
     out: dict[str, Any] = {
         "id": job.id,
         "object": "video",

@@ -5,7 +5,7 @@ AuthMiddlewareStack puts it in scope). The upgrade is accepted, then refused ses
 `error` event and a close with code 4401 (4404 when the pages are disabled, 4403 for a foreign
 Origin), so the page can say why instead of seeing a bare 1006.
 
-Client → server (spec §12.9 shapes, plus `model` and `more`):
+Client → server (docs/upstream-protocol.md §12.9 shapes, plus `model` and `more`):
   {"type":"start","prompt":"…","model":"lite"|"standard"|"pro","aspect_ratio":"2:3","count":1-6,"rounds":1-10}
       (`quality":"speed"|"quality"` is accepted for the reference's relay: speed → standard,
       quality → pro; the reference's `nsfw` flag is ignored by policy)

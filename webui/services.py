@@ -3,7 +3,7 @@
 - `webui_chat(*, raw)`: the body of POST /webui/api/chat/completions is an OpenAI Chat Completions
   request; after the page-specific checks (a non-empty last user turn, no message over
   MAX_MESSAGE_CHARS) it runs through `gateway.services.chat_handle` exactly like /v1.
-- `voice_token_issue(...)`: spec §10 — an account from the super/heavy pools with `auto` quota
+- `voice_token_issue(...)`: docs/upstream-protocol.md §10 — an account from the super/heavy pools with `auto` quota
   (the pool's lease, so quotas, cooldowns and in-flight caps apply), `GrokClient.livekit_token`,
   the outcome reported back to the pool. Answer `{"token","url","participant_name","room_name"}`.
 - `wall_request_parse(msg)` / `wall_round(*, req, emit)`: one generation round of the image wall.

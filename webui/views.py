@@ -7,7 +7,7 @@ API (session-authenticated, CSRF-protected, OpenAI error envelope `{"error":{mes
 - GET  /webui/api/models            → /v1/models body (same service)
 - POST /webui/api/chat/completions  → /v1/chat/completions (same service; SSE when stream=true)
 - POST /webui/api/voice/token       `{"voice","personality","speed","instruction"}` →
-                                      `{"token","url","participant_name","room_name"}` (spec §10)
+                                      `{"token","url","participant_name","room_name"}` (docs/upstream-protocol.md §10)
 Without access the API answers 401 `webui_session_required` (the page says "sign in again");
 with the pages disabled every route answers 404.
 """

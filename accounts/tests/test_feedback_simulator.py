@@ -1,5 +1,5 @@
 """The reaction matrix end to end: lease → GrokClient against the simulator on a real socket →
-account_report → batched write, one test per row the simulator can script (spec §11.4)."""
+account_report → batched write, one test per row the simulator can script (docs/upstream-protocol.md §11.4)."""
 import asyncio
 import time
 

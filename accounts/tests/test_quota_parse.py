@@ -1,4 +1,4 @@
-"""Rate-limit parsing, tier detection and the stale-window rules (spec §9.1, §9.2, §12.5)."""
+"""Rate-limit parsing, tier detection and the stale-window rules (docs/upstream-protocol.md §9.1, §9.2, §12.5)."""
 from accounts import pool as P
 from accounts.quota import account_tier_from_probe, quota_parse, tier_detect, window_mark_stale
 

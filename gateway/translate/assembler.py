@@ -2,7 +2,7 @@
 (gateway/upstream/events.py) and the three client encoders.
 
 In: events, one at a time, on the streaming hot path. Out: Pieces —
-  ReasoningPiece(text)   reasoning/thinking text to show (spec §4.8)
+  ReasoningPiece(text)   reasoning/thinking text to show (docs/upstream-protocol.md §4.8)
   TextPiece(text)        answer text, render tags already cleaned into citations (§4.6)
   ToolCallsPiece(calls)  emulated function calls found by the sieve (§5.4); ends the answer
   ImagePiece / VideoPiece  media produced inside the chat (informational for the service:
@@ -223,7 +223,7 @@ class TurnAssembler:
         if not text:
             return []
         if self._answer_started:
-            # kept for the non-stream body, not streamed (spec §4.7 rule 12)
+            # kept for the non-stream body, not streamed (docs/upstream-protocol.md §4.7 rule 12)
             if not self.thinking_summary:
                 self._reasoning_parts.append(text)
             return []

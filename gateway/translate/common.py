@@ -1,9 +1,9 @@
 """The neutral request model shared by the three client protocols, and history flattening.
 
-Wire output of this module: the single upstream `message` string of spec §4.3 —
+Wire output of this module: the single upstream `message` string of docs/upstream-protocol.md §4.3 —
 `[<role>]: <text>` blocks joined by a blank line, tool results as
 `[tool result for <id>]:\\n<content>`, earlier assistant tool calls re-serialised as the
-`<tool_calls>` XML of spec §5.1, and (when tools are declared) the tool prompt prepended as a
+`<tool_calls>` XML of docs/upstream-protocol.md §5.1, and (when tools are declared) the tool prompt prepended as a
 leading `[system]: …` block.
 
 Pure: no Django, no httpx. Parsers in openai_chat.py / responses.py / anthropic.py build a
@@ -28,7 +28,7 @@ SOURCES_MARKER = "[grok2api-sources]: #"
 
 
 def new_id(prefix: str, nhex: int = 8) -> str:
-    """`<prefix><epoch-ms><nhex hex digits>` — the id shape of spec §12.6 (chatcmpl-, resp_, call_, …)."""
+    """`<prefix><epoch-ms><nhex hex digits>` — the id shape of docs/upstream-protocol.md §12.6 (chatcmpl-, resp_, call_, …)."""
     return f"{prefix}{int(time.time() * 1000)}{os.urandom((nhex + 1) // 2).hex()[:nhex]}"
 
 
@@ -272,7 +272,7 @@ def file_name_for(mime: str, index: int, kind: str = "file") -> str:
     return f"{kind}-{index}.{_EXT.get(mime, 'bin')}"
 
 
-# --------------------------------------------------------------------------- flattening (spec §4.3)
+# --------------------------------------------------------------------------- flattening (docs/upstream-protocol.md §4.3)
 
 
 def strip_sources(text: str) -> str:

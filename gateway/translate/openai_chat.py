@@ -9,7 +9,7 @@ Wire format out (streaming, text/event-stream):
   and a root `search_sources` array when present; with `stream_options.include_usage` every chunk
   has `"usage": null` and one more chunk `{"choices": [], "usage": {…}}` follows; `data: [DONE]`.
   Mid-stream failure: `data: {"error":{"message","type","param","code"}}` then `data: [DONE]`.
-Non-stream: a `chat.completion` object (spec §12.6.1), usage always present.
+Non-stream: a `chat.completion` object (docs/upstream-protocol.md §12.6.1), usage always present.
 """
 from __future__ import annotations
 

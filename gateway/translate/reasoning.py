@@ -1,4 +1,4 @@
-"""Reasoning display (spec §4.8): how Grok's thinking tokens become client-visible reasoning text.
+"""Reasoning display (docs/upstream-protocol.md §4.8): how Grok's thinking tokens become client-visible reasoning text.
 
 Raw mode: a `header`/`summary` token is one line (leading "- " removed, "\\n" appended, an exact
 repeat of the previous line dropped); raw `analysis`/untagged fragments pass through as they are

@@ -1,4 +1,4 @@
-"""Cleaning of Grok's inline render tags into client text (spec §4.6).
+"""Cleaning of Grok's inline render tags into client text (docs/upstream-protocol.md §4.6).
 
 Input: raw answer tokens that may contain (possibly split across tokens)
     <grok:render card_id="05a0cb" card_type="citation_card" type="render_inline_citation">

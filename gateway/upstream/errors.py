@@ -1,4 +1,4 @@
-"""Classification of upstream failures (protocol spec §11) and what each means for the pool.
+"""Classification of upstream failures (protocol docs/upstream-protocol.md §11) and what each means for the pool.
 
 Wire input, one of:
   * an HTTP status + body + content type from grok.com. JSON error bodies come wrapped
@@ -12,7 +12,7 @@ Wire input, one of:
     WebSocket handshake (HTTP 401/403/429);
   * a transport exception (httpx2 / websockets / OSError / asyncio timeouts).
 
-Output: one UpstreamError whose `kind` drives the reaction matrix of spec §11.4 (retry on another
+Output: one UpstreamError whose `kind` drives the reaction matrix of docs/upstream-protocol.md §11.4 (retry on another
 account or not, cooldown, expire, disable, health penalty, operator alert) and whose
 status/type/code/message is what the API client sees (§11.6). Nothing escapes unclassified: every
 unexpected body or exception still becomes one UpstreamError with an operator-actionable message.
@@ -50,7 +50,7 @@ class UpstreamKind(str, enum.Enum):
     PROTOCOL = "protocol"
 
 
-# Pool hints per kind (spec §11.4): (retry_elsewhere, account_action, health_factor).
+# Pool hints per kind (docs/upstream-protocol.md §11.4): (retry_elsewhere, account_action, health_factor).
 #   account_action: "expire"   persist status=expired, state_reason=invalid_credentials
 #                   "disable"  persist status=expired, state_reason=blocked (a ban the operator must see)
 #                   "penalize" usage_fail_count + 1 (and health × health_factor when not None)
@@ -76,7 +76,7 @@ _MATRIX: dict[UpstreamKind, tuple[bool, str, float | None]] = {
     UpstreamKind.PROTOCOL: (True, "penalize", None),
 }
 
-# What the API client sees (spec §11.4 / §11.6): (status, type, code).
+# What the API client sees (docs/upstream-protocol.md §11.4 / §11.6): (status, type, code).
 _CLIENT: dict[UpstreamKind, tuple[int, str, str]] = {
     UpstreamKind.RATE_LIMITED: (429, "rate_limit_exceeded", "rate_limit_exceeded"),
     UpstreamKind.QUOTA_EXHAUSTED: (429, "rate_limit_exceeded", "rate_limit_exceeded"),
@@ -171,7 +171,7 @@ class UpstreamError(GatewayError):
 
 
 # --------------------------------------------------------------------------------------------
-# Markers (spec §11.5 and §11.2)
+# Markers (docs/upstream-protocol.md §11.5 and §11.2)
 
 CREDENTIAL_MARKERS = (
     "invalid-credentials",
@@ -266,7 +266,7 @@ def _where(endpoint: str) -> str:
 
 
 def _message(kind: UpstreamKind, *, endpoint: str, status: int | None, detail: str, mode: str | None) -> str:
-    """Operator-actionable wording (spec §16.7). `detail` is already trimmed and secret-free."""
+    """Operator-actionable wording (docs/upstream-protocol.md §16.7). `detail` is already trimmed and secret-free."""
     where = _where(endpoint)
     got = f" (HTTP {status})" if status else ""
     tail = f": {detail}" if detail else "."
@@ -461,7 +461,7 @@ def classify_http(
 
 
 def inband_error_of(obj: Any) -> dict | None:
-    """The error object of any of the three in-band forms (spec §4.10), or None."""
+    """The error object of any of the three in-band forms (docs/upstream-protocol.md §4.10), or None."""
     if not isinstance(obj, dict):
         return None
     err = obj.get("error")
@@ -513,7 +513,7 @@ def classify_inband(
     lower = raw.lower()
     kind, eff = _decide(status=None, code=code, message=message, lower=lower, is_html=False, inband=True)
     if response_level and kind is UpstreamKind.FORBIDDEN_OTHER and _int(code) == 7:
-        kind = UpstreamKind.ANTI_BOT  # spec §4.7 rule 4: a response-level code 7 is the anti-bot rejection
+        kind = UpstreamKind.ANTI_BOT  # docs/upstream-protocol.md §4.7 rule 4: a response-level code 7 is the anti-bot rejection
     detail = _short(message) if message else _short(raw)
     return _build(kind, endpoint=endpoint, mode=mode, status=None, detail=detail,
                   cooldown=_int(err.get("waitTimeSeconds")) if isinstance(err, dict) else None,

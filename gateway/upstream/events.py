@@ -32,7 +32,7 @@ class ThinkingDelta:
     rollout_id: str | None = None
     step_id: int | None = None
     # True when the first answer token was already emitted: keep it for non-stream output, do not
-    # stream it (spec §4.7 rule 12).
+    # stream it (docs/upstream-protocol.md §4.7 rule 12).
     after_answer: bool = False
 
 

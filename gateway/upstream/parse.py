@@ -1,4 +1,4 @@
-"""grok.com chat stream → neutral events (spec §4.4–§4.10, §6.1, §6.3, §7.3).
+"""grok.com chat stream → neutral events (docs/upstream-protocol.md §4.4–§4.10, §6.1, §6.3, §7.3).
 
 Wire format read here: the body of `POST /rest/app-chat/conversations/new` after HTTP 200 —
 NDJSON, one JSON object per line:
@@ -10,7 +10,7 @@ NDJSON, one JSON object per line:
     {"result":{"response":{"modelResponse":{"message":"Hi…","streamErrors":[],…}}}}
     {"result":{"title":{"newTitle":"…"}}}
 
-Tolerated (spec §4.4): bytes split anywhere (inside a line, a UTF-8 character or a JSON string);
+Tolerated (docs/upstream-protocol.md §4.4): bytes split anywhere (inside a line, a UTF-8 character or a JSON string);
 CRLF and surrounding whitespace; blank lines; SSE framing (`data:` with or without a space,
 `event:` / `id:` / `retry:` / `:` comment lines ignored, `data: [DONE]` ends the stream); several
 objects concatenated on one line (brace-depth scanner aware of strings and escapes); the flat
@@ -61,7 +61,7 @@ MAX_OBJECT_BYTES = 8 * 1024 * 1024
 _TOKEN_LINE_KEYS = frozenset(
     {"token", "isThinking", "isSoftStop", "messageTag", "messageStepId", "responseId", "rolloutId"}
 )
-# Keys that identify `result` itself as the response object (flat wrapper, spec §4.4 rule 4).
+# Keys that identify `result` itself as the response object (flat wrapper, docs/upstream-protocol.md §4.4 rule 4).
 _RESPONSE_KEYS = frozenset(
     {
         "token", "modelResponse", "userResponse", "cardAttachment", "streamingImageGenerationResponse",
@@ -76,7 +76,7 @@ _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
 _KEEP_ALIVE = KeepAlive()
 _SOFT_STOP = SoftStop()
 
-# states (spec §4.7; AWAIT_* belong to the HTTP client)
+# states (docs/upstream-protocol.md §4.7; AWAIT_* belong to the HTTP client)
 STREAMING, SOFT_STOPPED, COMPLETED, FAILED = "streaming", "soft_stopped", "completed", "failed"
 
 
@@ -282,7 +282,7 @@ class ChatStreamParser:
 
     def _patch_title(self, out: list[Event]) -> None:
         # The title line follows modelResponse; when it was already buffered in the same chunk,
-        # Completed carries it (spec §4.7: "the title line may be read if it is already buffered").
+        # Completed carries it (docs/upstream-protocol.md §4.7: "the title line may be read if it is already buffered").
         pos = self._completed_at
         if pos is not None and self.title:
             done = out[pos]
@@ -579,7 +579,7 @@ class ChatStreamParser:
             self._image_chunk(chunk, card_id)
 
     def _image_chunk(self, chunk: dict, card_id: str) -> None:
-        """Lite generation through chat (spec §6.1): progress, final, moderated, failed."""
+        """Lite generation through chat (docs/upstream-protocol.md §6.1): progress, final, moderated, failed."""
         index = _int(chunk.get("imageIndex"))
         err = chunk.get("systemErrCode")
         if err:
@@ -617,7 +617,7 @@ class ChatStreamParser:
                 keys.add(i)
 
     def _image_edit(self, sig: dict) -> None:
-        """Image edit progress (spec §6.3 step 5); the asset content URL is preferred when known."""
+        """Image edit progress (docs/upstream-protocol.md §6.3 step 5); the asset content URL is preferred when known."""
         self._image_edit_seen = True
         index = _int(sig.get("imageIndex"))
         progress = _int(sig.get("progress"))
@@ -639,7 +639,7 @@ class ChatStreamParser:
             self._out.append(ImageFailed(index, "finished image without imageUrl or assetId"))
 
     def _video(self, v: dict) -> None:
-        """Video progress/result (spec §7.3, §7.5)."""
+        """Video progress/result (docs/upstream-protocol.md §7.3, §7.5)."""
         video_id = str(v.get("videoId") or v.get("assetId") or "")
         if video_id not in self._video_ids:
             self._video_ids.append(video_id)

@@ -1,4 +1,4 @@
-"""Request bodies for grok.com (protocol spec §4.1, §6.2–§6.4, §7.2, §8, §10), as pure functions.
+"""Request bodies for grok.com (protocol docs/upstream-protocol.md §4.1, §6.2–§6.4, §7.2, §8, §10), as pure functions.
 
 No I/O and no configuration reads: callers pass every variable part (GrokClient fills them from
 the runtime config). Every dict returned here is serialised as-is to JSON and sent upstream.
@@ -83,7 +83,7 @@ def chat_payload(
     custom_personality: str = "",
     image_generation_count: int = 2,
 ) -> dict[str, Any]:
-    """The E1 chat body of spec §4.1 (keys in the reference's order)."""
+    """The E1 chat body of docs/upstream-protocol.md §4.1 (keys in the reference's order)."""
     if mode not in CHAT_MODES:
         raise InvalidRequest(f"Unknown upstream mode {mode!r}.", param="model")
     body: dict[str, Any] = {
@@ -126,7 +126,7 @@ def image_edit_payload(
     temporary: bool = True,
     image_generation_count: int = 2,
 ) -> dict[str, Any]:
-    """The legacy image-edit body of spec §6.3 step 4 (Referer `/imagine/post/<parent_post_id>`)."""
+    """The legacy image-edit body of docs/upstream-protocol.md §6.3 step 4 (Referer `/imagine/post/<parent_post_id>`)."""
     if not image_references:
         raise InvalidRequest("At least one reference image is required.", param="image")
     return {

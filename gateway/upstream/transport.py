@@ -1,7 +1,7 @@
 """The only module that builds HTTP and WebSocket clients (httpx2 / websockets).
 
 What it speaks:
-- Upstream HTTP (grok.com roles, spec §2): one pooled `httpx2.AsyncClient` per (egress proxy,
+- Upstream HTTP (grok.com roles, docs/upstream-protocol.md §2): one pooled `httpx2.AsyncClient` per (egress proxy,
   TLS-verify flag, running event loop), on httpx2's own transport for direct and proxied egress
   alike (httpcore2: h11 for HTTP/1.1, h2 where a TLS origin offers HTTP/2 by ALPN, HTTP CONNECT
   and SOCKS5 through socksio). Why httpx2 (the maintained fork of httpx) and not httpx 0.28 or the
@@ -19,7 +19,7 @@ What it speaks:
   proxy fails with an actionable error). Pool mode keeps a sticky cursor and advances it when a
   call through the current proxy fails; outcomes are counted in memory and written to the Proxy
   rows in batches off the request path (`egress_report` / `egress_flush`).
-- Untrusted fetches (`fetch_untrusted`, spec §3.5): client-supplied http(s) URLs are fetched by a
+- Untrusted fetches (`fetch_untrusted`, docs/upstream-protocol.md §3.5): client-supplied http(s) URLs are fetched by a
   separate credential-free client: the host is resolved once, every address is vetted (loopback,
   private, link-local, multicast, unspecified, reserved, CGNAT and cloud-metadata addresses are
   refused unless `security.fetch_allowlist` names the host or a CIDR holding the address), the
@@ -418,7 +418,7 @@ def deadline(seconds: float | None) -> "asyncio.Timeout":
 
 
 # ---------------------------------------------------------------------------------------------
-# Redirects for credentialed requests (spec §3.5)
+# Redirects for credentialed requests (docs/upstream-protocol.md §3.5)
 # ---------------------------------------------------------------------------------------------
 
 # Headers that belong to grok.com only: stripped when a redirect leaves the credentialed origins.
@@ -674,7 +674,7 @@ async def fetch_untrusted(
     timeout: float = 30.0,
     allowlist: Iterable[str] | None = None,
 ) -> Fetched:
-    """Fetch a client-supplied URL without any credentials, SSRF-guarded (spec §3.5).
+    """Fetch a client-supplied URL without any credentials, SSRF-guarded (docs/upstream-protocol.md §3.5).
 
     `accept` holds MIME prefixes ending in "/" ("image/") or exact types ("application/pdf");
     empty = anything. `allowlist` defaults to `security.fetch_allowlist`. Raises FetchRefused.

@@ -1,5 +1,5 @@
 """POST /v1/images/generations and /v1/images/edits end to end: the official `openai` SDK against a
-real `serve` process, the simulator on a real socket as grok.com (spec §6, §12.7)."""
+real `serve` process, the simulator on a real socket as grok.com (docs/upstream-protocol.md §6, §12.7)."""
 from __future__ import annotations
 
 import base64

@@ -1,5 +1,5 @@
 """POST/GET /v1/videos end to end: the official `openai` SDK against a real `serve` process (video jobs
-run in-process: CELERY_TASK_ALWAYS_EAGER) and the simulator on a real socket (spec §7, §12.7)."""
+run in-process: CELERY_TASK_ALWAYS_EAGER) and the simulator on a real socket (docs/upstream-protocol.md §7, §12.7)."""
 from __future__ import annotations
 
 import warnings

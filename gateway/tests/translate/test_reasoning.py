@@ -1,4 +1,4 @@
-"""Reasoning display rules (spec §4.8)."""
+"""Reasoning display rules (docs/upstream-protocol.md §4.8)."""
 from __future__ import annotations
 
 from gateway.translate.reasoning import ReasoningFormatter, tool_line

@@ -1,4 +1,4 @@
-"""Render-tag cleaning and citations (spec §4.6), independent of how tokens are split."""
+"""Render-tag cleaning and citations (docs/upstream-protocol.md §4.6), independent of how tokens are split."""
 from __future__ import annotations
 
 from gateway.translate.assembler import TurnAssembler

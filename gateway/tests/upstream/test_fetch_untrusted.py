@@ -1,4 +1,4 @@
-"""fetch_untrusted: credential-free, SSRF-guarded fetches of client-supplied URLs (spec §3.5),
+"""fetch_untrusted: credential-free, SSRF-guarded fetches of client-supplied URLs (docs/upstream-protocol.md §3.5),
 against a real HTTP server on 127.0.0.1."""
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ def run(data: bytes, chunk: int | None = None, **kw) -> tuple[list, UpstreamErro
 
 def without_title(events: list) -> list:
     # Completed.title is filled only when the title line is already buffered in the same feed()
-    # (spec §4.7), so it legitimately depends on chunking; everything else must not.
+    # (docs/upstream-protocol.md §4.7), so it legitimately depends on chunking; everything else must not.
     return [dataclasses.replace(e, title="") if isinstance(e, Completed) else e for e in events]
 
 

@@ -1,4 +1,4 @@
-"""Offline stand-in for grok.com (spec §15): web, assets, Imagine WebSocket, public-Imagine and LiveKit
+"""Offline stand-in for grok.com (docs/upstream-protocol.md §15): web, assets, Imagine WebSocket, public-Imagine and LiveKit
 roles on one port, scenario tokens (``sim-<tier>-<label>[~directive]…``), quotas on a virtual clock,
 real media bytes, fault injection and a pace knob.
 

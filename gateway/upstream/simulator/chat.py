@@ -1,4 +1,4 @@
-"""E1/E2 chat streams of the simulator: line plans and their framing (spec §4.4–§4.10, §15.4–§15.6).
+"""E1/E2 chat streams of the simulator: line plans and their framing (docs/upstream-protocol.md §4.4–§4.10, §15.4–§15.6).
 
 A stream is first planned as a list of items — ``("line", obj)``, ``("raw", bytes)``,
 ``("sleep", seconds)``, ``("drop",)``, ``("end",)`` — then rendered by :func:`render` into byte chunks

@@ -1,14 +1,14 @@
 """Canned, deterministic content for the simulator: prompt directives, answer text, tool calls.
 
-The simulator sees the flattened ``message`` of spec §4.3 (``[role]: text`` blocks separated by blank
-lines). Directives (spec §15.2, simulator-only) are read from the LAST block, so a conversation that
+The simulator sees the flattened ``message`` of docs/upstream-protocol.md §4.3 (``[role]: text`` blocks separated by blank
+lines). Directives (docs/upstream-protocol.md §15.2, simulator-only) are read from the LAST block, so a conversation that
 ends with a tool result gets a plain text answer even if an earlier user turn asked for a tool call:
 
     #sim:think  #sim:search  #sim:xsearch  #sim:browse  #sim:code  #sim:searchimages  #sim:rawthink
     #sim:tool=<name>[,<name>…]  #sim:tool-fenced  #sim:tool-json  #sim:tool-prose
     #sim:image  #sim:len=<n>  #sim:untagged  #sim:gap  #sim:say=<text>  #sim:search=<url>
 
-Tool schemas come from the injected tool prompt (spec §5.1): ``Tool: <name>`` … ``Parameters: <json>``.
+Tool schemas come from the injected tool prompt (docs/upstream-protocol.md §5.1): ``Tool: <name>`` … ``Parameters: <json>``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Control API of the simulator under ``/__sim/`` (spec §15.1) — simulator-only, off unless enabled.
+"""Control API of the simulator under ``/__sim/`` (docs/upstream-protocol.md §15.1) — simulator-only, off unless enabled.
 
 All bodies are JSON. Endpoints:
 

@@ -1,4 +1,4 @@
-"""The simulator's state and its framework-free request handling (spec §15).
+"""The simulator's state and its framework-free request handling (docs/upstream-protocol.md §15).
 
 ``Simulator.handle(SimRequest) -> SimResponse`` answers every HTTP path; ``Simulator.websocket`` runs
 the WebSocket roles. The ASGI app (:mod:`.asgi`) and the ``httpx.MockTransport`` (:mod:`.transport`)
@@ -35,7 +35,7 @@ TIER_TABLE: dict[str, tuple[dict[str, int], int]] = {
     "heavy": ({"auto": 150, "fast": 400, "expert": 150, "heavy": 20, "grok-420-computer-use-sa": 150}, 7200),
 }
 
-# ---------------------------------------------------------------- error bodies (spec §15.7)
+# ---------------------------------------------------------------- error bodies (docs/upstream-protocol.md §15.7)
 AUTH_BODY = {"error": {"code": 16, "message": "Failed to look up session ID. [WKE=unauthenticated:invalid-credentials]", "details": []}}
 BLOCKED_BODY = {"code": 7, "message": "User is blocked: Bot abuse - free tier account 1234567890 [WKE=unauthorized:blocked-user]", "details": []}
 EMAIL_BODY = {"code": 3, "message": "This email domain has been rejected. [WKE=account:email-domain-rejected]", "details": []}
@@ -432,7 +432,7 @@ class Simulator:
         with self._lock:
             self.assets[path] = asset
             # The upstream also serves every generated asset at users/<uid>/<assetId>/content
-            # (spec §6.3 step 5, §6.5); the alias is unlisted so E5 shows each asset once.
+            # (docs/upstream-protocol.md §6.3 step 5, §6.5); the alias is unlisted so E5 shows each asset once.
             content_path = f"users/{user_id}/{asset_id}/content"
             if content_path != path and content_path not in self.assets:
                 self.assets[content_path] = dataclasses.replace(asset, path=content_path, listed=False)

@@ -1,4 +1,4 @@
-"""HTTP endpoints of the simulator (spec §15.3), framework-free.
+"""HTTP endpoints of the simulator (docs/upstream-protocol.md §15.3), framework-free.
 
 Web role: E1 chat (``/rest/app-chat/conversations/new``), E2 follow-up (``…/{id}/responses``), E3/E4
 uploads, E5 list, E6 delete, E8 rate limits, E9 Imagine quota, E10 media post, E12 LiveKit token, E13
@@ -108,7 +108,7 @@ async def _stream(sim: Simulator, entry: dict, token: str, plan: list, framing: 
         async for chunk in chat.render(plan, framing, flat=flat):
             yield chunk
             # modelResponse ends the answer; a client may close before reading the title trailer
-            # (the gateway stops at modelResponse, spec §4.7), which is still a completed exchange.
+            # (the gateway stops at modelResponse, docs/upstream-protocol.md §4.7), which is still a completed exchange.
             if b'"modelResponse"' in chunk and b'"streamErrors":[]' in chunk.replace(b" ", b""):
                 entry["completed"] = True
         entry["completed"] = True

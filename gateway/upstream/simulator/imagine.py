@@ -1,4 +1,4 @@
-"""WebSocket roles of the simulator: Imagine ``/ws/imagine/listen`` (spec §6.2, §15.9, §16.5) and the
+"""WebSocket roles of the simulator: Imagine ``/ws/imagine/listen`` (docs/upstream-protocol.md §6.2, §15.9, §16.5) and the
 LiveKit ``/rtc`` stub (§15.3).
 
 Imagine protocol (JSON text frames). Client → server per round: a ``reset`` item then an ``input_text``

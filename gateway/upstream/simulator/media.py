@@ -1,4 +1,4 @@
-"""Real, small media bytes made without external tools (spec §15.9, §15.10).
+"""Real, small media bytes made without external tools (docs/upstream-protocol.md §15.9, §15.10).
 
 - PNG: RGB, 8 bit, zlib-compressed scanlines (filter 0).
 - JPEG: baseline, 4:4:4 YCbCr, one flat colour per 8×8 block (DC coefficients only, every AC block

@@ -1,4 +1,4 @@
-"""Scenario tokens of the simulator (spec §15.2) — a simulator-only convention.
+"""Scenario tokens of the simulator (docs/upstream-protocol.md §15.2) — a simulator-only convention.
 
 Grammar (cookie-safe characters only):
 
