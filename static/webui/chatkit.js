@@ -1,4 +1,4 @@
-/* Voice page: token from POST /webui/api/voice/token (spec §10), then the LiveKit browser client
+/* Voice page: token from POST /webui/api/voice/token (docs/upstream-protocol.md §10), then the LiveKit browser client
  * (vendored livekit-client UMD, global `LivekitClient`) connects to the returned URL itself.
  *
  * Shows the connection state as LiveKit reports it, a microphone level meter (Web Audio analyser on
