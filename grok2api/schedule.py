@@ -120,7 +120,8 @@ def schedule_reconcile(*, cfg=None) -> list[str]:
                 row.save()  # save(), not update(): it moves PeriodicTasks.last_update, which beat watches
                 changes.append(f"reset {m.name!r} to every {m.every} s ({', '.join(k.removesuffix('_id') for k in wrong)})")
     for line in changes:
-        log.info("beat schedule: %s", line)
+        # Creating the rows on a new database is routine; putting back a changed row is news.
+        log.log(logging.DEBUG if line.startswith("created") else logging.INFO, "beat schedule: %s", line)
     return changes
 
 
