@@ -92,10 +92,13 @@ def uvicorn_config(*, host: str, port: int, workers: int, level: str):
     """The uvicorn configuration `serve` runs (docs/deployment in README: why each value)."""
     import uvicorn
 
+    from grok2api.httpproto import HeadTimeoutH11Protocol
+
     return uvicorn.Config(
         APP, host=host, port=port, workers=workers,
         loop="uvloop",
-        http="h11", h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        # h11 caps a head's size; our subclass adds the deadline uvicorn lacks (grok2api/httpproto.py)
+        http=HeadTimeoutH11Protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         lifespan="on",  # start-up warms the snapshots; a failing warm-up stops the server
         limit_concurrency=settings.SERVER_MAX_CONNECTIONS,
         timeout_keep_alive=5,
