@@ -1,25 +1,28 @@
 """Account admin (issue 4). Runtime config / proxy / alert admin lives in admin_runtime."""
 from accounts import admin_runtime  # noqa: F401
 
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import Count, Exists, Max, OuterRef
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts import services
-from accounts.models import Account
+from accounts.models import Account, TierChange
 from accounts.tokenfile import token_normalize
 from grok2api import crypto
 from grok2api.snapshots import stamp_bump
 
 SYNC_REFRESH_LIMIT = 50  # "refresh quota now" probes up to this many accounts inline, more are queued
 MODE_LABELS = {"grok-420-computer-use-sa": "4.3"}
+TIER_HISTORY_ROWS = 50  # newest tier changes shown on the account page (all are kept)
 
 
 def _when(epoch) -> str:
@@ -103,21 +106,42 @@ class ImportForm(forms.Form):
         return data
 
 
+class TierChangedFilter(admin.SimpleListFilter):
+    """Accounts whose tier moved after import (import rows have a blank `old`)."""
+
+    title = "tier changed"
+    parameter_name = "tier_changed"
+
+    def lookups(self, request, model_admin):
+        return (("day", "in the last 24 h"), ("ever", "since import"), ("never", "never"))
+
+    def queryset(self, request, queryset):
+        moves = TierChange.objects.filter(account=OuterRef("pk")).exclude(old="")
+        if self.value() == "day":
+            return queryset.filter(Exists(moves.filter(at__gte=timezone.now() - timedelta(hours=24))))
+        if self.value() == "ever":
+            return queryset.filter(Exists(moves))
+        if self.value() == "never":
+            return queryset.exclude(Exists(moves))
+        return queryset
+
+
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
     form = AccountForm
     change_list_template = "admin/accounts/account/change_list.html"
-    list_display = ("id", "masked", "pool", "status_text", "health_text", "quota_text", "last_use_at", "tags_text")
+    list_display = ("id", "masked", "pool", "tier_text", "status_text", "health_text", "quota_text", "last_use_at", "tags_text")
     list_display_links = ("id", "masked")
-    list_filter = ("pool", "status", DeletedFilter)
+    list_filter = ("pool", TierChangedFilter, "status", DeletedFilter)
     search_fields = ("note", "token_last4")
     search_help_text = "Search by tag, note or the token's last 4 characters."
     list_per_page = 100
     readonly_fields = ("masked", "quota_table", "use_count", "fail_count", "sync_count", "last_use_at", "last_fail_at",
                        "last_fail_reason", "last_sync_at", "cooling_until", "pool_detected", "created_at", "updated_at",
-                       "deleted_at", "ext")
+                       "deleted_at", "ext", "tier_history")
     fieldsets = (
         (None, {"fields": ("masked", "new_token", "pool", "pool_detected", "status", "state_reason", "tags", "note", "user_id")}),
+        ("Tier history", {"fields": ("tier_history",)}),
         ("Quotas and health", {"fields": ("quota_table", "health", "use_count", "fail_count", "sync_count", "last_use_at",
                                           "last_fail_at", "last_fail_reason", "last_sync_at", "cooling_until")}),
         ("Record", {"fields": ("created_at", "updated_at", "deleted_at", "ext"), "classes": ("collapse",)}),
@@ -125,6 +149,24 @@ class AccountAdmin(admin.ModelAdmin):
     actions = ("action_refresh", "action_enable", "action_disable", "action_delete")
 
     # -- columns ------------------------------------------------------------------------------
+
+    def get_queryset(self, request):
+        # One query for the tier column: how often the tier moved after import, and when last.
+        moved = TierChange.objects.exclude(old="").filter(account=OuterRef("pk"))
+        return super().get_queryset(request).annotate(
+            tier_moves=Count("tier_changes", filter=~models.Q(tier_changes__old="")),
+            tier_moved_at=Max("tier_changes__at", filter=~models.Q(tier_changes__old="")),
+            tier_last_old=moved.order_by("-at", "-id").values("old")[:1],
+            tier_last_new=moved.order_by("-at", "-id").values("new")[:1],
+        )
+
+    @admin.display(description="tier changes", ordering="tier_moved_at")
+    def tier_text(self, obj):
+        moves = getattr(obj, "tier_moves", 0)
+        if not moves:
+            return "—"
+        when = obj.tier_moved_at.astimezone(dt_timezone.utc).strftime("%m-%d %H:%M")
+        return f"{obj.tier_last_old} → {obj.tier_last_new} {when} ({moves}×)"
 
     @admin.display(description="token", ordering="token_last4")
     def masked(self, obj):
@@ -169,6 +211,19 @@ class AccountAdmin(admin.ModelAdmin):
         return format_html("<table><tr><th>mode</th><th>remaining</th><th>total</th><th>window s</th><th>reset (UTC)</th>"
                            "<th>synced (UTC)</th><th>source</th></tr>{}</table>", body)
 
+    @admin.display(description="tier changes (newest first)")
+    def tier_history(self, obj):
+        # A read-only table, not an inline: an inline formset would make every account form post
+        # carry management-form fields for rows nobody may edit.
+        if not obj.pk:
+            return "—"
+        changes = obj.tier_changes.all()[:TIER_HISTORY_ROWS]
+        rows = [(c.at.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), c.old or "— (import)", c.new, c.reason) for c in changes]
+        if not rows:
+            return "no tier change recorded"
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+        return format_html("<table><tr><th>when (UTC)</th><th>old</th><th>new</th><th>why</th></tr>{}</table>", body)
+
     @admin.display(description="tags")
     def tags_text(self, obj):
         return ", ".join(map(str, obj.tags or []))
@@ -187,8 +242,14 @@ class AccountAdmin(admin.ModelAdmin):
     # -- saving / deleting ----------------------------------------------------------------------
 
     def save_model(self, request, obj, form, change):
+        moved = change and "pool" in form.changed_data
+        if moved:
+            obj.pool_detected = False  # the operator's choice stands: later syncs no longer re-classify it
         with transaction.atomic():
             super().save_model(request, obj, form, change)
+            if moved:
+                TierChange.objects.create(account=obj, old=form.initial.get("pool", ""), new=obj.pool,
+                                          reason=f"set in admin by {request.user}"[:300])
             stamp_bump("accounts")
 
     def delete_model(self, request, obj):
@@ -216,7 +277,7 @@ class AccountAdmin(admin.ModelAdmin):
             return
         from accounts.quota import quota_refresh as refresh
 
-        for r in refresh(account_ids=ids):
+        for r in refresh(account_ids=ids, trigger=f"admin action 'Refresh quota now' by {request.user}"):
             level = messages.SUCCESS if r.ok else messages.WARNING
             self.message_user(request, f"#{r.account_id} ••••{r.last4} [{r.pool}]: {r.message}", level)
 

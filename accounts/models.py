@@ -158,3 +158,23 @@ class OperatorAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.count}×)"
+
+
+class TierChange(models.Model):
+    """One change of an account's pool (tier): old → new, when and why. History for the operator.
+
+    Written by tier detection (import with pool auto, quota refresh: accounts/quota.py) in the same
+    transaction as the pool it changes, and by an operator's edit. `old` is blank for the pool
+    detected at import."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="tier_changes")
+    old = models.CharField(max_length=8, choices=Pool.choices, blank=True, default="", help_text="blank: detected at import")
+    new = models.CharField(max_length=8, choices=Pool.choices)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    reason = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.old or '—'} → {self.new}"

@@ -1,4 +1,4 @@
-"""Quota sync: probe `POST {web}/rest/rate-limits` per mode and store windows (spec §9.1, §9.2, §12.5).
+"""Quota sync: probe `POST {web}/rest/rate-limits` per mode and store windows (docs/pool.md).
 
 Wire format of one probe answer (GrokClient.rate_limits(mode=...) returns the JSON object):
     {"windowSizeSeconds": 7200, "remainingQueries": 50, "totalQueries": 50, ...}
@@ -7,10 +7,17 @@ total = totalQueries (fallback: remaining; a zero total means "no such window");
 windowSizeSeconds (fallback: fast 86400 s, others 7200 s); reset_at = now + window (an estimate,
 the API has no reset time); source real; synced_at now.
 
-Tier (§9.2): any heavy total > 0 → heavy; else the lowest of the votes auto.total (7/20 → basic,
-50 → super, 150 → heavy; a missing auto window votes basic) and fast.total (30 → basic, 140 →
-super, 400 → heavy); unknown numbers do not vote. The pool is only re-classified for accounts whose
-pool came from detection (`pool_detected`) — an operator's explicit pool choice stands.
+Tier: one rule, `account_tier_from_probe`, for import with pool auto, the scheduled and on-demand
+refresh and the after-use probe. It decides only on a *full* probe — one that got an answer (a
+window, or "no such window") for every tier-defining mode: auto, fast and heavy. A partial probe
+(the after-use probe of the mode just used, `refresh_quotas --mode`) or one where any of those modes
+failed updates the windows it saw and leaves the tier alone: a single `expert` window says nothing
+about the account's `auto` window, and reading its absence as "basic" demoted paid accounts under
+traffic. On a full probe: any heavy total > 0 → heavy; else the lowest of the votes auto.total
+(7/20 → basic, 50 → super, 150 → heavy; no auto window votes basic) and fast.total (30 → basic,
+140 → super, 400 → heavy); unknown numbers do not vote (docs/upstream-protocol.md §9.2, docs/pool.md). The pool is only
+re-classified for accounts whose pool came from detection (`pool_detected`) — an operator's
+explicit pool choice stands. Every change is recorded as a TierChange row (old → new, when, why).
 
 A failed probe never leaves the pool stuck: that mode's window is marked stale; a real window is
 decremented by one and becomes estimated; a window whose reset time passed is reset to full.
@@ -33,7 +40,7 @@ from django.utils import timezone
 
 from accounts import pool as P
 from accounts.config import config
-from accounts.models import Account, AccountStatus
+from accounts.models import Account, AccountStatus, TierChange
 from gateway.registry import POOL_MODES
 from gateway.upstream.errors import UpstreamError, UpstreamKind
 from grok2api.snapshots import stamp_bump
@@ -41,7 +48,7 @@ from grok2api.snapshots import stamp_bump
 log = logging.getLogger(__name__)
 
 ALL_MODES = ("auto", "fast", "expert", "heavy", "grok-420-computer-use-sa")
-DETECT_MODES = ("auto", "fast", "heavy")
+DETECT_MODES = ("auto", "fast", "heavy")  # the tier-defining windows: a full probe covers all three
 AUTO_TIERS = {7: "basic", 20: "basic", 50: "super", 150: "heavy"}
 FAST_TIERS = {30: "basic", 140: "super", 400: "heavy"}
 ACCOUNT_KINDS = frozenset({
@@ -91,6 +98,33 @@ def tier_detect(windows: dict[str, P.QuotaWindow | None]) -> str:
     return min(votes, key=lambda t: P.TIER_RANK[t])
 
 
+def account_tier_from_probe(
+    *, windows: dict[str, P.QuotaWindow | None], errors: dict[str, BaseException] | None = None,
+) -> str | None:
+    """The tier a probe proves, or None when it proves none (the tier must then stay as it is).
+
+    `windows` holds every mode that answered (None = "no such window"), `errors` every mode that
+    failed. Only a full probe decides: each tier-defining mode answered. Import with pool auto,
+    the scheduled / on-demand refresh and the after-use probe all go through here."""
+    errors = errors or {}
+    if any(mode in errors or mode not in windows for mode in DETECT_MODES):
+        return None
+    return tier_detect(windows)
+
+
+def probe_evidence(windows: dict[str, P.QuotaWindow | None]) -> str:
+    """The tier-defining windows of a probe, for the tier history ("auto 50/50, fast 140/140, heavy none")."""
+    parts = []
+    for mode in DETECT_MODES:
+        if mode not in windows:
+            parts.append(f"{mode} not probed")
+        elif windows[mode] is None:
+            parts.append(f"{mode} none")
+        else:
+            parts.append(f"{mode} {windows[mode].remaining}/{windows[mode].total}")
+    return ", ".join(parts)
+
+
 def window_mark_stale(window: P.QuotaWindow, *, now: float) -> P.QuotaWindow:
     """Spec §12.5 on probe failure: real → decrement by one, estimated; reset passed → full again."""
     w = window.copy()
@@ -129,10 +163,8 @@ class ProbeResult:
 
     @property
     def tier(self) -> str | None:
-        """Detected tier, or None when a probe the decision needs failed (never downgrade on errors)."""
-        if not self.windows or any(m in self.errors for m in DETECT_MODES):
-            return None
-        return tier_detect(self.windows)
+        """Detected tier, or None unless this was a full probe (account_tier_from_probe)."""
+        return account_tier_from_probe(windows=self.windows, errors=self.errors)
 
     def describe(self) -> str:
         err = self.account_error
@@ -141,7 +173,11 @@ class ProbeResult:
         if not self.windows:
             first = next(iter(self.errors.values()), None)
             return f"tier probe failed ({type(first).__name__ if first else 'no answer'}); stored as basic"
-        return f"tier detected: {self.tier}"
+        tier = self.tier
+        if tier is None:
+            failed = ", ".join(sorted(m for m in DETECT_MODES if m in self.errors)) or "none"
+            return f"tier probe incomplete (failed: {failed}); stored as basic"
+        return f"tier detected: {tier} ({probe_evidence(self.windows)})"
 
     def apply_to(self, account: Account, *, now: float) -> None:
         """For import with pool auto: set pool, windows and status on an unsaved Account."""
@@ -269,11 +305,12 @@ def quota_refresh(
     account_ids: Iterable[int] | None = None,
     pool: str | None = None,
     modes: Iterable[str] | None = None,
+    trigger: str = "",
 ) -> list[SyncResult]:
     """Probe and store quotas. Without arguments: every manageable (active/cooling) account.
 
     Explicit account ids also re-probe expired accounts: an expired account whose probe succeeds
-    is active again (the operator re-checked it)."""
+    is active again (the operator re-checked it). `trigger` names the caller in the tier history."""
     qs = Account.objects.filter(deleted_at__isnull=True)
     explicit = account_ids is not None
     if explicit:
@@ -295,13 +332,22 @@ def quota_refresh(
 
     probes = _run(main())
     close_old_connections()
-    results = [_store(account_id=a.id, probe=probe, explicit=explicit) for a, probe in zip(accounts, probes)]
+    if not trigger:
+        # The Celery task names no trigger: beat passes a pool, the after-use probe account ids,
+        # the on-demand refresh (after a 429 / when no account qualifies) nothing.
+        if pool:
+            trigger = f"scheduled refresh of pool {pool}"
+        elif explicit:
+            trigger = "refresh of selected accounts"
+        else:
+            trigger = "on-demand refresh of all accounts"
+    results = [_store(account_id=a.id, probe=probe, explicit=explicit, trigger=trigger) for a, probe in zip(accounts, probes)]
     with transaction.atomic():
         stamp_bump("accounts")
     return results
 
 
-def _store(*, account_id: int, probe: ProbeResult, explicit: bool) -> SyncResult:
+def _store(*, account_id: int, probe: ProbeResult, explicit: bool, trigger: str) -> SyncResult:
     from accounts.services import SNAPSHOT_FIELDS, outcome_effect, row_values, view_from_row
 
     now = probe.at or time.time()
@@ -318,11 +364,14 @@ def _store(*, account_id: int, probe: ProbeResult, explicit: bool) -> SyncResult
             message = f"{err.kind.value}: {err.message[:160]}"
             ok = False
         else:
-            if probe.windows and row["pool_detected"]:
-                tier = probe.tier
-                if tier and tier != pool:
-                    pool = tier
-                    extra["pool"] = tier
+            tier = probe.tier if row["pool_detected"] else None
+            if tier and tier != pool:
+                # Same transaction as the pool it explains: the history never disagrees with the row.
+                TierChange.objects.create(
+                    account_id=account_id, old=pool, new=tier, reason=f"{trigger}: {probe_evidence(probe.windows)}"[:300],
+                )
+                pool = tier
+                extra["pool"] = tier
             for mode, w in probe.windows.items():
                 if w is not None and mode in POOL_MODES.get(pool, ()):
                     view.quotas[mode] = w

@@ -34,7 +34,7 @@ from django.utils import timezone
 from accounts import pool as P
 from accounts.config import config, status_codes_parse
 from accounts.inflight import slots
-from accounts.models import Account, AccountStatus, OperatorAlert
+from accounts.models import Account, AccountStatus, OperatorAlert, TierChange
 from accounts.tokenfile import TokenLine, tokens_parse
 from gateway.errors import InvalidRequest, RateLimited, ServiceUnavailable
 from gateway.registry import MODELS, POOL_MODES, ModelSpec
@@ -48,7 +48,6 @@ SNAPSHOT_FIELDS = (
     "id", "pool", "status", "state_reason", "quotas", "health", "fail_count", "use_count", "last_use_at",
     "last_fail_at", "last_fail_reason", "cooling_until", "ext", "user_id", "token_last4", "token_fingerprint",
 )
-AFTER_USE_SYNC_MIN_INTERVAL = 60.0  # seconds between post-use single-mode probes of one account
 FORCED_RELOAD_MIN_INTERVAL = 2.0  # seconds between forced snapshot reloads when nothing qualifies
 SELECT_K = 4  # candidates offered to the shared backend per round trip
 MAX_ACQUIRE_ROUNDS = 6
@@ -660,7 +659,7 @@ def account_report(*, lease: Lease, outcome: UpstreamError | None, answer_starte
     _flusher.enqueue(account_id, effect)
     if outcome is None:
         if strategy == "quota":
-            _after_use_refresh(account_id, lease.mode, now)
+            _after_use_refresh(account_id, lease.mode, now, cfg)
     elif effect.quota_exhaust:
         _schedule(_on_demand_refresh)
 
@@ -775,9 +774,11 @@ def _schedule(fn, *args) -> None:
     fut.add_done_callback(_pending_tasks.discard)
 
 
-def _after_use_refresh(account_id: int, mode: str, now: float) -> None:
+def _after_use_refresh(account_id: int, mode: str, now: float, cfg) -> None:
+    """Single-mode probe of the mode just used (a partial probe: it updates that window, never the tier)."""
+    interval = float(cfg.get("account.refresh.after_use_min_interval_sec", 60))
     last = _after_use_last.get(account_id, 0.0)
-    if now - last < AFTER_USE_SYNC_MIN_INTERVAL:
+    if now - last < interval:
         return
     _after_use_last[account_id] = now
     if len(_after_use_last) > 50000:
@@ -887,6 +888,7 @@ def account_import(
         return report
     now = time.time()
     created: list[Account] = []
+    history: list[TierChange] = []
     with transaction.atomic():
         for line, token, fp in new:
             account = Account(tags=list(tags), note=note[:200])
@@ -903,6 +905,10 @@ def account_import(
             account.save()
             created.append(account)
             report.imported.append((line, account.id, account.token_last4, account.pool))
+            if pool == "auto":  # the start of the account's tier history
+                why = result.describe() if result is not None else "no tier probe answer; stored as basic"
+                history.append(TierChange(account=account, old="", new=account.pool, reason=f"import with pool auto: {why}"[:300]))
+        TierChange.objects.bulk_create(history)
         stamp_bump("accounts")
         if probe_after and pool != "auto" and created:
             ids = [a.id for a in created]
@@ -962,13 +968,19 @@ def account_delete(*, account: Account | int, reason: str = "") -> Account:
     return _account_save(account, ["deleted_at", "status", "state_reason"])
 
 
-def account_set_pool(*, account: Account | int, pool: str, detected: bool = False) -> Account:
+def account_set_pool(*, account: Account | int, pool: str, detected: bool = False, reason: str = "") -> Account:
+    """The operator's pool choice (detected=False: later syncs leave it alone), kept in the tier history."""
     if pool not in POOL_MODES:
         raise InvalidRequest(f"pool must be one of basic, super, heavy, got {pool!r}", param="pool")
     account = _account_obj(account)
+    old = account.pool
     account.pool = pool
     account.pool_detected = detected
-    return _account_save(account, ["pool", "pool_detected"])
+    with transaction.atomic():
+        _account_save(account, ["pool", "pool_detected"])
+        if old != pool:
+            TierChange.objects.create(account=account, old=old, new=pool, reason=(reason or "set by the operator")[:300])
+    return account
 
 
 def _reset_state_for_tests() -> None:

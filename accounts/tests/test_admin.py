@@ -5,7 +5,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from accounts.models import Account
+from accounts import services
+from accounts.models import Account, TierChange
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +83,36 @@ def test_refresh_quota_now_probes_the_selected_accounts(admin_client, make_accou
     page = admin_client.post(url, {"action": "action_refresh", "_selected_action": [a.pk]}, follow=True).content.decode()
     assert "synced" in page and "auto 50/50" in page
     assert Account.objects.get().quotas["auto"]["source"] == 1
+
+
+def test_the_tier_history_shows_on_the_account_page_and_as_a_column_and_filter_on_the_list(admin_client, make_account):
+    moved = make_account("sim-super-moved-1111", pool="super", pool_detected=True)
+    steady = make_account("sim-basic-steady-2222", pool="basic", pool_detected=True)
+    TierChange.objects.create(account=moved, old="", new="basic", reason="import with pool auto: tier probe incomplete")
+    TierChange.objects.create(account=steady, old="", new="basic", reason="import with pool auto: tier detected: basic")
+    services.account_set_pool(account=moved, pool="heavy", reason="upgraded by the operator")
+    page = admin_client.get(reverse("admin:accounts_account_change", args=[moved.pk])).content.decode()
+    assert "Tier history" in page and "upgraded by the operator" in page and "— (import)" in page
+    assert page.index("upgraded by the operator") < page.index("tier probe incomplete")  # newest first
+    url = reverse("admin:accounts_account_changelist")
+    listing = admin_client.get(url).content.decode()
+    assert "super → heavy" in listing and "(1×)" in listing
+    ever = admin_client.get(url, {"tier_changed": "ever"}).content.decode()
+    never = admin_client.get(url, {"tier_changed": "never"}).content.decode()
+    day = admin_client.get(url, {"tier_changed": "day"}).content.decode()
+    assert "1111" in ever and "2222" not in ever
+    assert "2222" in never and "1111" not in never
+    assert "1111" in day
+
+
+def test_a_pool_edited_in_admin_is_recorded_and_no_longer_re_classified(admin_client, make_account):
+    a = make_account("sim-super-edit-3333", pool="super", pool_detected=True)
+    url = reverse("admin:accounts_account_change", args=[a.pk])
+    form = {"pool": "heavy", "status": "active", "state_reason": "", "tags": "[]", "note": "", "user_id": "", "health": "1.0", "new_token": ""}
+    assert admin_client.post(url, form).status_code == 302
+    row = Account.objects.get()
+    assert row.pool == "heavy" and not row.pool_detected
+    [change] = TierChange.objects.all()
+    assert (change.old, change.new, change.reason) == ("super", "heavy", "set in admin by admin")
+    assert admin_client.post(url, form).status_code == 302  # saved again unchanged: no new history row
+    assert TierChange.objects.count() == 1

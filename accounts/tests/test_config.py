@@ -119,6 +119,7 @@ def test_it_seeds_the_row_from_the_defaults_file_once():
         ("proxy.egress.proxy_pool", ["ftp://p:1"], "socks5://"),
         ("security.fetch_allowlist", ["not a host!"], "host names"),
         ("retry.max_retries", 11, "between 0 and 10"),
+        ("account.refresh.after_use_min_interval_sec", -1, "at least 0"),
     ],
 )
 def test_it_rejects_bad_values_with_one_line_naming_the_key(key, value, fragment):
@@ -130,6 +131,7 @@ def test_it_rejects_bad_values_with_one_line_naming_the_key(key, value, fragment
 
 
 def test_it_coerces_text_from_the_environment_to_the_default_type():
+    assert coerce("account.refresh.after_use_min_interval_sec", "0") == 0  # probe after every success
     assert coerce("features.stream", "false") is False
     assert coerce("chat.timeout", "45") == 45
     assert coerce("proxy.egress.proxy_pool", "http://a:1, socks5://b:2") == ["http://a:1", "socks5://b:2"]

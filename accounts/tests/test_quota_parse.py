@@ -1,6 +1,6 @@
 """Rate-limit parsing, tier detection and the stale-window rules (spec §9.1, §9.2, §12.5)."""
 from accounts import pool as P
-from accounts.quota import quota_parse, tier_detect, window_mark_stale
+from accounts.quota import account_tier_from_probe, quota_parse, tier_detect, window_mark_stale
 
 NOW = 1_800_000_000.0
 
@@ -61,3 +61,23 @@ def test_a_failed_probe_resets_expired_windows_to_full():
     assert (got.remaining, got.reset_at, got.stale) == (50, None, True)
     real_exhausted = P.QuotaWindow(remaining=0, total=50, window_seconds=7200, reset_at=NOW - 1, source=P.SOURCE_REAL)
     assert window_mark_stale(real_exhausted, now=NOW).remaining == 50
+
+
+def test_only_a_probe_that_covers_auto_fast_and_heavy_decides_a_tier():
+    assert account_tier_from_probe(windows={"auto": w(50), "fast": w(140), "heavy": None}) == "super"
+    assert account_tier_from_probe(windows={"auto": None, "fast": w(30), "heavy": None}) == "basic"
+    assert account_tier_from_probe(windows={"auto": w(150), "fast": w(400), "heavy": w(20, 0)}) == "heavy"
+
+
+def test_a_partial_probe_decides_no_tier():
+    # the after-use probe of one mode: no auto window in it is no evidence of a basic account
+    assert account_tier_from_probe(windows={"expert": w(50)}) is None
+    assert account_tier_from_probe(windows={"fast": w(400)}) is None
+    assert account_tier_from_probe(windows={"auto": w(50), "fast": w(140)}) is None  # heavy not probed
+    assert account_tier_from_probe(windows={}) is None
+
+
+def test_a_probe_whose_tier_mode_failed_decides_no_tier():
+    failed = {"heavy": TimeoutError()}
+    assert account_tier_from_probe(windows={"auto": None, "fast": w(30)}, errors=failed) is None
+    assert account_tier_from_probe(windows={"auto": w(50), "fast": w(140), "heavy": None}, errors={"auto": TimeoutError()}) is None

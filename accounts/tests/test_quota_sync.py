@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts import services
-from accounts.models import Account
+from accounts.models import Account, TierChange
 from accounts.quota import quota_refresh
 from gateway.registry import BY_ID
 
@@ -54,6 +54,9 @@ def test_import_with_pool_auto_detects_the_tier(upstream):
     assert all(Account.objects.values_list("pool_detected", flat=True))
     heavy = Account.objects.get(token_last4="y-t3")
     assert heavy.quotas["auto"]["total"] == 150 and heavy.quotas["auto"]["source"] == 1
+    history = {c.account.token_last4: (c.old, c.new, c.reason) for c in TierChange.objects.select_related("account")}
+    assert history["r-t2"] == ("", "super", "import with pool auto: tier detected: super (auto 50/50, fast 140/140, heavy none)")
+    assert history["c-t1"][:2] == ("", "basic") and history["y-t3"][:2] == ("", "heavy")
 
 
 def test_a_detected_pool_is_reclassified_by_a_later_sync_but_an_explicit_one_is_not(upstream, make_account):
@@ -64,6 +67,36 @@ def test_a_detected_pool_is_reclassified_by_a_later_sync_but_an_explicit_one_is_
     quota_refresh()
     assert Account.objects.get(id=detected.id).pool == "super"
     assert Account.objects.get(id=explicit.id).pool == "basic"
+    [change] = TierChange.objects.all()
+    assert (change.account_id, change.old, change.new) == (detected.id, "basic", "super")
+    assert change.reason == "on-demand refresh of all accounts: auto 50/50, fast 140/140, heavy none"
+
+
+@pytest.mark.parametrize("token,pool,mode", [
+    ("sim-super-au1", "super", "expert"), ("sim-super-au2", "super", "fast"), ("sim-super-au3", "super", "grok-420-computer-use-sa"),
+    ("sim-heavy-au4", "heavy", "fast"), ("sim-heavy-au5", "heavy", "expert"),
+])
+def test_an_after_use_probe_updates_its_window_and_keeps_the_tier(upstream, make_account, token, pool, mode):
+    a = make_account(token, pool=pool, pool_detected=True)
+    upstream.sim.set_quota(token, mode, remaining=3)
+    [result] = quota_refresh(account_ids=[a.id], modes=[mode])  # what the after-use probe runs
+    assert result.ok, result.message
+    row = Account.objects.get(id=a.id)
+    assert row.pool == pool and row.pool_detected
+    assert set(row.quotas) == {mode} and row.quotas[mode]["remaining"] == 3 and row.quotas[mode]["source"] == 1
+    assert not TierChange.objects.exists()
+
+
+def test_a_refresh_moves_a_tier_only_on_a_full_probe_and_records_it(upstream, make_account):
+    a = make_account("sim-super-sch1", pool="super", pool_detected=True)
+    upstream.sim.set_tier("sim-super-sch1", "heavy")  # upgraded upstream
+    quota_refresh(account_ids=[a.id], modes=["auto", "fast", "expert"])  # heavy not probed: no evidence
+    assert Account.objects.get(id=a.id).pool == "super" and not TierChange.objects.exists()
+    quota_refresh(pool="super")
+    assert Account.objects.get(id=a.id).pool == "heavy"
+    [change] = TierChange.objects.all()
+    assert (change.old, change.new) == ("super", "heavy")
+    assert change.reason == "scheduled refresh of pool super: auto 150/150, fast 400/400, heavy 20/20"
 
 
 def test_sync_errors_feed_the_reaction_matrix(upstream, make_account):
@@ -104,6 +137,17 @@ def test_refresh_quotas_command_reports_each_account(upstream, make_account):
     out = io.StringIO()
     call_command("refresh_quotas", "--pool", "basic", stdout=out)
     assert "0 account(s) probed" in out.getvalue()
+
+
+def test_refresh_quotas_names_itself_in_the_tier_history(upstream, make_account):
+    a = make_account("sim-basic-cmd2", pool="basic", pool_detected=True)
+    upstream.sim.set_tier("sim-basic-cmd2", "heavy")
+    call_command("refresh_quotas", "--mode", "fast", stdout=io.StringIO())  # partial: no change
+    assert Account.objects.get(id=a.id).pool == "basic"
+    call_command("refresh_quotas", "--pool", "basic", stdout=io.StringIO())
+    assert Account.objects.get(id=a.id).pool == "heavy"
+    [change] = TierChange.objects.all()
+    assert change.reason == "manage.py refresh_quotas: auto 150/150, fast 400/400, heavy 20/20"
 
 
 def test_an_explicit_refresh_revives_an_account_whose_credentials_work_again(upstream, make_account):

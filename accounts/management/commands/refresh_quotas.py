@@ -14,7 +14,7 @@ class Command(BaseCommand):
         parser.add_argument("--mode", action="append", dest="modes", metavar="MODE", help="probe only this mode (repeatable)")
 
     def handle(self, *args, pool=None, accounts=None, modes=None, **options):
-        results = quota_refresh(account_ids=accounts, pool=pool, modes=modes)
+        results = quota_refresh(account_ids=accounts, pool=pool, modes=modes, trigger="manage.py refresh_quotas")
         if accounts and not results:
             raise CommandError(f"no such account (or disabled/deleted): {', '.join(map(str, accounts))}")
         failed = 0
