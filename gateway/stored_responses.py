@@ -14,6 +14,8 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+import orjson
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.config import config
@@ -23,7 +25,8 @@ from gateway.translate import responses as responses_tr
 
 log = logging.getLogger(__name__)
 
-# A chain longer than this is cut: its oldest responses are not replayed (bounded work per request).
+# A chain longer than this, or whose replayed items would exceed the request body limit
+# (MAX_BODY_BYTES), is cut: its oldest responses are not replayed (bounded work per request).
 MAX_CHAIN = 100
 LIST_LIMIT_MAX = 100
 
@@ -45,6 +48,8 @@ async def response_chain_resolve(*, response_id: str, principal) -> list[dict[st
     """Input items then output items of every response in the chain ending at `response_id`,
     oldest first. Unknown, deleted, never stored (`store: false`) or another key's: 404."""
     chunks: list[list[dict]] = []
+    budget = int(getattr(settings, "MAX_BODY_BYTES", 0) or 0)
+    size = 0
     rid = response_id
     while rid and len(chunks) < MAX_CHAIN:
         row = await _owned(principal).filter(id=rid).values("input_items", "response", "previous_response_id").afirst()
@@ -52,7 +57,12 @@ async def response_chain_resolve(*, response_id: str, principal) -> list[dict[st
             if not chunks:
                 raise _not_found(response_id, param="previous_response_id", previous=True)
             break  # an older link was deleted or pruned: the history starts after it
-        chunks.append(list(row["input_items"]) + list(row["response"].get("output") or []))
+        chunk = list(row["input_items"]) + list(row["response"].get("output") or [])
+        size += len(orjson.dumps(chunk))
+        if chunks and budget and size > budget:
+            log.info("chain of %s cut at %d responses: its history exceeds %d bytes", response_id, len(chunks), budget)
+            break
+        chunks.append(chunk)
         rid = row["previous_response_id"]
     return [item for chunk in reversed(chunks) for item in chunk]
 

@@ -41,3 +41,43 @@ def test_the_default_retention_keeps_a_month():
 def test_the_prune_task_is_on_the_beat_schedule():
     entry = app.conf.beat_schedule["gateway-responses-prune"]
     assert entry["task"] == prune_task.name == "gateway.responses_prune" and entry["schedule"] > 0
+
+
+def _link(rid: str, previous: str, text: str, *, owner=None) -> None:
+    StoredResponse.objects.create(
+        id=rid, previous_response_id=previous, api_key=owner,
+        input_items=[{"id": f"msg_in_{rid}", "type": "message", "role": "user",
+                      "content": [{"type": "input_text", "text": text}]}],
+        response={"id": rid, "output": [{"id": f"msg_out_{rid}", "type": "message", "role": "assistant",
+                                         "content": [{"type": "output_text", "text": f"re: {text}"}]}]})
+
+
+def _resolve(rid: str) -> list[str]:
+    from asgiref.sync import async_to_sync
+
+    from gateway.auth import OPEN
+    from gateway.stored_responses import response_chain_resolve
+
+    items = async_to_sync(response_chain_resolve)(response_id=rid, principal=OPEN)
+    return [item["content"][0]["text"] for item in items]
+
+
+def test_a_chain_is_replayed_oldest_first():
+    _link("resp_a", "", "one")
+    _link("resp_b", "resp_a", "two")
+    _link("resp_c", "resp_b", "three")
+    assert _resolve("resp_c") == ["one", "re: one", "two", "re: two", "three", "re: three"]
+
+
+def test_a_chain_whose_older_link_is_gone_starts_after_it():
+    _link("resp_b", "resp_pruned", "two")
+    _link("resp_c", "resp_b", "three")
+    assert _resolve("resp_c") == ["two", "re: two", "three", "re: three"]
+
+
+def test_a_chain_larger_than_the_body_limit_keeps_its_newest_responses(settings):
+    _link("resp_a", "", "x" * 300)
+    _link("resp_b", "resp_a", "two")
+    _link("resp_c", "resp_b", "three")
+    settings.MAX_BODY_BYTES = 600
+    assert _resolve("resp_c") == ["two", "re: two", "three", "re: three"]
