@@ -249,6 +249,14 @@ def _tool_echo(tool: Any) -> Any:
     return tool
 
 
+def _choice_echo(raw: Any, choice: ToolChoice) -> Any:
+    if raw is None:
+        return "auto"
+    if choice.mode == "function":  # the chat-completions nesting is echoed in the Responses shape
+        return {"type": "function", "name": choice.name}
+    return raw
+
+
 def _text_echo(body: dict) -> dict[str, Any]:
     text = opt_dict(body, "text", "text") or {}
     fmt = opt_dict(text, "format", "text.format") or {"type": "text"}
@@ -365,7 +373,7 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
     echo = {
         "instructions": instructions or None,
         "tools": [_tool_echo(t) for t in body.get("tools") or []],
-        "tool_choice": body.get("tool_choice") if body.get("tool_choice") is not None else "auto",
+        "tool_choice": _choice_echo(body.get("tool_choice"), choice),
         "temperature": temperature, "top_p": top_p, "max_output_tokens": max_output, "max_tool_calls": max_calls,
         "text": text, "truncation": truncation, "store": True if store is None else store, "background": False,
         "metadata": metadata, "parallel_tool_calls": True if parallel is None else parallel,

@@ -278,3 +278,12 @@ def test_incomplete_and_failed_frames_carry_the_whole_object(env):
     _check_stream(events)
     assert events[-1]["type"] == "response.incomplete"
     _check_object(events[-1]["response"], settings)
+
+
+def test_a_named_tool_choice_is_echoed_in_the_responses_shape(env):
+    env.account("basic", "objn")
+    env.ready(FAST)
+    body = {"model": FAST, "input": "Weather in Oslo? #sim:tool=get_weather", "tools": [WEATHER],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}  # chat-completions nesting
+    obj = env.http().post("/v1/responses", headers={"Authorization": f"Bearer {env.key}"}, json=body).json()
+    _check_object(obj, {"tool_choice": {"type": "function", "name": "get_weather"}})
