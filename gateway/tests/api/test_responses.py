@@ -262,7 +262,7 @@ def test_every_stream_frame_carries_the_whole_object(env):
     assert framed[0]["response"]["completed_at"] is None and isinstance(framed[-1]["response"]["completed_at"], int)
 
 
-def test_incomplete_and_failed_frames_carry_the_whole_object(env):
+def test_the_failed_frame_carries_the_whole_object(env):
     env.account("basic", "objf", "drop@3")
     env.ready(FAST)
     settings = {"metadata": {"k": "v"}, "max_output_tokens": 5000, "temperature": 1.5}
@@ -271,6 +271,8 @@ def test_incomplete_and_failed_frames_carry_the_whole_object(env):
     assert events[-2]["type"] == "response.failed"
     _check_object(events[-2]["response"], settings)
 
+
+def test_the_incomplete_frame_carries_the_whole_object(env):
     env.account("basic", "obji")
     env.ready(FAST)
     settings = {"metadata": {"k": "w"}, "max_output_tokens": 4}
