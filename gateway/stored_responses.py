@@ -37,16 +37,21 @@ def _owned(principal):
     return rows.filter(api_key_id=key_id) if key_id is not None else rows.filter(api_key__isnull=True)
 
 
-def _not_found(response_id: str, *, param: str | None = None, previous: bool = False) -> NotFound:
-    if previous:
-        return NotFound(f"Previous response with id '{response_id}' not found.", param=param,
-                        code="previous_response_not_found")
-    return NotFound(f"Response with id '{response_id}' not found.", param=param)
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(f"Response with id '{response_id}' not found.")
+
+
+def _previous_not_found(response_id: str) -> InvalidRequest:
+    # OpenAI answers an unusable previous_response_id with 400 (not 404) and this code; clients
+    # (Codex and proxies in front of it) key their "resend the whole history" recovery on it.
+    return InvalidRequest(f"Previous response with id '{response_id}' not found.", param="previous_response_id",
+                          code="previous_response_not_found")
 
 
 async def response_chain_resolve(*, response_id: str, principal) -> list[dict[str, Any]]:
     """Input items then output items of every response in the chain ending at `response_id`,
-    oldest first. Unknown, deleted, never stored (`store: false`) or another key's: 404."""
+    oldest first. Unknown, deleted, never stored (`store: false`) or another key's: 400
+    `previous_response_not_found`, as OpenAI answers."""
     chunks: list[list[dict]] = []
     budget = int(getattr(settings, "MAX_BODY_BYTES", 0) or 0)
     size = 0
@@ -55,7 +60,7 @@ async def response_chain_resolve(*, response_id: str, principal) -> list[dict[st
         row = await _owned(principal).filter(id=rid).values("input_items", "response", "previous_response_id").afirst()
         if row is None:
             if not chunks:
-                raise _not_found(response_id, param="previous_response_id", previous=True)
+                raise _previous_not_found(response_id)
             break  # an older link was deleted or pruned: the history starts after it
         chunk = list(row["input_items"]) + list(row["response"].get("output") or [])
         size += len(orjson.dumps(chunk))

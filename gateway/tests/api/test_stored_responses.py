@@ -2,8 +2,6 @@
 GET / DELETE /v1/responses/{id}, /input_items, ownership, `previous_response_id` chaining."""
 from __future__ import annotations
 
-import json
-
 import openai
 import pytest
 from openai.types.responses import Response, ResponseItem
@@ -109,9 +107,9 @@ def test_another_keys_response_is_404(env):
             client.responses.input_items.list(other)
         with pytest.raises(openai.NotFoundError):
             client.responses.delete(other)
-        with pytest.raises(openai.NotFoundError) as chained:
+        with pytest.raises(openai.BadRequestError) as chained:
             client.responses.create(stream=False, model=FAST, input="more", previous_response_id=other)
-        assert _error(chained.value)["param"] == "previous_response_id"
+        assert _error(chained.value)["code"] == "previous_response_not_found"
     assert StoredResponse.objects.filter(id__in=[shared.id, mine.id]).count() == 2
 
 
@@ -159,7 +157,7 @@ def test_instructions_of_earlier_responses_are_not_carried_over(env):
 
 
 @pytest.mark.parametrize("case", ["unknown", "deleted", "not_stored"])
-def test_an_unusable_previous_response_id_is_404_naming_it(env, case):
+def test_an_unusable_previous_response_id_is_openais_400_naming_it(env, case):
     env.account("basic", f"ch{case[:4]}")
     env.ready(FAST)
     client = env.openai()
@@ -169,8 +167,8 @@ def test_an_unusable_previous_response_id_is_404_naming_it(env, case):
         client.responses.delete(rid)
     elif case == "not_stored":
         rid = client.responses.create(stream=False, model=FAST, input="hi", store=False).id
-    with pytest.raises(openai.NotFoundError) as exc:
+    with pytest.raises(openai.BadRequestError) as exc:
         client.responses.create(stream=False, model=FAST, input="more", previous_response_id=rid)
     err = _error(exc.value)
-    assert err["param"] == "previous_response_id" and err["code"] == "previous_response_not_found"
-    assert rid in err["message"] and json.dumps(err)
+    assert err == {"message": f"Previous response with id '{rid}' not found.", "type": "invalid_request_error",
+                   "param": "previous_response_id", "code": "previous_response_not_found"}
