@@ -52,3 +52,20 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class StoredResponse(models.Model):
+    """A Responses API answer kept for GET /v1/responses/{id} and `previous_response_id` chaining.
+
+    Owned by the ApiKey row that created it; NULL owner = made with an `app.api_key` key or on an
+    open API (every such caller shares them). Pruned after `responses.retention_days`."""
+
+    id = models.CharField(primary_key=True, max_length=64)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    previous_response_id = models.CharField(max_length=64, blank=True, default="")
+    response = models.JSONField(help_text="the final response object, output items included")
+    input_items = models.JSONField(default=list, help_text="the request's own input items, with ids")
+
+    class Meta:
+        ordering = ["-created_at"]

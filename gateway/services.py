@@ -111,6 +111,10 @@ def chat_parse(*, family: str, raw: bytes):
 
 async def chat_handle(*, family: str, raw: bytes, principal) -> StreamingHttpResponse | dict:
     """What a /v1 chat endpoint calls: parse the body of its family, then run it."""
+    if family == "responses":  # stored chains and storage (gateway/stored_responses.py)
+        from gateway.stored_responses import response_create
+
+        return await response_create(raw=raw, principal=principal)
     req = chat_parse(family=family, raw=raw)
     return await chat_run(req=req, family=family, principal=principal)
 
@@ -456,7 +460,28 @@ async def _run_complete(ctx: _Ctx) -> dict:
         result = assembler.result
         usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=result)
         usage_record(entry=ctx.usage_entry(lease=attempt.lease, status="ok", error=None, usage=usage))
-        return mod.body(result=result, model=ctx.req.model, prompt_tokens=ctx.prompt_tokens)
+        obj = mod.body(result=result, model=ctx.req.model, prompt_tokens=ctx.prompt_tokens, **_echo_of(ctx))
+        await _keep(ctx, obj)
+        return obj
+
+
+def _echo_of(ctx: _Ctx) -> dict:
+    """The Responses encoders echo the request's settings in every response object."""
+    return {"request": ctx.req} if ctx.family == "responses" else {}
+
+
+async def _keep(ctx: _Ctx, obj: dict | None) -> None:
+    """Store a finished Responses answer (`store`), once, before its last byte goes out — so a client
+    that chains or fetches it right after the answer finds it. A failed write costs the chain, not
+    the answer: it is logged."""
+    if ctx.family != "responses" or obj is None or not getattr(ctx.req, "store", False):
+        return
+    from gateway.stored_responses import response_store
+
+    try:
+        await response_store(principal=ctx.principal, req=ctx.req, obj=obj)
+    except Exception:
+        log.exception("storing response %s failed", obj.get("id"))
 
 
 async def _retry_after_failure(ctx: _Ctx, attempt: _Attempt, exc: BaseException) -> bool:
@@ -502,7 +527,7 @@ async def _run_stream(ctx: _Ctx) -> StreamingHttpResponse:
             raise
         ctx.ttft_ms = int((time.monotonic() - ctx.t0) * 1000)
         encoder = mod.StreamEncoder(model=ctx.req.model, prompt_tokens=ctx.prompt_tokens,
-                                    include_usage=bool(getattr(ctx.req, "include_usage", False)))
+                                    include_usage=bool(getattr(ctx.req, "include_usage", False)), **_echo_of(ctx))
         body = _stream_body(ctx, attempt, assembler, encoder, pending, ended)
         response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
         for name, value in SSE_HEADERS.items():
@@ -540,18 +565,24 @@ async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending
         tail = [] if ended else await _finish(assembler, attempt)
         out = encoder.feed(tail) if tail else b""
         usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=assembler.result)
-        yield out + encoder.finish(assembler.result)
+        last = encoder.finish(assembler.result)
+        await _keep(ctx, getattr(encoder, "final", None))
+        yield out + last
     except (asyncio.CancelledError, GeneratorExit):
         status = "cancelled"
         raise
     except GatewayError as exc:
         status, error = "error", exc
         log.info("stream of %s failed after the first byte: %r", ctx.spec.id, exc)
-        yield encoder.error(exc)
+        last = encoder.error(exc)
+        await _keep(ctx, getattr(encoder, "final", None))
+        yield last
     except Exception:
         log.exception("stream of %s failed", ctx.spec.id)
         status, error = "error", InternalError("Internal server error")
-        yield encoder.error(error)
+        last = encoder.error(error)
+        await _keep(ctx, getattr(encoder, "final", None))
+        yield last
     finally:
         await attempt.close(error, answer_started=True)
         if usage is None:

@@ -121,6 +121,7 @@ def test_it_seeds_the_row_from_the_defaults_file_once():
         ("security.fetch_allowlist", ["not a host!"], "host names"),
         ("retry.max_retries", 11, "between 0 and 10"),
         ("account.refresh.after_use_min_interval_sec", -1, "at least 0"),
+        ("responses.retention_days", 0, "at least 1"),
     ],
 )
 def test_it_rejects_bad_values_with_one_line_naming_the_key(key, value, fragment):

@@ -1,14 +1,16 @@
-"""OpenAI Responses route: POST /v1/responses.
+"""OpenAI Responses routes: POST /v1/responses, GET/DELETE /v1/responses/{id},
+GET /v1/responses/{id}/input_items.
 
 Wire format: OpenAI's Responses API (a `response` object; streamed as `event: <type>` +
 `data: {json}` frames with strictly increasing `sequence_number`). Errors use OpenAI's envelope.
+Storage, chaining and ownership: gateway/stored_responses.py.
 """
 from __future__ import annotations
 
 from django.http import HttpRequest
 from ninja import Router
 
-from gateway import services
+from gateway import stored_responses
 from gateway.api._common import read_body, render
 from gateway.auth import api_auth
 
@@ -18,4 +20,21 @@ router = Router(tags=["responses"])
 @router.post("/responses", auth=api_auth)
 async def responses_create(request: HttpRequest):
     raw = read_body(request)
-    return render(await services.chat_handle(family="responses", raw=raw, principal=request.auth))
+    return render(await stored_responses.response_create(raw=raw, principal=request.auth))
+
+
+@router.get("/responses/{response_id}", auth=api_auth)
+async def responses_retrieve(request: HttpRequest, response_id: str):
+    return render(await stored_responses.response_get(response_id=response_id, principal=request.auth,
+                                                      query=request.GET.dict()))
+
+
+@router.delete("/responses/{response_id}", auth=api_auth)
+async def responses_delete(request: HttpRequest, response_id: str):
+    return render(await stored_responses.response_delete(response_id=response_id, principal=request.auth))
+
+
+@router.get("/responses/{response_id}/input_items", auth=api_auth)
+async def responses_input_items(request: HttpRequest, response_id: str):
+    return render(await stored_responses.response_input_items_list(response_id=response_id, principal=request.auth,
+                                                                   query=request.GET.dict()))

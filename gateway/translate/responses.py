@@ -18,6 +18,7 @@ Ids: resp_/rs_/msg_/fc_ + <epoch-ms><8 hex>; function calls carry `id` (fc_) and
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -208,9 +209,121 @@ def _tool_choice(raw: Any, tools: list[ToolSpec]) -> ToolChoice:
     raise InvalidRequest("Missing or invalid 'tool_choice.type'.", param="tool_choice.type")
 
 
-def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) -> ChatRequest:
+@dataclass(slots=True)
+class ResponsesRequest(ChatRequest):
+    """A ChatRequest plus what the Responses API keeps about it: the settings the response object
+    echoes, whether to store it, the chain it continues and its own input items (as stored)."""
+
+    echo: dict[str, Any] = field(default_factory=dict)
+    store: bool = True
+    previous_response_id: str | None = None
+    input_items: list[dict[str, Any]] = field(default_factory=list)
+    history_at: int = 0  # where turns of a previous_response_id chain go (after the instructions)
+
+
+# `include` values that need data the upstream never gives (token logprobs, encrypted reasoning).
+_UNAVAILABLE_INCLUDES = frozenset({"message.output_text.logprobs", "reasoning.encrypted_content"})
+_MAX_METADATA = 16
+
+
+def _refuse(param: str, why: str) -> InvalidRequest:
+    return InvalidRequest(f"Unsupported parameter: '{param}': {why}", param=param, code="unsupported_parameter")
+
+
+def _metadata(body: dict) -> dict[str, str]:
+    meta = opt_dict(body, "metadata", "metadata") or {}
+    if len(meta) > _MAX_METADATA:
+        raise InvalidRequest(f"'metadata' has {len(meta)} keys; at most {_MAX_METADATA} are allowed.", param="metadata")
+    for key, value in meta.items():
+        if len(key) > 64 or not isinstance(value, str) or len(value) > 512:
+            raise InvalidRequest(f"Invalid 'metadata.{key[:64]}': keys are at most 64 characters and values strings "
+                                 "of at most 512.", param=f"metadata.{key[:64]}")
+    return meta
+
+
+def _tool_echo(tool: Any) -> Any:
+    if isinstance(tool, dict) and tool.get("type") == "function":
+        spec = tool["function"] if isinstance(tool.get("function"), dict) else tool
+        return {"type": "function", "name": spec.get("name"), "description": spec.get("description"),
+                "parameters": spec.get("parameters") or {}, "strict": spec.get("strict", True)}
+    return tool
+
+
+def _choice_echo(raw: Any, choice: ToolChoice) -> Any:
+    if raw is None:
+        return "auto"
+    if choice.mode == "function":  # the chat-completions nesting is echoed in the Responses shape
+        return {"type": "function", "name": choice.name}
+    return raw
+
+
+def _text_echo(body: dict) -> dict[str, Any]:
+    text = opt_dict(body, "text", "text") or {}
+    fmt = opt_dict(text, "format", "text.format") or {"type": "text"}
+    verbosity = text.get("verbosity") or "medium"
+    if verbosity not in ("low", "medium", "high"):
+        raise InvalidRequest(f"Invalid value for 'text.verbosity': '{verbosity}'.", param="text.verbosity")
+    return {"format": fmt, "verbosity": verbosity}
+
+
+def _input_items(raw_input: Any) -> list[dict[str, Any]]:
+    """The request's input as OpenAI lists it under /input_items: every item with an id, message
+    content as an array of parts."""
+    if isinstance(raw_input, str):
+        raw_input = [{"type": "message", "role": "user", "content": raw_input}]
+    items = []
+    for item in raw_input:
+        item = dict(item)
+        kind = item.setdefault("type", "message")
+        if kind == "message":
+            if isinstance(item.get("content"), str):
+                part = "output_text" if item.get("role") == "assistant" else "input_text"
+                item["content"] = [{"type": part, "text": item["content"]}]
+            item["content"] = [_listed_part(p, item.get("role")) for p in item["content"]]
+            item.setdefault("status", "completed")
+            item.setdefault("id", new_id("msg_", 8))
+        elif kind == "function_call":
+            item.setdefault("id", new_id("fc_", 8))
+            item.setdefault("status", "completed")
+        elif kind == "function_call_output":
+            item.setdefault("id", new_id("fco_", 8))
+            item.setdefault("status", "completed")
+        else:
+            item.setdefault("id", new_id("item_", 8))
+        items.append(item)
+    return items
+
+
+def _listed_part(part: Any, role: Any) -> Any:
+    """A content part with the fields OpenAI's listed items always carry."""
+    if not isinstance(part, dict):
+        return part
+    part = dict(part)
+    if part.get("type") == "text":  # the chat-completions spelling
+        part["type"] = "output_text" if role == "assistant" else "input_text"
+    if part.get("type") == "output_text":
+        part.setdefault("annotations", [])
+    elif part.get("type") == "input_image":
+        part.setdefault("detail", "auto")
+    return part
+
+
+def history_turns(items: list[dict[str, Any]]) -> list[Turn]:
+    """Stored input and output items of earlier responses → the turns the model sees again."""
+    return _items(items)
+
+
+def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) -> ResponsesRequest:
     body = require_body(body)
     model = req_str(body, "model", "model", required=True, nonempty=True) or ""
+    for name, why in (("conversation", "conversations are not kept by this gateway; chain responses with "
+                                       "'previous_response_id' instead."),
+                      ("prompt", "prompt templates are not available through this gateway; send 'input' and "
+                                 "'instructions'.")):
+        if body.get(name) is not None:
+            raise _refuse(name, why)
+    if body.get("background"):
+        raise _refuse("background", "background mode is not available yet; send the request without it.")
     raw_input = body.get("input")
     if raw_input is None:
         raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
@@ -229,30 +342,52 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
         turns.insert(0, Turn("system", [instructions]))
 
     stream = opt_bool(body, "stream", "stream")
-    opt_number(body, "temperature", "temperature", 0, 2)
-    opt_number(body, "top_p", "top_p", 0, 1)
+    temperature = opt_number(body, "temperature", "temperature", 0, 2)
+    top_p = opt_number(body, "top_p", "top_p", 0, 1)
     max_output = opt_int(body, "max_output_tokens", "max_output_tokens", 1)
     if body.get("top_logprobs") is not None:
         raise InvalidRequest("Unsupported parameter: 'top_logprobs': log probabilities are not available through "
                              "this gateway.", param="top_logprobs", code="unsupported_parameter")
-    opt_int(body, "max_tool_calls", "max_tool_calls", 1)
-    opt_bool(body, "store", "store")
+    max_calls = opt_int(body, "max_tool_calls", "max_tool_calls", 1)
+    store = opt_bool(body, "store", "store")
     opt_bool(body, "background", "background")
-    opt_bool(body, "parallel_tool_calls", "parallel_tool_calls")
-    opt_dict(body, "metadata", "metadata")
-    opt_dict(body, "text", "text")
-    opt_list(body, "include", "include")
-    req_str(body, "previous_response_id", "previous_response_id")
-    req_str(body, "truncation", "truncation")
+    parallel = opt_bool(body, "parallel_tool_calls", "parallel_tool_calls")
+    metadata = _metadata(body)
+    text = _text_echo(body)
+    for i, entry in enumerate(opt_list(body, "include", "include") or []):
+        if not isinstance(entry, str):
+            raise bad_type(f"include[{i}]", "a string", entry)
+        if entry in _UNAVAILABLE_INCLUDES:
+            raise _refuse(f"include[{i}]", f"'{entry}' is not available through this gateway (the upstream gives "
+                                           "no log probabilities and no encrypted reasoning).")
+    previous = req_str(body, "previous_response_id", "previous_response_id", nonempty=True)
+    truncation = req_str(body, "truncation", "truncation") or "disabled"
+    if truncation not in ("auto", "disabled"):
+        raise InvalidRequest(f"Invalid value for 'truncation': '{truncation}'. Supported values are: 'auto' and "
+                             "'disabled'.", param="truncation")
     reasoning = opt_dict(body, "reasoning", "reasoning")
     effort = reasoning.get("effort") if reasoning else None
     show = show_reasoning_from_effort(effort, "reasoning.effort", default_thinking)
     tools = _tools(body.get("tools"))
     choice = _tool_choice(body.get("tool_choice"), tools)
-    return ChatRequest(
+    echo = {
+        "instructions": instructions or None,
+        "tools": [_tool_echo(t) for t in body.get("tools") or []],
+        "tool_choice": _choice_echo(body.get("tool_choice"), choice),
+        "temperature": temperature, "top_p": top_p, "max_output_tokens": max_output, "max_tool_calls": max_calls,
+        "text": text, "truncation": truncation, "store": True if store is None else store, "background": False,
+        "metadata": metadata, "parallel_tool_calls": True if parallel is None else parallel,
+        "previous_response_id": previous,
+        "reasoning": {"effort": effort, "summary": (reasoning or {}).get("summary")},
+        "user": body.get("user") if isinstance(body.get("user"), str) else None,
+        "safety_identifier": body.get("safety_identifier") if isinstance(body.get("safety_identifier"), str) else None,
+        "prompt_cache_key": body.get("prompt_cache_key") if isinstance(body.get("prompt_cache_key"), str) else None,
+    }
+    return ResponsesRequest(
         model=model, turns=turns, tools=tools, tool_choice=choice,
         stream=default_stream if stream is None else stream, show_reasoning=show, include_usage=True,
-        family="responses", max_tokens=max_output,
+        family="responses", max_tokens=max_output, echo=echo, store=echo["store"], previous_response_id=previous,
+        input_items=_input_items(raw_input), history_at=1 if instructions else 0,
     )
 
 
@@ -280,16 +415,30 @@ def _annotation(a: dict) -> dict:
             "start_index": a["start_index"], "end_index": a["end_index"]}
 
 
+# Fields of the response object this gateway has nothing to say about (always null).
+_NULL_FIELDS = ("access_programs", "conversation", "image", "input_transformations", "moderation", "prompt",
+                "prompt_cache_diagnostics", "prompt_cache_options", "prompt_cache_retention", "tool_usage",
+                "top_logprobs")
+_DEFAULT_ECHO: dict[str, Any] = {
+    "instructions": None, "tools": [], "tool_choice": "auto", "temperature": None, "top_p": None,
+    "max_output_tokens": None, "max_tool_calls": None, "text": {"format": {"type": "text"}, "verbosity": "medium"},
+    "truncation": "disabled", "store": False, "background": False, "metadata": {}, "parallel_tool_calls": True,
+    "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "user": None,
+    "safety_identifier": None, "prompt_cache_key": None,
+}
+
+
 def _response(
     *, rid: str, created: int, model: str, status: str, output: list, usage: Usage | None,
-    tool_choice: str = "auto", error: dict | None = None, sources: list | None = None,
+    echo: dict[str, Any] | None = None, error: dict | None = None, sources: list | None = None,
 ) -> dict[str, Any]:
+    """The whole documented response object: the request's settings echoed, the rest null."""
     incomplete = {"reason": "max_output_tokens"} if status == "incomplete" else None
     obj: dict[str, Any] = {
-        "id": rid, "object": "response", "created_at": created, "status": status, "model": model,
-        "output": output, "parallel_tool_calls": True, "tool_choice": tool_choice, "tools": [],
-        "error": error, "incomplete_details": incomplete, "instructions": None, "metadata": {},
-        "temperature": None, "top_p": None, "usage": responses_usage(usage) if usage else None,
+        "id": rid, "object": "response", "created_at": created, "status": status,
+        "completed_at": int(time.time()) if status == "completed" else None, "model": model, "output": output,
+        "error": error, "incomplete_details": incomplete, "usage": responses_usage(usage) if usage else None,
+        "service_tier": "default", **dict.fromkeys(_NULL_FIELDS), **(echo or _DEFAULT_ECHO),
     }
     if sources:
         obj["search_sources"] = sources
@@ -320,8 +469,11 @@ class StreamEncoder:
         include_usage: bool = True,
         ids: IdFactory | None = None,
         created: int | None = None,
+        request: ChatRequest | None = None,
     ) -> None:
         self._ids = ids or new_id
+        self.echo: dict[str, Any] | None = getattr(request, "echo", None)
+        self.final: dict[str, Any] | None = None  # the last response object sent (completed/incomplete/failed)
         self.id = self._ids("resp_", 8)
         self.model = model
         self.created = int(time.time()) if created is None else created
@@ -346,7 +498,7 @@ class StreamEncoder:
             return
         self.started = True
         snapshot = _response(rid=self.id, created=self.created, model=self.model, status="in_progress",
-                             output=[], usage=None)
+                             output=[], usage=None, echo=self.echo)
         self._ev(out, "response.created", response=snapshot)
         self._ev(out, "response.in_progress", response=snapshot)
 
@@ -443,7 +595,8 @@ class StreamEncoder:
         self._close_item(out, annotations, status)
         usage = usage_for(prompt_tokens=self.prompt_tokens, result=result)
         final = _response(rid=self.id, created=self.created, model=self.model, status=status,
-                          output=self._items, usage=usage, sources=result.search_sources)
+                          output=self._items, usage=usage, sources=result.search_sources, echo=self.echo)
+        self.final = final
         # a response cut at max_output_tokens ends with response.incomplete, as OpenAI's does
         self._ev(out, f"response.{status}", response=final)
         out.append(b"data: [DONE]\n\n")
@@ -457,7 +610,9 @@ class StreamEncoder:
         self._start(out)
         code = exc.code or exc.type
         failed = _response(rid=self.id, created=self.created, model=self.model, status="failed",
-                           output=self._items, usage=None, error={"code": failed_code(exc), "message": exc.message})
+                           output=self._items, usage=None, error={"code": failed_code(exc), "message": exc.message},
+                           echo=self.echo)
+        self.final = failed
         self._ev(out, "response.failed", response=failed)
         self._ev(out, "error", code=code, message=exc.message, param=exc.param)
         out.append(b"data: [DONE]\n\n")
@@ -474,7 +629,8 @@ class StreamEncoder:
 
 
 def body(
-    *, result: TurnResult, model: str, prompt_tokens: int, ids: IdFactory | None = None, created: int | None = None
+    *, result: TurnResult, model: str, prompt_tokens: int, ids: IdFactory | None = None, created: int | None = None,
+    request: ChatRequest | None = None,
 ) -> dict[str, Any]:
     make = ids or new_id
     rid = make("resp_", 8)
@@ -489,7 +645,8 @@ def body(
         output.append(_call_item(make("fc_", 8), call))
     usage = usage_for(prompt_tokens=prompt_tokens, result=result)
     return _response(rid=rid, created=int(time.time()) if created is None else created, model=model,
-                     status=_status(result), output=output, usage=usage, sources=result.search_sources)
+                     status=_status(result), output=output, usage=usage, sources=result.search_sources,
+                     echo=getattr(request, "echo", None))
 
 
 def _status(result: TurnResult) -> str:

@@ -5,7 +5,7 @@ import json
 
 import openai
 import pytest
-from openai.types.responses import ResponseStreamEvent
+from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -162,6 +162,15 @@ def test_responses_mid_stream_failure_is_response_failed_then_error(env):
         ({"model": FAST, "input": 42}, "input"),
         ({"model": FAST, "input": "hi", "stream": "no"}, "stream"),
         ({"model": FAST, "input": "hi", "tools": "x"}, "tools"),
+        ({"model": FAST, "input": "hi", "conversation": "conv_1"}, "conversation"),
+        ({"model": FAST, "input": "hi", "prompt": {"id": "pmpt_1"}}, "prompt"),
+        ({"model": FAST, "input": "hi", "include": ["message.output_text.logprobs"]}, "include[0]"),
+        ({"model": FAST, "input": "hi", "include": ["file_search_call.results", "reasoning.encrypted_content"]},
+         "include[1]"),
+        ({"model": FAST, "input": "hi", "background": True}, "background"),
+        ({"model": FAST, "input": "hi", "truncation": "sometimes"}, "truncation"),
+        ({"model": FAST, "input": "hi", "metadata": {"n": 1}}, "metadata.n"),
+        ({"model": FAST, "input": "hi", "previous_response_id": ""}, "previous_response_id"),
     ],
 )
 def test_responses_bad_input_is_a_400_naming_the_parameter(env, body, param):
@@ -181,3 +190,102 @@ def test_responses_errors_raise_the_sdk_typed_exceptions(env):
         client.responses.create(stream=False, model=FAST, input=[{"role": "wizard", "content": "x"}])
     r = env.http().post("/v1/responses", content=b"{", headers={"Authorization": f"Bearer {env.key}"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
+# Every setting of the request, as a client sends them; the response object must echo each one.
+SETTINGS = {
+    "instructions": "Answer with the tool.",
+    "tools": [{**WEATHER, "strict": False}],
+    "tool_choice": "required",
+    "temperature": 0.3,
+    "top_p": 0.9,
+    "max_output_tokens": 500,
+    "max_tool_calls": 3,
+    "text": {"format": {"type": "text"}, "verbosity": "low"},
+    "reasoning": {"effort": "low", "summary": "auto"},
+    "truncation": "auto",
+    "store": True,
+    "metadata": {"ticket": "T-7"},
+    "parallel_tool_calls": False,
+    "user": "u-1",
+}
+
+
+def _check_object(obj: dict, settings: dict) -> Response:
+    """Every documented field present, the SDK's strict type accepts it, every setting echoed."""
+    missing = set(Response.model_fields) - set(obj)
+    assert not missing, f"documented fields missing: {sorted(missing)}"
+    parsed = Response.model_validate(obj, strict=True)
+    for name, value in settings.items():
+        if name == "tools":
+            assert obj["tools"] == value
+        elif name == "reasoning":
+            assert obj["reasoning"]["effort"] == value["effort"] and obj["reasoning"]["summary"] == value["summary"]
+        else:
+            assert obj[name] == value, name
+    assert obj["background"] is False and obj["service_tier"] == "default"
+    return parsed
+
+
+def test_the_response_object_has_every_documented_field_and_echoes_the_request(env):
+    env.account("basic", "obj")
+    env.ready(FAST)
+    body = {"model": FAST, "input": "Weather in Oslo? #sim:tool=get_weather", **SETTINGS}
+    r = env.http().post("/v1/responses", headers={"Authorization": f"Bearer {env.key}"}, json=body)
+    assert r.status_code == 200
+    obj = r.json()
+    parsed = _check_object(obj, SETTINGS)
+    assert parsed.status == "completed" and isinstance(obj["completed_at"], int) and obj["previous_response_id"] is None
+    assert [o.type for o in parsed.output] == ["function_call"]
+
+
+def test_a_plain_request_echoes_the_documented_defaults(env):
+    env.account("basic", "objd")
+    env.ready(FAST)
+    obj = env.http().post("/v1/responses", headers={"Authorization": f"Bearer {env.key}"},
+                          json={"model": FAST, "input": "hi"}).json()
+    defaults = {"tools": [], "tool_choice": "auto", "store": True, "truncation": "disabled", "metadata": {},
+                "parallel_tool_calls": True, "instructions": None, "max_output_tokens": None,
+                "text": {"format": {"type": "text"}, "verbosity": "medium"}, "previous_response_id": None}
+    _check_object(obj, defaults)
+
+
+def test_every_stream_frame_carries_the_whole_object(env):
+    env.account("basic", "objs")
+    env.ready(FAST)
+    events = _raw_events(env, {"model": FAST, "input": "Weather in Oslo? #sim:tool=get_weather", **SETTINGS})
+    _check_stream(events)
+    framed = [e for e in events if e["type"] in ("response.created", "response.in_progress", "response.completed")]
+    assert [e["type"] for e in framed] == ["response.created", "response.in_progress", "response.completed"]
+    for event in framed:
+        _check_object(event["response"], SETTINGS)
+    assert framed[0]["response"]["completed_at"] is None and isinstance(framed[-1]["response"]["completed_at"], int)
+
+
+def test_the_failed_frame_carries_the_whole_object(env):
+    env.account("basic", "objf", "drop@3")
+    env.ready(FAST)
+    settings = {"metadata": {"k": "v"}, "max_output_tokens": 5000, "temperature": 1.5}
+    events = _raw_events(env, {"model": FAST, "input": "hi #sim:len=20", **settings})
+    _check_stream(events)
+    assert events[-2]["type"] == "response.failed"
+    _check_object(events[-2]["response"], settings)
+
+
+def test_the_incomplete_frame_carries_the_whole_object(env):
+    env.account("basic", "obji")
+    env.ready(FAST)
+    settings = {"metadata": {"k": "w"}, "max_output_tokens": 4}
+    events = _raw_events(env, {"model": FAST, "input": "Tell me a long story about the sea " * 3, **settings})
+    _check_stream(events)
+    assert events[-1]["type"] == "response.incomplete"
+    _check_object(events[-1]["response"], settings)
+
+
+def test_a_named_tool_choice_is_echoed_in_the_responses_shape(env):
+    env.account("basic", "objn")
+    env.ready(FAST)
+    body = {"model": FAST, "input": "Weather in Oslo? #sim:tool=get_weather", "tools": [WEATHER],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}  # chat-completions nesting
+    obj = env.http().post("/v1/responses", headers={"Authorization": f"Bearer {env.key}"}, json=body).json()
+    _check_object(obj, {"tool_choice": {"type": "function", "name": "get_weather"}})
