@@ -62,7 +62,8 @@ def envelope_405(request, response):
 
 
 class ApiEnvelopeMiddleware:
-    """Ninja's bare 405 on a /v1 path becomes a 405 in the family's envelope (Allow kept).
+    """What /v1 needs of a middleware: the Host check, `nosniff`, a Content-Length on whole
+    answers, and Ninja's bare 405 turned into a 405 in the family's envelope (Allow kept).
 
     Sync- and async-capable, like every middleware in settings.MIDDLEWARE, so Django runs the
     chain in the server's mode without a thread hop per request."""
@@ -77,6 +78,11 @@ class ApiEnvelopeMiddleware:
             markcoroutinefunction(self)
 
     def __call__(self, request):
+        if is_api_path(request.path_info):
+            # Django's CommonMiddleware, which asks for the host on other paths, does not run for
+            # /v1 (grok2api/pagemiddleware.py): the ALLOWED_HOSTS check happens here. A bad Host
+            # raises DisallowedHost, which Django answers with handler400 (JSON on /v1).
+            request.get_host()
         if self.is_async:
             return self._acall(request)
         return self._wrap(request, self.get_response(request))
@@ -86,6 +92,11 @@ class ApiEnvelopeMiddleware:
 
     @staticmethod
     def _wrap(request, response):
-        if response.status_code == 405 and is_api_path(request.path):
-            return envelope_405(request, response)
+        if not is_api_path(request.path_info):
+            return response
+        if response.status_code == 405:
+            response = envelope_405(request, response)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if not response.streaming and "Content-Length" not in response:
+            response["Content-Length"] = str(len(response.content))
         return response

@@ -50,17 +50,18 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Every one is sync- and async-capable, so Django runs the chain on the event loop with no
-    # thread hop per request. WhiteNoise (sync-only) is not here: /static/ is served in front of
+    # Django's page middlewares, each wrapped so that /v1 requests pass straight through
+    # (grok2api/pagemiddleware.py says why); the pages get them as usual, in this order. Every entry
+    # is sync- and async-capable. WhiteNoise (sync-only) is not here: /static/ is served in front of
     # Django (grok2api/staticfiles.py).
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "grok2api.middleware.ApiEnvelopeMiddleware",  # last: CommonMiddleware sizes what it renders
+    "grok2api.pagemiddleware.Security",
+    "grok2api.pagemiddleware.Sessions",
+    "grok2api.pagemiddleware.Common",
+    "grok2api.pagemiddleware.Csrf",
+    "grok2api.pagemiddleware.Authentication",
+    "grok2api.pagemiddleware.Messages",
+    "grok2api.pagemiddleware.FrameOptions",
+    "grok2api.middleware.ApiEnvelopeMiddleware",  # /v1: Host check, nosniff, sizes, 405 envelope
 ]
 
 ROOT_URLCONF = "grok2api.urls"
@@ -142,7 +143,7 @@ LOGGING = E.logging
 # Kept in one block; docs/webui.md ("Guessing" and "Content-Security-Policy") explains each value.
 INSTALLED_APPS += ["axes", "csp"]
 MIDDLEWARE += [
-    "grok2api.csp.PolicyMiddleware",  # django-csp's middleware + the voice page's LiveKit origin
+    "grok2api.pagemiddleware.ContentSecurityPolicy",  # django-csp's + the voice page's LiveKit origin
     "axes.middleware.AxesMiddleware",  # last, as axes asks: turns a lockout into its 429 page
 ]
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
