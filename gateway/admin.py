@@ -13,7 +13,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 
-from gateway.models import ApiKey, UsageRecord
+from gateway.models import ApiKey, UsageHourly, UsageRecord
 from gateway.registry import BY_ID
 from grok2api.crypto import hash_api_key
 
@@ -100,6 +100,26 @@ class UsageRecordAdmin(admin.ModelAdmin):
     list_filter = ("status", "endpoint", "stream", "model")
     search_fields = ("api_key_label", "model", "error_code")
     date_hierarchy = "created_at"
+    list_select_related = ("account",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(UsageHourly)
+class UsageHourlyAdmin(admin.ModelAdmin):
+    """Read-only: the rows are recomputed from the ledger by beat (gateway/ledger.py)."""
+
+    list_display = ("hour", "api_key_label", "model", "account", "requests", "errors", "prompt_tokens", "completion_tokens")
+    list_filter = ("model",)
+    search_fields = ("api_key_label", "model")
+    date_hierarchy = "hour"
     list_select_related = ("account",)
 
     def has_add_permission(self, request) -> bool:
