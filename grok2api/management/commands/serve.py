@@ -36,6 +36,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from grok2api.envcheck import SERVER_IMPLS
+from grok2api.metrics import metrics_multiproc_setup
 
 STOP_GRACE_SECONDS = 15.0
 # A uvicorn worker that exits sooner than this after its start is not restarted: its start-up is
@@ -130,6 +131,7 @@ class Command(BaseCommand):
         if config_seed():
             self.stdout.write("grok2api: runtime config seeded from config.defaults.toml")
         connections.close_all()  # the children open their own
+        metrics_multiproc_setup()  # before any child starts: they all count into DATA_DIR/metrics
 
     def supervise(self, *, host: str, port: int, workers: int, embedded_worker: bool, server: str = SERVER_IMPLS[0],
                   web_env: dict[str, str] | None = None) -> int:
