@@ -163,3 +163,20 @@ def test_setup_empties_the_directory_of_a_previous_run(tmp_path, settings):
     settings.METRICS_TOKEN = ""
     environ = {}
     assert metrics_multiproc_setup(data_dir=tmp_path, environ=environ) is None and environ == {}
+
+
+@pytest.mark.django_db
+@override_settings(METRICS_TOKEN=TOKEN)
+def test_every_exposed_metric_is_documented_and_on_the_grafana_dashboard():
+    import json
+
+    docs = (BASE_DIR / "docs" / "metrics.md").read_text()
+    dashboard = json.loads((BASE_DIR / "docs" / "grafana-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    text = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
+    families = list(text_string_to_metric_families(text))
+    assert len(families) == 12
+    for family in families:
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"| `{name}` |" in docs, name
+        assert family.name in exprs, name
