@@ -36,7 +36,7 @@ conformance: install
 # + package-lock.json, installed into a temporary directory, dist files copied to static/vendor/
 # (committed, so `make run` works offline). Re-run after changing a pinned version.
 VENDOR_FILES := marked/lib/marked.umd.js marked/LICENSE dompurify/dist/purify.min.js dompurify/LICENSE \
-	livekit-client/dist/livekit-client.umd.js livekit-client/LICENSE
+	livekit-client/dist/livekit-client.umd.js livekit-client/LICENSE chart.js/dist/chart.umd.min.js chart.js/LICENSE.md
 vendor:
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	cp webui/frontend/package.json webui/frontend/package-lock.json "$$tmp"/; \
@@ -47,5 +47,5 @@ vendor:
 		case "$$name" in LICENSE*) name="$$pkg.$$name";; esac; \
 		cp "$$tmp/node_modules/$$f" "static/vendor/$$name"; \
 	done; \
-	(cd "$$tmp/node_modules" && for p in marked dompurify livekit-client; do node -p "'$$p ' + require('./$$p/package.json').version"; done) > static/vendor/VERSIONS; \
+	(cd "$$tmp/node_modules" && for p in marked dompurify livekit-client chart.js; do node -p "'$$p ' + require('./$$p/package.json').version"; done) > static/vendor/VERSIONS; \
 	echo "vendored into static/vendor:"; cat static/vendor/VERSIONS

@@ -100,3 +100,26 @@ def usage_prune(*, now: datetime | None = None) -> int:
     deleted, _ = UsageRecord.objects.filter(created_at__lt=cutoff).delete()
     log.info("usage prune: %d raw rows before %s deleted (rolled up first)", deleted, cutoff.isoformat())
     return deleted
+
+
+def usage_hourly_series(*, now: datetime | None = None, hours: int = 24) -> dict:
+    """The last `hours` UTC hours (the current one last) from the rollups, per model: requests,
+    tokens (prompt + completion) and errors per hour, zeros where a model had no traffic. For the
+    admin index charts; one query over at most hours × keys × models × accounts rows."""
+    now = now or timezone.now()
+    end = _hour_floor(now) + HOUR
+    start = end - hours * HOUR
+    slots = [start + i * HOUR for i in range(hours)]
+    index = {h: i for i, h in enumerate(slots)}
+    models: dict[str, dict[str, list[int]]] = {}
+    rows = (UsageHourly.objects.filter(hour__gte=start, hour__lt=end).order_by()
+            .values("hour", "model").annotate(n=Sum("requests"), err=Sum("errors"), p=Sum("prompt_tokens"), c=Sum("completion_tokens")))
+    for row in rows:
+        i = index.get(_hour_floor(row["hour"]))
+        if i is None:
+            continue
+        series = models.setdefault(row["model"], {"requests": [0] * hours, "tokens": [0] * hours, "errors": [0] * hours})
+        series["requests"][i] += row["n"] or 0
+        series["tokens"][i] += (row["p"] or 0) + (row["c"] or 0)
+        series["errors"][i] += row["err"] or 0
+    return {"hours": [h.strftime("%H:00") for h in slots], "models": dict(sorted(models.items()))}

@@ -107,3 +107,25 @@ def test_rollups_outlive_a_deleted_key_and_account(refs):
     account.delete()
     row = UsageHourly.objects.get()
     assert (row.api_key_id, row.account_id, row.api_key_label, row.requests) == (None, None, "ci", 1)
+
+
+def test_the_chart_series_covers_the_last_24_hours_per_model_with_zeros_between(refs):
+    from gateway.ledger import usage_hourly_series
+
+    key, account = refs
+    h12 = datetime(2026, 3, 10, 12, tzinfo=timezone.utc)
+    _row(h12 + timedelta(minutes=1), key=key, account=account, prompt=10, completion=5)
+    _row(h12 + timedelta(minutes=2), key=None, account=account, status="error", prompt=1, completion=0)
+    _row(h12 - timedelta(hours=3), model="grok-4.20-fast", key=key, account=account, prompt=2, completion=2)
+    _row(h12 - timedelta(hours=30), key=key, account=account)  # older than the window
+    usage_rollup(now=NOW)
+
+    series = usage_hourly_series(now=NOW, hours=24)
+
+    assert series["hours"][0] == "13:00" and series["hours"][-1] == "12:00" and len(series["hours"]) == 24
+    assert list(series["models"]) == ["grok-4.20-auto", "grok-4.20-fast"]
+    auto = series["models"]["grok-4.20-auto"]
+    assert auto["requests"] == [0] * 23 + [2]
+    assert auto["tokens"] == [0] * 23 + [16]
+    assert auto["errors"] == [0] * 23 + [1]
+    assert series["models"]["grok-4.20-fast"]["requests"] == [0] * 20 + [1, 0, 0, 0]
