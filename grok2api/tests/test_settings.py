@@ -135,6 +135,7 @@ def test_it_maps_the_reference_account_storage_variables(tmp_path):
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL: expected one of"),
         ("WORKER_MALLOC", "tcmalloc", "WORKER_MALLOC: expected one of auto, pymalloc, malloc, jemalloc, got 'tcmalloc'"),
         ("MEMORY_RELEASE_IDLE_SECONDS", "-1", "MEMORY_RELEASE_IDLE_SECONDS: expected a number of at least 0"),
+        ("METRICS_TOKEN", "guessable", "METRICS_TOKEN: expected at least 16 characters (or empty to disable /metrics), got 9"),
     ],
 )
 def test_it_stops_with_one_line_naming_a_malformed_variable(tmp_path, var, value, expected):
