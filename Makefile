@@ -37,7 +37,8 @@ conformance: install
 # (committed, so `make run` works offline). Re-run after changing a pinned version.
 VENDOR_FILES := marked/lib/marked.umd.js marked/LICENSE dompurify/dist/purify.min.js dompurify/LICENSE \
 	livekit-client/dist/livekit-client.umd.js livekit-client/LICENSE \
-	swagger-ui-dist/swagger-ui-bundle.js swagger-ui-dist/swagger-ui.css swagger-ui-dist/LICENSE
+	swagger-ui-dist/swagger-ui-bundle.js swagger-ui-dist/swagger-ui.css swagger-ui-dist/LICENSE \
+	chart.js/dist/chart.umd.min.js chart.js/LICENSE.md
 vendor:
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	cp webui/frontend/package.json webui/frontend/package-lock.json "$$tmp"/; \
@@ -48,5 +49,5 @@ vendor:
 		case "$$name" in LICENSE*) name="$$pkg.$$name";; esac; \
 		cp "$$tmp/node_modules/$$f" "static/vendor/$$name"; \
 	done; \
-	(cd "$$tmp/node_modules" && for p in marked dompurify livekit-client swagger-ui-dist; do node -p "'$$p ' + require('./$$p/package.json').version"; done) > static/vendor/VERSIONS; \
+	(cd "$$tmp/node_modules" && for p in marked dompurify livekit-client swagger-ui-dist chart.js; do node -p "'$$p ' + require('./$$p/package.json').version"; done) > static/vendor/VERSIONS; \
 	echo "vendored into static/vendor:"; cat static/vendor/VERSIONS

@@ -119,8 +119,9 @@ REQUIRED_URLS = frozenset({"upstream.web_base_url", "upstream.assets_base_url", 
 # Lower bounds of integer keys (default bound: 0). Timeouts and concurrencies must be positive.
 MIN_INT: dict[str, int] = {"retry.max_retries": 0, "cache.local.image_max_mb": 0, "cache.local.video_max_mb": 0,
                            "account.refresh.on_demand_min_interval_sec": 0, "account.refresh.after_use_min_interval_sec": 0,
-                           "responses.retention_days": 1}
-MAX_INT: dict[str, int] = {"retry.max_retries": 10}
+                           "responses.retention_days": 1,
+                           "usage.raw_retention_days": 0}  # 0 = keep raw usage rows forever (gateway/ledger.py)
+MAX_INT: dict[str, int] = {"retry.max_retries": 10, "usage.raw_retention_days": 3650}
 
 
 def _min_int(key: str) -> int:

@@ -39,6 +39,7 @@ from accounts.tokenfile import TokenLine, tokens_parse
 from gateway.errors import InvalidRequest, RateLimited, ServiceUnavailable
 from gateway.registry import MODELS, POOL_MODES, ModelSpec
 from gateway.upstream.errors import UpstreamError, UpstreamKind
+from grok2api.metrics import metrics_inflight_add, metrics_upstream_observe
 from grok2api.snapshots import Snapshot, stamp_bump
 from grok2api.text import text_clip
 
@@ -522,6 +523,7 @@ async def _try_lease(snap: P.PoolSnapshot, *, model: ModelSpec, modes, strategy,
         if got.index is not None:
             view = choice.candidates[got.index]
             _local_inflight[view.id] = _local_inflight.get(view.id, 0) + 1
+            metrics_inflight_add(pool=choice.pool, delta=1)
             return Lease(
                 account=view, mode=choice.mode, pool=choice.pool, model=model, lease_id=lease_id,
                 started_at=now, fallback=choice.mode != model.mode,
@@ -644,6 +646,8 @@ def account_report(*, lease: Lease, outcome: UpstreamError | None, answer_starte
     strategy = _strategy(cfg)
     account_id = lease.account.id
     _release_local(account_id)
+    metrics_inflight_add(pool=lease.pool, delta=-1)
+    metrics_upstream_observe(pool=lease.pool, mode=lease.mode, outcome="ok" if outcome is None else outcome.kind.value)
     snap = _snapshot.get()
     effect = outcome_effect(outcome=outcome, mode=lease.mode, pool=lease.pool, now=now, strategy=strategy, egress=lease.egress, cfg=cfg)
     with snap.lock:
@@ -669,6 +673,7 @@ def account_release(*, lease: Lease) -> None:
         return
     lease.released = True
     _release_local(lease.account.id)
+    metrics_inflight_add(pool=lease.pool, delta=-1)
     slots().release_nowait(lease.account.id, lease.lease_id, None)
 
 

@@ -15,7 +15,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.utils.html import format_html
 
-from gateway.models import ApiKey, UsageRecord
+from gateway.models import ApiKey, UsageHourly, UsageRecord
 from gateway.registry import BY_ID
 from grok2api.crypto import hash_api_key
 
@@ -128,6 +128,26 @@ class UsageRecordAdmin(admin.ModelAdmin):
     @admin.display(description="ms (first token)", ordering="duration_ms")
     def timing(self, obj: UsageRecord) -> str:
         return f"{obj.duration_ms} ({obj.ttft_ms})" if obj.ttft_ms is not None else str(obj.duration_ms)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(UsageHourly)
+class UsageHourlyAdmin(admin.ModelAdmin):
+    """Read-only: the rows are recomputed from the ledger by beat (gateway/ledger.py)."""
+
+    list_display = ("hour", "api_key_label", "model", "account", "requests", "errors", "prompt_tokens", "completion_tokens")
+    list_filter = ("model",)
+    search_fields = ("api_key_label", "model")
+    date_hierarchy = "hour"
+    list_select_related = ("account",)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -69,3 +69,23 @@ class StoredResponse(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+class UsageHourly(models.Model):
+    """The ledger rolled up per hour (UTC), key, model and account; kept after raw rows are pruned.
+
+    Rows are recomputed whole from UsageRecord by gateway/ledger.py (`usage_rollup`), never
+    incremented, so a rerun gives the same numbers."""
+
+    hour = models.DateTimeField(db_index=True, help_text="start of the hour, UTC")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL)
+    api_key_label = models.CharField(max_length=100, blank=True, default="")
+    model = models.CharField(max_length=80)
+    account = models.ForeignKey("accounts.Account", null=True, blank=True, on_delete=models.SET_NULL)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "hourly usage"
+        verbose_name_plural = "hourly usage"
+        ordering = ["-hour", "model"]

@@ -20,6 +20,7 @@ from datetime import datetime
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from grok2api.metrics import metrics_request_observe
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ _start_lock = threading.Lock()
 
 
 def usage_record(*, entry: UsageEntry) -> None:
-    """Queue one ledger row. Memory only; safe from async code and any thread."""
+    """Queue one ledger row and count it in the metrics. Memory only; safe from async code and any thread."""
+    metrics_request_observe(entry=entry)  # every /v1 request ends here, so the metrics count each once
     _buffer.append(entry)
     _ensure_flusher()
     if len(_buffer) >= BATCH:

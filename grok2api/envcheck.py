@@ -235,6 +235,15 @@ def _logging(level: str, file_enabled: bool, log_dir: Path, *, library_debug: bo
     }
 
 
+def _metrics_token() -> str:
+    """METRICS_TOKEN (grok2api/metrics.py): empty = /metrics disabled; else a bearer secret, long
+    enough not to be guessed since /metrics names accounts' pools, keys' labels and traffic."""
+    token = _raw("METRICS_TOKEN") or ""
+    if token and len(token) < 16:
+        raise EnvError(f"METRICS_TOKEN: expected at least 16 characters (or empty to disable /metrics), got {len(token)}")
+    return token
+
+
 def read_env(env, base_dir: Path) -> SimpleNamespace:
     data_dir = Path(_str("DATA_DIR", "./data")).expanduser()
     if not data_dir.is_absolute():
@@ -335,6 +344,7 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         admin_username=_str("ADMIN_USERNAME", "admin"),
         admin_password=_raw("ADMIN_PASSWORD") or "",
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
+        metrics_token=_metrics_token(),
         max_body_bytes=max_body_mb * 1024 * 1024,
         max_attachment_bytes=max_attachment_mb * 1024 * 1024,
         # django-axes lockout of the admin login and the web page key (settings.py, AXES_*)

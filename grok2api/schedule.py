@@ -6,6 +6,8 @@ Managed rows (django-celery-beat PeriodicTask, interval schedules):
 |---|---|---|
 | `accounts: quota refresh <pool>` (basic, super, heavy) | `accounts.tasks.quota_refresh` {"pool": …} | `account.refresh.<pool>_interval_sec` (≥ 60 s) |
 | `grok2api: worker heartbeat` | `grok2api.worker_heartbeat` | 30 s, fixed (grok2api/heartbeat.py) |
+| `gateway: usage rollup` | `gateway.tasks.usage_rollup` | 600 s, fixed (gateway/ledger.py) |
+| `gateway: usage prune` | `gateway.tasks.usage_prune` | 3600 s, fixed; the retention is `usage.raw_retention_days` |
 
 `schedule_reconcile()` makes the rows match: it creates missing ones and puts back interval, task,
 arguments and `enabled` on edited ones — the runtime config wins over an admin edit of a managed
@@ -55,11 +57,14 @@ def quota_refresh_name(pool: str) -> str:
 
 
 WORKER_HEARTBEAT_NAME = "grok2api: worker heartbeat"
+USAGE_ROLLUP_NAME = "gateway: usage rollup"
+USAGE_PRUNE_NAME = "gateway: usage prune"
 
 
 def schedule_managed(*, cfg=None) -> list[ManagedTask]:
     """The managed rows as the runtime config `cfg` (default: the current snapshot) wants them."""
     from accounts.config import config
+    from gateway.tasks import PRUNE_EVERY, ROLLUP_EVERY
     from grok2api.heartbeat import WORKER_EVERY
 
     cfg = cfg if cfg is not None else config()
@@ -74,6 +79,15 @@ def schedule_managed(*, cfg=None) -> list[ManagedTask]:
     out.append(ManagedTask(
         name=WORKER_HEARTBEAT_NAME, task="grok2api.worker_heartbeat", every=WORKER_EVERY, config_key=None,
         expire_seconds=WORKER_EVERY, description="Tells /readyz and the admin index that a Celery worker is running.",
+    ))
+    out.append(ManagedTask(
+        name=USAGE_ROLLUP_NAME, task="gateway.tasks.usage_rollup", every=ROLLUP_EVERY, config_key=None,
+        expire_seconds=ROLLUP_EVERY, description="Recompute the hourly usage rollups of the recent hours.",
+    ))
+    out.append(ManagedTask(
+        name=USAGE_PRUNE_NAME, task="gateway.tasks.usage_prune", every=PRUNE_EVERY, config_key=None,
+        expire_seconds=PRUNE_EVERY,
+        description="Delete raw usage rows older than runtime config usage.raw_retention_days (rolled up first).",
     ))
     return out
 
@@ -91,7 +105,7 @@ def schedule_config_read():
 def schedule_managed_names() -> dict[str, str | None]:
     """{row name: config key or None} of every managed row (the admin marks these)."""
     keys = {quota_refresh_name(p): f"account.refresh.{p}_interval_sec" for p in POOLS}
-    return {**keys, WORKER_HEARTBEAT_NAME: None}
+    return {**keys, WORKER_HEARTBEAT_NAME: None, USAGE_ROLLUP_NAME: None, USAGE_PRUNE_NAME: None}
 
 
 def schedule_reconcile(*, cfg=None) -> list[str]:

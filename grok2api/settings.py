@@ -135,6 +135,7 @@ ALLOW_OPEN_API = E.allow_open_api  # serve: may /v1 run without a key on a non-l
 ADMIN_USERNAME = E.admin_username
 ADMIN_PASSWORD = E.admin_password
 ENCRYPTION_KEY = E.encryption_key
+METRICS_TOKEN = E.metrics_token  # grok2api/metrics.py: bearer token of /metrics; empty = 404
 CONFIG_DEFAULTS_PATH = BASE_DIR / "config.defaults.toml"
 
 LOGGING = E.logging

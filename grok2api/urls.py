@@ -1,5 +1,5 @@
 """URL map: / (a small JSON for clients probing the base URL), /v1 (Ninja), /admin (Django admin),
-/webui (pages), /healthz and /readyz.
+/webui (pages), /healthz, /readyz and /metrics (grok2api/metrics.py).
 
 Static files (/static/) are served before Django, by grok2api/asgi.py. Django's own error pages
 (400 bad Host, 404, 500) answer /v1 paths in JSON (grok2api/middleware.py)."""
@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from grok2api import health
+from grok2api.metrics import metrics_view
 from grok2api.api import api
 from grok2api.middleware import api_error_page
 
@@ -17,6 +18,7 @@ urlpatterns = [
     path("", health.root),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
+    path("metrics", metrics_view),
 ]
 
 handler400 = api_error_page(400)

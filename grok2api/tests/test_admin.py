@@ -80,6 +80,19 @@ def test_the_index_warns_while_the_api_is_open_and_not_once_a_key_exists(staff):
     assert "/v1 is open" in staff.get("/admin/").content.decode()
     ApiKey.objects.create(label="ci", key_hash=hash_api_key("sk-x"), prefix="sk-g2a-xxxx")
     assert "/v1 is open" not in staff.get("/admin/").content.decode()
+def test_the_index_charts_the_last_24_hours_of_usage_by_model_with_the_vendored_chart_library(staff, rows):
+    from django.contrib.staticfiles import finders
+
+    from gateway.ledger import usage_rollup
+
+    assert 'id="usage-chart-data"' not in staff.get("/admin/").content.decode()  # nothing rolled up yet
+    usage_rollup()
+    page = staff.get("/admin/").content.decode()
+    data = json.loads(re.search(r'<script id="usage-chart-data" type="application/json">(.*?)</script>', page, re.S).group(1))
+    assert data["models"]["grok-4.20-auto"]["requests"][-1] == 1
+    for path in ("vendor/chart.umd.min.js", "grok2api/usage-charts.js"):
+        assert f'src="/static/{path}"' in page and finders.find(path), path
+    assert "cdn" not in page.lower()
 
 
 @pytest.mark.django_db

@@ -15,12 +15,15 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from accounts.config import config_save
 from grok2api.models import Heartbeat
-from grok2api.schedule import WORKER_HEARTBEAT_NAME, ManagedScheduler, quota_refresh_name
+from grok2api.schedule import (
+    USAGE_PRUNE_NAME, USAGE_ROLLUP_NAME, WORKER_HEARTBEAT_NAME, ManagedScheduler, quota_refresh_name,
+)
 
 # transaction=True: the scheduler commits and closes stale connections itself, as in a beat process.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MANAGED = {quota_refresh_name("basic"), quota_refresh_name("super"), quota_refresh_name("heavy"), WORKER_HEARTBEAT_NAME}
+MANAGED = {quota_refresh_name("basic"), quota_refresh_name("super"), quota_refresh_name("heavy"), WORKER_HEARTBEAT_NAME,
+           USAGE_ROLLUP_NAME, USAGE_PRUNE_NAME}
 
 
 @pytest.fixture
@@ -43,6 +46,9 @@ def test_migrate_seeds_the_managed_rows_from_the_saved_config():
     assert _every(quota_refresh_name("super")) == 900
     assert _every(quota_refresh_name("heavy")) == 7200
     assert _every(WORKER_HEARTBEAT_NAME) == 30
+    assert _every(USAGE_ROLLUP_NAME) == 600 and _every(USAGE_PRUNE_NAME) == 3600
+    rollup = PeriodicTask.objects.get(name=USAGE_ROLLUP_NAME)
+    assert rollup.task == "gateway.tasks.usage_rollup" and rollup.expire_seconds == 600
 
 
 def test_beat_start_creates_the_rows_loads_them_and_stamps_its_heartbeat(beat_app):

@@ -144,6 +144,7 @@ def test_it_maps_the_reference_account_storage_variables(tmp_path):
          "DATABASE_URL: expected a URL starting with postgres:// or postgresql:// or pgsql:// or mysql:// or mariadb:// "
          "or sqlite://, got 'postgresql:/admin:••••@db/x'"),
         ("DATABASE_URL", "postgres://admin:S3cretPW@db:port/x", "DATABASE_URL: cannot parse 'postgres://admin:••••@db:port/x'"),
+        ("METRICS_TOKEN", "guessable", "METRICS_TOKEN: expected at least 16 characters (or empty to disable /metrics), got 9"),
     ],
 )
 def test_it_stops_with_one_line_naming_a_malformed_variable(tmp_path, var, value, expected):

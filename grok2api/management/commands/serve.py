@@ -32,6 +32,8 @@ from django.db import connections
 from uvicorn import Server
 from uvicorn.supervisors import Multiprocess
 
+from grok2api.metrics import metrics_multiproc_setup
+
 STOP_GRACE_SECONDS = 15.0
 APP = "grok2api.asgi:application"
 # h11's cap on a request head still being received (uvicorn answers a bigger one 400 and closes the
@@ -143,6 +145,7 @@ class Command(BaseCommand):
         if config_seed():
             self.stdout.write("grok2api: runtime config seeded from config.defaults.toml")
         connections.close_all()  # the server opens its own
+        metrics_multiproc_setup()  # before any worker starts: they all count into DATA_DIR/metrics
 
     def run(self, *, host: str, port: int, workers: int, embedded_worker: bool) -> int:
         level = settings.LOGGING["root"]["level"]
