@@ -39,6 +39,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.urls import Resolver404, resolve
 
 from gateway.errors import InternalError, RequestTooLarge
+from gateway.requestid import REQUEST_ID_HEADER, request_trace_finish, request_trace_start
 from gateway.sse import server_keepalive
 from grok2api.api import render_error
 from grok2api.middleware import envelope_405, not_found
@@ -240,9 +241,10 @@ async def lane_handle(scope, receive, send, *, body_limit: int) -> None:
         await reject_413(scope, send)
         return
     request = ASGIRequest(scope, io.BytesIO(body))
+    trace = request_trace_start(request.headers.get(REQUEST_ID_HEADER))  # what RequestIdMiddleware does
     match = _match(request.path_info)
     if match is None:
-        await _send_response(not_found(request), send)
+        await _send_response(await request_trace_finish(trace, request=request, response=not_found(request)), send)
         return
     request.resolver_match = match
     server_keepalive.set(True)  # this loop sends the streams' keep-alives (_KeepAlive)
@@ -265,7 +267,8 @@ async def lane_handle(scope, receive, send, *, body_limit: int) -> None:
         except Exception as exc:  # Ninja renders its own errors; this is a bug escaping the view
             log.exception("unhandled error in %s %s", request.method, request.path)
             response = render_error(request, InternalError(f"Internal error: {type(exc).__name__}"))
-        await _send_response(envelope_405(request, response), tracked_send)
+        response = await request_trace_finish(trace, request=request, response=envelope_405(request, response))
+        await _send_response(response, tracked_send)
     except asyncio.CancelledError:
         if listener.done():
             return  # the client went away: nothing more to send

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "gateway.requestid.RequestIdMiddleware",  # x-request-id, key rate-limit headers, end-of-request slot release
     # /v1 and /healthz skip the rest of the stack (architecture §4: each middleware costs).
     "grok2api.middleware.FastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",

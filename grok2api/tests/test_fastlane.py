@@ -76,7 +76,9 @@ async def test_an_error_escaping_a_view_is_a_500_in_the_family_envelope(monkeypa
     monkeypatch.setitem(fastlane._views, "/v1/messages/count_tokens", ResolverMatch(broken, (), {}))
     sent = await _call("/v1/messages/count_tokens", method="POST", body=b"{}")
     assert sent[0]["status"] == 500
-    assert json.loads(sent[1]["body"]) == {"type": "error", "error": {"type": "api_error", "message": "Internal error: RuntimeError"}}
+    request_id = dict(sent[0]["headers"])[b"x-request-id"].decode()
+    assert json.loads(sent[1]["body"]) == {"type": "error", "error": {
+        "type": "api_error", "message": f"Internal error: RuntimeError (request id: {request_id})"}}
 
 
 async def test_keepalive_frames_fill_the_gaps_of_a_stream_and_never_follow_its_end():
