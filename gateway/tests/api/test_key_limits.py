@@ -23,6 +23,25 @@ FAST = "grok-4.20-fast"
 HELLO = [{"role": "user", "content": "Say hello"}]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_key_counters(django_db_setup):
+    """With REDIS_URL the server counts in Redis; ids restart with every test database, so drop
+    what an earlier run left under this database's prefix."""
+    from django.conf import settings
+
+    if not getattr(settings, "REDIS_URL", None):
+        return
+    import redis
+
+    from gateway.limits import _RedisCounters
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(match=_RedisCounters(settings.REDIS_URL).prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
 def _limit(env, **fields) -> None:
     """Give the test's key limits and wait until the server applies them: its answers then carry
     the per-minute limit headers (a test of a budget or of concurrency sets a high per-minute
