@@ -6,6 +6,10 @@ Every answer carries `x-request-id`: the client's own when it is well formed (1�
 message of every error rendered for it ("… (request id: X)", gateway/errors.py), through the
 `RequestTrace` held in a context variable for the request's task.
 
+One log line per /v1 request (logger `grok2api.requests`) is written when its answer is over — for a
+stream, at its end — with the id, status, key label, model, account id, token counts and timings:
+`key=value` pairs, or one JSON object with LOG_FORMAT=json. Never the key itself.
+
 The trace also carries the key's limit grant (gateway/limits.py, taken when the key is
 authenticated): the middleware adds the rate-limit headers to the answer and releases the
 concurrency slot when the answer is over — at once for a plain response, at the end (or
@@ -17,6 +21,7 @@ views are async and the id must be set in the task that later streams the body.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -24,6 +29,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from asgiref.sync import markcoroutinefunction
 
 log = logging.getLogger("grok2api.requests")
@@ -38,6 +44,7 @@ class RequestTrace:
     started: float = field(default_factory=time.monotonic)
     grant: Any = None  # gateway.limits.Grant when the key has limits
     key_label: str = ""
+    usage: Any = None  # the request's gateway.usage.UsageEntry, once recorded
 
 
 _trace: ContextVar[RequestTrace | None] = ContextVar("request_trace", default=None)
@@ -65,8 +72,9 @@ def request_trace_start(presented: str | None) -> RequestTrace:
     return trace
 
 
-async def _released_at_end(content, grant):
-    """The streamed body as is; the key's concurrency slot is released when it ends or is closed."""
+async def _settled_at_end(content, trace: RequestTrace, request, status: int):
+    """The streamed body as is; when it ends or is closed the key's concurrency slot is released
+    and the request's log line is written (with the answer's tokens)."""
     from gateway.limits import key_limits_release
 
     try:
@@ -76,7 +84,31 @@ async def _released_at_end(content, grant):
         try:
             await content.aclose()
         finally:
-            await key_limits_release(grant=grant)
+            if trace.grant is not None:
+                await key_limits_release(grant=trace.grant)
+            _log_request(trace, request, status)
+
+
+def _log_format() -> str:
+    return os.environ.get("LOG_FORMAT", "text").strip().lower()
+
+
+def _log_request(trace: RequestTrace, request, status: int) -> None:
+    """One line per /v1 request, at its end. Never a key: only the key's label."""
+    if not request.path.startswith("/v1/") or not log.isEnabledFor(logging.INFO):
+        return
+    u = trace.usage
+    fields = {
+        "request_id": trace.request_id, "method": request.method, "path": request.path, "status": status,
+        "key": trace.key_label or None, "model": u.model if u else None, "account_id": u.account_id if u else None,
+        "stream": u.stream if u else None, "outcome": u.status if u else None,
+        "prompt_tokens": u.prompt_tokens if u else None, "completion_tokens": u.completion_tokens if u else None,
+        "duration_ms": int((time.monotonic() - trace.started) * 1000), "ttft_ms": u.ttft_ms if u else None,
+    }
+    if _log_format() == "json":
+        log.info(orjson.dumps(fields).decode())
+        return
+    log.info(" ".join(f"{k}={v}" for k, v in fields.items() if v is not None))
 
 
 class RequestIdMiddleware:
@@ -102,11 +134,10 @@ async def request_trace_finish(trace: RequestTrace, *, request, response):
     if grant is not None:
         for name, value in key_limits_headers(grant=grant, anthropic=request.path.startswith("/v1/messages")).items():
             response[name] = value
-        if response.streaming and response.is_async:
-            response.streaming_content = _released_at_end(response.streaming_content, grant)
-        else:
-            await key_limits_release(grant=grant)
-    if request.path.startswith("/v1/"):
-        log.info("%s %s %s %d key=%s %.0fms", trace.request_id, request.method, request.path, response.status_code,
-                 trace.key_label or "-", (time.monotonic() - trace.started) * 1000)
+    if response.streaming and response.is_async:
+        response.streaming_content = _settled_at_end(response.streaming_content, trace, request, response.status_code)
+        return response
+    if grant is not None:
+        await key_limits_release(grant=grant)
+    _log_request(trace, request, response.status_code)
     return response

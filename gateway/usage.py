@@ -73,6 +73,7 @@ def usage_record(*, entry: UsageEntry) -> None:
     if trace is not None:
         if not entry.request_id:
             entry.request_id = trace.request_id
+        trace.usage = entry
         grant = trace.grant
         if grant is not None and grant.key_id == entry.api_key_id:
             key_tokens_add(grant=grant, tokens=max(0, entry.prompt_tokens) + max(0, entry.completion_tokens))

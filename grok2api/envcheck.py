@@ -180,7 +180,7 @@ def _database(env, data_dir: Path) -> dict[str, Any]:
     return config
 
 
-def _logging(level: str, file_enabled: bool, log_dir: Path) -> dict[str, Any]:
+def _logging(level: str, file_enabled: bool, log_dir: Path, log_format: str = "text") -> dict[str, Any]:
     handlers: dict[str, Any] = {"console": {"class": "logging.StreamHandler", "formatter": "plain"}}
     if file_enabled:
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -192,17 +192,25 @@ def _logging(level: str, file_enabled: bool, log_dir: Path) -> dict[str, Any]:
             "formatter": "plain",
             "delay": True,
         }
+    loggers: dict[str, Any] = {
+        "django.request": {"level": "ERROR"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    }
+    formatters = {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}}
+    if log_format == "json":
+        # the per-request line (gateway/requestid.py) is a JSON object of its own: no prefix
+        formatters["bare"] = {"format": "%(message)s"}
+        json_handlers = {f"{name}_json": {**spec, "formatter": "bare"} for name, spec in handlers.items()}
+        handlers = {**handlers, **json_handlers}
+        loggers["grok2api.requests"] = {"handlers": list(json_handlers), "level": "INFO", "propagate": False}
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "formatters": formatters,
         "handlers": handlers,
-        "root": {"handlers": list(handlers), "level": level},
-        "loggers": {
-            "django.request": {"level": "ERROR"},
-            "httpx": {"level": "WARNING"},
-            "httpcore": {"level": "WARNING"},
-        },
+        "root": {"handlers": [h for h in handlers if not h.endswith("_json")], "level": level},
+        "loggers": loggers,
     }
 
 
@@ -221,6 +229,9 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
     level = _str("LOG_LEVEL", "INFO").upper()
     if level not in _LEVELS:
         raise EnvError(f"LOG_LEVEL: expected one of {', '.join(sorted(_LEVELS))}, got {level!r}")
+    log_format = _str("LOG_FORMAT", "text").lower()
+    if log_format not in ("text", "json"):
+        raise EnvError(f"LOG_FORMAT: expected text or json, got {log_format!r}")
 
     storage = _str("ACCOUNT_STORAGE", "local").lower()
     redis_url = _url("REDIS_URL", ("redis", "rediss", "unix"))
@@ -239,6 +250,8 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         _float(knob, default, lo=0.05)
     _float("MEMORY_RELEASE_IDLE_SECONDS", 20.0, lo=0.0)  # grok2api/memory.py; 0 = never
     _float("POOL_SLOT_LEASE_SECONDS", 60.0, lo=1.0)  # accounts/inflight.py
+    _float("KEY_CONCURRENCY_TTL_SECONDS", 900.0, lo=1.0)  # gateway/limits.py
+    _bool("KEY_LIMITS_SHARED", True)
     _int("USAGE_FLUSH_BATCH", 200, lo=1)
     _bool("USAGE_FLUSHER", True)
     _bool("ACCOUNT_FLUSHER", True)
@@ -314,5 +327,5 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         encryption_key=_raw("GROK2API_ENCRYPTION_KEY") or "",
         max_body_bytes=max_body_mb * 1024 * 1024,
         worker_malloc=worker_malloc,
-        logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir),
+        logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir, log_format),
     )

@@ -150,9 +150,10 @@ def test_it_holds_a_concurrency_slot_until_a_stream_ends(env):
     with env.http() as http:
         with http.stream("POST", "/v1/chat/completions", json=body, headers=headers) as stream:
             assert stream.status_code == 200
-            next(stream.iter_bytes())  # the stream is open
+            chunks = stream.iter_bytes()
+            first = next(chunks)  # the stream is open
             busy = http.get("/v1/models", headers=headers)
-            assert busy.status_code == 429
+            assert busy.status_code == 429, first
             assert busy.json()["error"]["message"].startswith("concurrent requests limit of 1 reached for this key")
         # the client closed the stream: its slot is free again
         wait_until(lambda: http.get("/v1/models", headers=headers).status_code == 200, what="the slot to be released")
@@ -197,3 +198,35 @@ def test_it_replaces_a_malformed_request_id_and_names_the_id_in_error_messages(e
         too_long = http.get("/v1/models", headers={"Authorization": f"Bearer {env.key}", "x-request-id": "a" * 129})
         assert too_long.headers["x-request-id"].startswith("req_")
         assert http.get("/healthz", headers={"x-request-id": "hc-1"}).headers["x-request-id"] == "hc-1"
+
+
+def test_json_log_lines_carry_the_request_id_tokens_and_never_the_key(sim, gateway_factory):
+    import json
+
+    gateway = gateway_factory({**sim.upstream_env(), "GROK_APP_API_KEY": "sk-json-log-secret", "LOG_FORMAT": "json"})
+    from .conftest import Env
+
+    env = Env(gateway, sim)
+    env.account("basic", "jsonlog")
+    env.ready(FAST)
+    env.openai().chat.completions.create(model=FAST, messages=HELLO, extra_headers={"x-request-id": "json-log-1"})
+    with env.http() as http:
+        with http.stream("POST", "/v1/chat/completions", headers={"Authorization": "Bearer sk-json-log-secret",
+                                                                  "x-request-id": "json-log-2"},
+                         json={"model": FAST, "messages": HELLO, "stream": True}) as stream:
+            b"".join(stream.iter_bytes())
+
+    def lines():
+        found = {}
+        for line in gateway.log().splitlines():
+            if line.startswith("{") and '"request_id"' in line:
+                entry = json.loads(line)
+                found[entry["request_id"]] = entry
+        return found if {"json-log-1", "json-log-2"} <= set(found) else None
+
+    found = wait_until(lines, what="the request log lines")
+    plain, streamed = found["json-log-1"], found["json-log-2"]
+    assert plain["status"] == 200 and plain["model"] == FAST and plain["key"] == "app.api_key" and plain["stream"] is False
+    assert plain["prompt_tokens"] > 0 and plain["completion_tokens"] > 0 and plain["account_id"] in env.account_ids
+    assert streamed["stream"] is True and streamed["outcome"] == "ok" and streamed["completion_tokens"] > 0
+    assert "sk-json-log-secret" not in gateway.log()
