@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -248,7 +249,7 @@ class _LocalCounters:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: dict[int, list[int]] = {}  # key id -> admission times (ms), oldest first
+        self._requests: dict[int, deque[int]] = {}  # key id -> admission times (ms), oldest first
         self._slots: dict[int, dict[str, int]] = {}  # key id -> member -> expiry (ms)
         self._tokens: dict[int, dict[int, int]] = {}  # key id -> second -> tokens
         self._periods: dict[tuple[int, str], int] = {}  # (key id, "d:YYYYMMDD" | "m:YYYYMM") -> tokens
@@ -260,11 +261,13 @@ class _LocalCounters:
         now = time.time_ns() // 1_000_000
         day, month = _periods(datetime.now(timezone.utc))
         with self._lock:
-            window = [t for t in self._requests.get(key_id, ()) if t > now - WINDOW_MS]
+            window = self._requests.setdefault(key_id, deque())
+            while window and window[0] <= now - WINDOW_MS:
+                window.popleft()  # oldest first: only the expired entries are touched
             slots = {m: exp for m, exp in self._slots.get(key_id, {}).items() if exp > now}
             first = (now - WINDOW_MS) // 1000
             buckets = {s: n for s, n in self._tokens.get(key_id, {}).items() if s > first}
-            self._requests[key_id], self._slots[key_id], self._tokens[key_id] = window, slots, buckets
+            self._slots[key_id], self._tokens[key_id] = slots, buckets
             tok_used = sum(buckets.values())
             day_used = self._periods.get((key_id, "d:" + day), 0)
             month_used = self._periods.get((key_id, "m:" + month), 0)
