@@ -41,7 +41,9 @@ from datetime import datetime, timedelta, timezone
 
 from django.conf import settings
 
-from gateway.errors import RateLimited
+from redis.exceptions import RedisError
+
+from gateway.errors import RateLimited, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +297,10 @@ class _LocalCounters:
                 second = time.time_ns() // 1_000_000_000
                 buckets = self._tokens.setdefault(key_id, {})
                 buckets[second] = buckets.get(second, 0) + tokens
-                for period in ("d:" + day, "m:" + month):
+                current = ("d:" + day, "m:" + month)
+                if any(p not in current for _, p in self._periods):  # a new day or month: forget the old ones
+                    self._periods = {k: v for k, v in self._periods.items() if k[1] in current}
+                for period in current:
                     self._periods[(key_id, period)] = self._periods.get((key_id, period), 0) + tokens
 
 
@@ -338,7 +343,13 @@ def _retry_after_s(verdict: int, limits: KeyLimits, row: list[int]) -> int:
 async def key_limits_acquire(*, key_id: int, limits: KeyLimits) -> Grant:
     """Admit one request of a limited key or raise RateLimited (429) naming the limit reached."""
     member = uuid.uuid4().hex
-    row = await _counters().check(key_id, limits, member)
+    try:
+        row = await _counters().check(key_id, limits, member)
+    except (OSError, asyncio.TimeoutError, RedisError) as exc:
+        # Refused, not waved through: a key's budget must not be exceeded because Redis blinked.
+        log.warning("key limits of key %s could not be checked: %r", key_id, exc)
+        raise ServiceUnavailable("This key's limits cannot be checked right now; retry shortly.",
+                                 headers={"retry-after": "1"}) from None
     verdict = row[0]
     grant = Grant(key_id=key_id, limits=limits, member=member if limits.concurrent else "", now_ms=row[1],
                   requests_used=row[2], requests_oldest_ms=row[3], tokens_used=row[5], tokens_oldest_s=row[6],

@@ -86,3 +86,17 @@ def test_headers_name_only_the_limits_the_key_has_in_each_familys_format():
     assert 59 <= reset.timestamp() - now / 1000 <= 61
     grant.limits = KeyLimits(daily_tokens=5, concurrent=2)
     assert key_limits_headers(grant=grant, anthropic=False) == {}
+
+
+def test_it_refuses_with_a_503_when_redis_cannot_be_reached(settings):
+    from gateway.errors import ServiceUnavailable
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    key_limits_reset()
+
+    async def run():
+        with pytest.raises(ServiceUnavailable) as info:
+            await key_limits_acquire(key_id=KEY, limits=KeyLimits(requests_per_minute=5))
+        assert info.value.status == 503 and info.value.headers == {"retry-after": "1"}
+
+    asyncio.run(run())
