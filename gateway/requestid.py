@@ -87,6 +87,7 @@ async def _settled_at_end(content, trace: RequestTrace, request, status: int):
             if trace.grant is not None:
                 await key_limits_release(grant=trace.grant)
             _log_request(trace, request, status)
+            _trace.set(None)
 
 
 def _log_format() -> str:
@@ -140,4 +141,7 @@ async def request_trace_finish(trace: RequestTrace, *, request, response):
     if grant is not None:
         await key_limits_release(grant=grant)
     _log_request(trace, request, response.status_code)
+    # Over: asgiref copies context changes back to a sync caller (Django's test client, a sync
+    # server), where a leftover trace would lend its id to unrelated work.
+    _trace.set(None)
     return response
