@@ -35,7 +35,8 @@ class ApiKeyForm(forms.ModelForm):
 
     class Meta:
         model = ApiKey
-        fields = ["label", "enabled", "allowed_models"]
+        fields = ["label", "enabled", "allowed_models", "expires_at", "requests_per_minute", "tokens_per_minute",
+                  "max_concurrent_requests", "daily_token_budget", "monthly_token_budget"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -54,7 +55,8 @@ class ApiKeyForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyForm
-    list_display = ("label", "prefix", "enabled", "models", "created_at", "last_used_at")
+    list_display = ("label", "prefix", "enabled", "models", "requests_per_minute", "tokens_per_minute",
+                    "max_concurrent_requests", "expires_at", "created_at", "last_used_at")
     list_filter = ("enabled",)
     search_fields = ("label", "prefix")
     readonly_fields = ("prefix", "created_at", "last_used_at")

@@ -8,18 +8,30 @@ early exit, so timing says nothing about which keys exist. When no key is config
 
 `api_auth` is the Ninja auth callable (async, so async operations do not hop threads);
 `authenticate(request)` is the same check for sync callers. Both return a `Principal` or None.
+
+A key past its `expires_at` is refused with 401 saying it expired. `api_auth` also admits the
+request against the key's own limits (gateway/limits.py): over one, 429 naming it; admitted, the
+grant goes on the request's trace (gateway/requestid.py), which adds the rate-limit headers and
+frees the concurrency slot when the answer is over.
 """
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from functools import lru_cache
 
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from django.utils import timezone
+
 from accounts.config import config
+from gateway.errors import AuthenticationFailed
+from gateway.limits import NO_LIMITS, KeyLimitReached, KeyLimits, key_limits_acquire
 from gateway.models import ApiKey
+from gateway.requestid import request_trace
 from grok2api.crypto import hash_api_key
 from grok2api.snapshots import Snapshot, stamp_bump
 
@@ -29,6 +41,8 @@ class Principal:
     key_id: int | None  # ApiKey row id; None for app.api_key keys and for open access
     label: str
     allowed_models: tuple[str, ...] = ()  # empty = every model
+    limits: KeyLimits = NO_LIMITS
+    expires_at: datetime | None = None
 
 
 OPEN = Principal(key_id=None, label="open")
@@ -36,10 +50,15 @@ _CONFIG_PRINCIPAL = Principal(key_id=None, label="app.api_key")
 
 
 def _load_keys() -> tuple[tuple[bytes, Principal], ...]:
-    rows = ApiKey.objects.filter(enabled=True).values_list("id", "label", "key_hash", "allowed_models")
+    rows = ApiKey.objects.filter(enabled=True).values_list(
+        "id", "label", "key_hash", "allowed_models", "expires_at", "requests_per_minute", "tokens_per_minute",
+        "max_concurrent_requests", "daily_token_budget", "monthly_token_budget")
     return tuple(
-        (bytes.fromhex(key_hash), Principal(key_id=pk, label=label, allowed_models=tuple(models or ())))
-        for pk, label, key_hash, models in rows
+        (bytes.fromhex(key_hash), Principal(
+            key_id=pk, label=label, allowed_models=tuple(models or ()), expires_at=expires_at,
+            limits=KeyLimits(requests_per_minute=rpm or 0, tokens_per_minute=tpm or 0, concurrent=conc or 0,
+                             daily_tokens=day or 0, monthly_tokens=month or 0)))
+        for pk, label, key_hash, models, expires_at, rpm, tpm, conc, day, month in rows
     )
 
 
@@ -77,6 +96,10 @@ def authenticate(request) -> Principal | None:
     for known, principal in rows:
         if hmac.compare_digest(digest, known):
             found = principal
+    if found is not None and found.expires_at is not None and found.expires_at <= timezone.now():
+        raise AuthenticationFailed(
+            f"This API key expired on {found.expires_at.astimezone(dt_timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')}.",
+            code="expired_api_key")
     return found
 
 
@@ -108,7 +131,25 @@ def key_digests() -> tuple[bytes, ...]:
 
 async def api_auth(request) -> Principal | None:
     """Ninja auth callable: `Router(auth=api_auth)` or `@router.post(..., auth=api_auth)`."""
-    return authenticate(request)
+    principal = authenticate(request)
+    trace = request_trace()
+    if principal is not None and trace is not None:
+        trace.key_label = principal.label
+    if principal is None or principal.key_id is None or not principal.limits.any:
+        return principal
+    try:
+        grant = await key_limits_acquire(key_id=principal.key_id, limits=principal.limits)
+    except KeyLimitReached as exc:
+        if trace is not None:
+            trace.grant = exc.grant  # the 429 carries the headers too
+        raise
+    if trace is None:  # no request trace to release it at the end: do not hold a slot
+        from gateway.limits import key_limits_release
+
+        await key_limits_release(grant=grant)
+    else:
+        trace.grant = grant
+    return principal
 
 
 def principal_allows(principal: Principal, model: str) -> bool:

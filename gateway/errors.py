@@ -39,15 +39,22 @@ class GatewayError(Exception):
 
     # -- renderers (used by grok2api/api.py and by the SSE encoders for mid-stream errors) --
 
+    def client_message(self) -> str:
+        """The message as the client sees it: with the request's id, so a report can be traced."""
+        from gateway.requestid import current_request_id
+
+        request_id = current_request_id()
+        return f"{self.message} (request id: {request_id})" if request_id else self.message
+
     def openai_body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        return {"error": {"message": self.client_message(), "type": self.type, "param": self.param, "code": self.code}}
 
     @property
     def anthropic_type(self) -> str:
         return ANTHROPIC_TYPE_BY_STATUS.get(self.status, "api_error")
 
     def anthropic_body(self) -> dict[str, Any]:
-        return {"type": "error", "error": {"type": self.anthropic_type, "message": self.message}}
+        return {"type": "error", "error": {"type": self.anthropic_type, "message": self.client_message()}}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(status={self.status}, code={self.code!r}, param={self.param!r}, message={self.message!r})"

@@ -15,6 +15,15 @@ class ApiKey(models.Model):
     allowed_models = models.JSONField(default=list, blank=True, help_text="empty = every model")
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # Limits (gateway/limits.py); empty or 0 = unlimited. Effective in every process within one
+    # snapshot poll (the key snapshot reloads on the api_keys stamp).
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="after this instant the key is refused (401)")
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="empty or 0 = unlimited")
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="prompt + completion tokens in the last minute; counted when an answer ends")
+    max_concurrent_requests = models.PositiveIntegerField(null=True, blank=True, help_text="requests in flight at once")
+    daily_token_budget = models.PositiveBigIntegerField(null=True, blank=True, help_text="tokens per UTC day")
+    monthly_token_budget = models.PositiveBigIntegerField(null=True, blank=True, help_text="tokens per UTC calendar month")
 
     class Meta:
         verbose_name = "API key"
@@ -49,6 +58,7 @@ class UsageRecord(models.Model):
     status = models.CharField(max_length=10, choices=UsageStatus.choices, default=UsageStatus.OK)
     error_code = models.CharField(max_length=60, blank=True, default="")
     attempts = models.PositiveSmallIntegerField(default=1)
+    request_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -6,6 +6,9 @@ flusher thread writes the buffer with one `bulk_create` every USAGE_FLUSH_INTERV
 synchronously (tests, shutdown). If the batch fails because a referenced account or API key was
 deleted meanwhile, rows are retried one by one with the dangling reference dropped, so a ledger
 entry is never lost for that reason. At interpreter exit the remaining buffer is flushed.
+
+Recording an entry is also where an answer's tokens are counted against its key's per-minute
+limit and budgets (gateway/limits.py), and where the row gets the request's id (gateway/requestid.py).
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from datetime import datetime
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from gateway.limits import key_tokens_add
+from gateway.requestid import request_trace
 from grok2api.metrics import metrics_request_observe
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ class UsageEntry:
     status: str = "ok"  # UsageStatus: ok | error | cancelled
     error_code: str = ""
     attempts: int = 1
+    request_id: str = ""
     created_at: datetime = field(default_factory=timezone.now)
 
 
@@ -62,7 +68,16 @@ _start_lock = threading.Lock()
 
 
 def usage_record(*, entry: UsageEntry) -> None:
-    """Queue one ledger row and count it in the metrics. Memory only; safe from async code and any thread."""
+    """Queue one ledger row and count it in the metrics and the key's token limits. Memory only; safe
+    from async code and any thread."""
+    trace = request_trace()
+    if trace is not None:
+        if not entry.request_id:
+            entry.request_id = trace.request_id
+        trace.usage = entry
+        grant = trace.grant
+        if grant is not None and grant.key_id == entry.api_key_id:
+            key_tokens_add(grant=grant, tokens=max(0, entry.prompt_tokens) + max(0, entry.completion_tokens))
     metrics_request_observe(entry=entry)  # every /v1 request ends here, so the metrics count each once
     _buffer.append(entry)
     _ensure_flusher()
@@ -94,6 +109,7 @@ def _to_row(entry: UsageEntry, *, keep_refs: bool = True):
         status=entry.status,
         error_code=entry.error_code[:60],
         attempts=max(1, min(entry.attempts, 32767)),
+        request_id=entry.request_id[:128],
     )
 
 

@@ -5,7 +5,7 @@ or, with "ninja" in INSTALLED_APPS, the copy bundled in the ninja wheel with an 
 own. We serve the pinned swagger-ui-dist that `make vendor` puts into static/vendor/ (exact version
 in webui/frontend/package.json) with our init script (static/grok2api/swagger-init.js).
 
-/v1/* skips the middleware stack (grok2api/middleware.py FastPathMiddleware), so django-csp's
+/v1/* skips the page middlewares (grok2api/pagemiddleware.py), so django-csp's
 middleware never sees this page: the header is built here with django-csp's `build_policy`, from
 the same CONTENT_SECURITY_POLICY setting as every other page.
 """

@@ -200,7 +200,8 @@ LIBRARY_LOGGERS = ("websockets", "httpx", "httpx2", "httpcore", "httpcore2", "h2
                    "asyncio", "daphne", "twisted", "redis", "kombu", "amqp")
 
 
-def _logging(level: str, file_enabled: bool, log_dir: Path, *, library_debug: bool = False) -> dict[str, Any]:
+def _logging(level: str, file_enabled: bool, log_dir: Path, log_format: str = "text", *,
+             library_debug: bool = False) -> dict[str, Any]:
     # Every handler carries the secret filter (grok2api/logredact.py); the file is created 0600.
     handlers: dict[str, Any] = {"console": {"class": "logging.StreamHandler", "formatter": "plain",
                                             "filters": ["secrets"]}}
@@ -224,13 +225,20 @@ def _logging(level: str, file_enabled: bool, log_dir: Path, *, library_debug: bo
     }
     if not library_debug:
         loggers.update({name: {"level": "WARNING"} for name in LIBRARY_LOGGERS})
+    formatters = {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}}
+    if log_format == "json":
+        # the per-request line (gateway/requestid.py) is a JSON object of its own: no prefix
+        formatters["bare"] = {"format": "%(message)s"}
+        json_handlers = {f"{name}_json": {**spec, "formatter": "bare"} for name, spec in handlers.items()}
+        handlers = {**handlers, **json_handlers}
+        loggers["grok2api.requests"] = {"handlers": list(json_handlers), "level": "INFO", "propagate": False}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"secrets": {"()": "grok2api.logredact.SecretFilter"}},
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "formatters": formatters,
         "handlers": handlers,
-        "root": {"handlers": list(handlers), "level": level},
+        "root": {"handlers": [h for h in handlers if not h.endswith("_json")], "level": level},
         "loggers": loggers,
     }
 
@@ -259,6 +267,9 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
     level = _str("LOG_LEVEL", "INFO").upper()
     if level not in _LEVELS:
         raise EnvError(f"LOG_LEVEL: expected one of {', '.join(sorted(_LEVELS))}, got {level!r}")
+    log_format = _str("LOG_FORMAT", "text").lower()
+    if log_format not in ("text", "json"):
+        raise EnvError(f"LOG_FORMAT: expected text or json, got {log_format!r}")
 
     storage = _str("ACCOUNT_STORAGE", "local").lower()
     redis_url = _url("REDIS_URL", ("redis", "rediss", "unix"))
@@ -277,6 +288,8 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         _float(knob, default, lo=0.05)
     _float("MEMORY_RELEASE_IDLE_SECONDS", 20.0, lo=0.0)  # grok2api/memory.py; 0 = never
     _float("POOL_SLOT_LEASE_SECONDS", 60.0, lo=1.0)  # accounts/inflight.py
+    _float("KEY_CONCURRENCY_TTL_SECONDS", 900.0, lo=1.0)  # gateway/limits.py
+    _bool("KEY_LIMITS_SHARED", True)
     _int("USAGE_FLUSH_BATCH", 200, lo=1)
     _bool("USAGE_FLUSHER", True)
     _bool("ACCOUNT_FLUSHER", True)
@@ -350,6 +363,6 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         # django-axes lockout of the admin login and the web page key (settings.py, AXES_*)
         login_failure_limit=_int("LOGIN_FAILURE_LIMIT", 5, lo=1, hi=1000),
         login_cooloff_minutes=_float("LOGIN_COOLOFF_MINUTES", 15.0, lo=0.1),
-        logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir,
+        logging=_logging(level, _bool("LOG_FILE_ENABLED", True), log_dir, log_format,
                          library_debug=_bool("LOG_LIBRARY_DEBUG", False)),
     )

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "gateway.requestid.RequestIdMiddleware",  # x-request-id, key rate-limit headers, end-of-request slot release
     # Django's page middlewares, each wrapped so that /v1 requests pass straight through
     # (grok2api/pagemiddleware.py says why); the pages get them as usual, in this order. Every entry
     # is sync- and async-capable. WhiteNoise (sync-only) is not here: /static/ is served in front of

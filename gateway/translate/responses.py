@@ -610,11 +610,11 @@ class StreamEncoder:
         self._start(out)
         code = exc.code or exc.type
         failed = _response(rid=self.id, created=self.created, model=self.model, status="failed",
-                           output=self._items, usage=None, error={"code": failed_code(exc), "message": exc.message},
+                           output=self._items, usage=None, error={"code": failed_code(exc), "message": exc.client_message()},
                            echo=self.echo)
         self.final = failed
         self._ev(out, "response.failed", response=failed)
-        self._ev(out, "error", code=code, message=exc.message, param=exc.param)
+        self._ev(out, "error", code=code, message=exc.client_message(), param=exc.param)
         out.append(b"data: [DONE]\n\n")
         return b"".join(out)
 

@@ -190,6 +190,22 @@ def test_a_new_api_key_is_shown_once_and_stored_hashed(staff):
 
 
 @pytest.mark.django_db
+def test_an_api_keys_limits_and_expiry_are_edited_in_the_admin(staff):
+    row = ApiKey.objects.create(label="limited", key_hash="0" * 64, prefix="sk-g2a-x")
+    url = reverse("admin:gateway_apikey_change", args=[row.pk])
+    response = staff.post(url, {"label": "limited", "enabled": "on", "allowed_models": "", "requests_per_minute": "5",
+                                "tokens_per_minute": "1000", "max_concurrent_requests": "2", "daily_token_budget": "",
+                                "monthly_token_budget": "100000", "expires_at_0": "2030-01-02", "expires_at_1": "03:04:05"})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    row.refresh_from_db()
+    assert (row.requests_per_minute, row.tokens_per_minute, row.max_concurrent_requests, row.daily_token_budget,
+            row.monthly_token_budget) == (5, 1000, 2, None, 100000)
+    assert row.expires_at.year == 2030
+    page = staff.get(reverse("admin:gateway_apikey_changelist")).content.decode()
+    assert "requests per minute" in page.lower()
+
+
+@pytest.mark.django_db
 def test_an_api_key_with_an_unknown_model_is_refused(staff):
     response = staff.post(reverse("admin:gateway_apikey_add"), {"label": "x", "enabled": "on", "allowed_models": "gpt-5"})
     assert response.status_code == 200

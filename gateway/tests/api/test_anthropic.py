@@ -197,14 +197,16 @@ def test_messages_mid_stream_failure_is_an_error_event(env):
     ],
 )
 def test_messages_bad_input_is_a_400_in_anthropic_envelope(env, body, needle):
-    r = env.http().post("/v1/messages", json=body, headers={"x-api-key": env.key, "anthropic-version": "2023-06-01"})
+    # one request id for both requests: it is part of every error message
+    r = env.http().post("/v1/messages", json=body, headers={"x-api-key": env.key, "anthropic-version": "2023-06-01",
+                                                            "x-request-id": "bad-input"})
     assert r.status_code == 400
     err = r.json()
     assert err["type"] == "error" and err["error"]["type"] == "invalid_request_error"
     assert needle in err["error"]["message"]
     if {"model", "messages", "max_tokens"} <= set(body):  # the SDK itself insists on these three
         with pytest.raises(anthropic.BadRequestError) as info:
-            env.anthropic().messages.create(stream=False, **body)
+            env.anthropic().messages.create(stream=False, **body, extra_headers={"x-request-id": "bad-input"})
         assert info.value.body == err
 
 

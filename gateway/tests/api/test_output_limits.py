@@ -177,4 +177,4 @@ def test_anthropic_system_messages_inside_messages_reach_the_prompt(env):
                                         messages=[{"role": "tool", "content": "x"}])
     assert info.value.body == {"type": "error", "error": {"type": "invalid_request_error", "message": (
         'messages: Unexpected role "tool". Allowed roles are "user", "assistant" or "system" (instructions that '
-        'apply from that point of the conversation).')}}
+        'apply from that point of the conversation). (request id: ' + info.value.response.headers["x-request-id"] + ')')}}
