@@ -17,9 +17,11 @@ SIGTERM if serve itself dies (Linux parent-death signal), and serve stops if tha
 from __future__ import annotations
 
 import ctypes
+import errno
 import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +37,7 @@ from uvicorn.supervisors import Multiprocess
 from grok2api.metrics import metrics_multiproc_setup
 
 STOP_GRACE_SECONDS = 15.0
+LISTEN_BACKLOG = 2048
 APP = "grok2api.asgi:application"
 # h11's cap on a request head still being received (uvicorn answers a bigger one 400 and closes the
 # connection). httptools, uvicorn's other parser, has no cap: 64 header lines of 1 MB were accepted.
@@ -110,6 +113,19 @@ def uvicorn_config(*, host: str, port: int, workers: int, level: str):
     )
 
 
+def listen_socket(*, host: str, port: int) -> socket.socket:
+    """The listening socket uvicorn serves on, opened here so that connections made while the workers
+    warm up wait in the backlog instead of being refused, and a busy port is one line."""
+    try:
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        sock = socket.create_server((host.strip("[]"), port), family=family, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        busy = " (another server is running there: stop it, or pass --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{busy}", returncode=1) from None
+    sock.set_inheritable(True)  # uvicorn's worker processes take it over
+    return sock
+
+
 class Command(BaseCommand):
     help = "Migrate, create the first admin, seed the config, then run uvicorn (+ an embedded Celery worker)."
 
@@ -150,10 +166,7 @@ class Command(BaseCommand):
     def run(self, *, host: str, port: int, workers: int, embedded_worker: bool) -> int:
         level = settings.LOGGING["root"]["level"]
         config = uvicorn_config(host=host, port=port, workers=workers, level=level)
-        try:
-            sock = config.bind_socket()
-        except SystemExit:  # uvicorn logged why (address in use, ...)
-            raise CommandError(f"cannot listen on {host}:{port}", returncode=1) from None
+        sock = listen_socket(host=host, port=port)
         celery = self.celery_start(level) if embedded_worker else None
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
