@@ -79,6 +79,8 @@ class StoredResponse(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
 class UsageHourly(models.Model):
     """The ledger rolled up per hour (UTC), key, model and account; kept after raw rows are pruned.
 

@@ -80,6 +80,9 @@ def test_the_index_warns_while_the_api_is_open_and_not_once_a_key_exists(staff):
     assert "/v1 is open" in staff.get("/admin/").content.decode()
     ApiKey.objects.create(label="ci", key_hash=hash_api_key("sk-x"), prefix="sk-g2a-xxxx")
     assert "/v1 is open" not in staff.get("/admin/").content.decode()
+
+
+@pytest.mark.django_db
 def test_the_index_charts_the_last_24_hours_of_usage_by_model_with_the_vendored_chart_library(staff, rows):
     from django.contrib.staticfiles import finders
 
