@@ -97,8 +97,21 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"{len(rows)} key(s) {'enabled' if enabled else 'disabled'}.", messages.SUCCESS)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by the gateway itself: shown, never added, edited or deleted by hand."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(ReadOnlyAdmin):
     # Thirteen plain columns were 1,280 px wide; paired and shortened they fit a 1400 px window.
     list_display = ("when", "api_key_label", "route", "model", "mode", "account", "stream", "result", "tokens", "timing")
     list_filter = ("status", "endpoint", "stream", "model")
@@ -131,18 +144,9 @@ class UsageRecordAdmin(admin.ModelAdmin):
     def timing(self, obj: UsageRecord) -> str:
         return f"{obj.duration_ms} ({obj.ttft_ms})" if obj.ttft_ms is not None else str(obj.duration_ms)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(UsageHourly)
-class UsageHourlyAdmin(admin.ModelAdmin):
+class UsageHourlyAdmin(ReadOnlyAdmin):
     """Read-only: the rows are recomputed from the ledger by beat (gateway/ledger.py)."""
 
     list_display = ("hour", "api_key_label", "model", "account", "requests", "errors", "prompt_tokens", "completion_tokens")
@@ -150,12 +154,3 @@ class UsageHourlyAdmin(admin.ModelAdmin):
     search_fields = ("api_key_label", "model")
     date_hierarchy = "hour"
     list_select_related = ("account",)
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
