@@ -1,4 +1,4 @@
-"""uvicorn's h11 protocol with a deadline for request heads.
+"""uvicorn's h11 protocol with a deadline for request heads and a 431 for oversized ones.
 
 Why: uvicorn arms its keep-alive timer only after a response, so a connection that sends a head a
 byte at a time (or never finishes it) is held open for as long as the client likes; a few hundred
@@ -8,8 +8,13 @@ head — or from the connection's start, for the first one — the whole head mu
 `SERVER_HEAD_TIMEOUT_SECONDS`, else the connection is closed the way uvicorn closes an idle
 keep-alive connection. Bodies and responses are not limited here (streams may run for minutes).
 
+A head over `h11_max_incomplete_event_size` is refused by h11 with a hint of 431; uvicorn answers
+every refused request 400, so `send_400_response` answers that case 431 Request Header Fields Too
+Large instead, in the OpenAI error envelope.
+
 It is uvicorn's own protocol class, chosen through its public `http=` setting; it only adds a timer
-and reads h11's public connection state (`their_state`: IDLE until a request head is complete).
+and reads h11's public connection state (`their_state`: IDLE until a request head is complete;
+`trailing_data`: what was received and not yet parsed).
 """
 from __future__ import annotations
 
@@ -52,3 +57,16 @@ class HeadTimeoutH11Protocol(H11Protocol):
         self.head_timer = None
         if self.conn.their_state is h11.IDLE:
             self.timeout_keep_alive_handler()  # uvicorn's own way of closing a quiet connection
+
+    def send_400_response(self, msg: str) -> None:
+        if len(self.conn.trailing_data[0]) <= self.config.h11_max_incomplete_event_size:
+            super().send_400_response(msg)
+            return
+        body = (b'{"error":{"message":"Request header fields too large","type":"invalid_request_error",'
+                b'"param":null,"code":"request_header_fields_too_large"}}')
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        for event in (h11.Response(status_code=431, headers=headers, reason=b"Request Header Fields Too Large"),
+                      h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()

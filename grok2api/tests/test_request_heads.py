@@ -28,7 +28,7 @@ def _connect(gateway) -> socket.socket:
     return socket.create_connection(("127.0.0.1", urlparse(gateway.url).port), timeout=30)
 
 
-def test_it_refuses_a_head_of_64_one_megabyte_lines_and_closes_the_connection(gateway):
+def test_it_answers_431_to_a_head_of_64_one_megabyte_lines_and_closes_the_connection(gateway):
     sock = _connect(gateway)
     answer = b""
     try:
@@ -45,7 +45,7 @@ def test_it_refuses_a_head_of_64_one_megabyte_lines_and_closes_the_connection(ga
         pass
     finally:
         sock.close()
-    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert b"connection: close" in answer.lower()
 
 
@@ -61,7 +61,7 @@ def test_a_connection_that_never_finishes_its_head_holds_at_most_the_cap(gateway
         answer = sock.recv(65536)
     finally:
         sock.close()
-    assert answer.startswith(b"HTTP/1.1 400 ")  # over the cap without ever ending the line: refused too
+    assert answer.startswith(b"HTTP/1.1 431 ")  # over the cap without ever ending the line: refused too
 
 
 def _closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> bool:
