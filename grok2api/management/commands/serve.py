@@ -39,8 +39,9 @@ from grok2api.metrics import metrics_multiproc_setup
 STOP_GRACE_SECONDS = 15.0
 LISTEN_BACKLOG = 2048
 APP = "grok2api.asgi:application"
-# h11's cap on a request head still being received (uvicorn answers a bigger one 400 and closes the
-# connection). httptools, uvicorn's other parser, has no cap: 64 header lines of 1 MB were accepted.
+# h11's cap on a request head still being received (a bigger one is answered 431 and the connection
+# closed, grok2api/httpproto.py). httptools, uvicorn's other parser, has no cap: 64 header lines of 1 MB
+# were accepted.
 MAX_HEAD_BYTES = 64 * 1024
 
 
