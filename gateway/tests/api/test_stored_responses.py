@@ -170,5 +170,6 @@ def test_an_unusable_previous_response_id_is_openais_400_naming_it(env, case):
     with pytest.raises(openai.BadRequestError) as exc:
         client.responses.create(stream=False, model=FAST, input="more", previous_response_id=rid)
     err = _error(exc.value)
-    assert err == {"message": f"Previous response with id '{rid}' not found.", "type": "invalid_request_error",
-                   "param": "previous_response_id", "code": "previous_response_not_found"}
+    # every error message ends with the request id (gateway/requestid.py)
+    assert err.pop("message").startswith(f"Previous response with id '{rid}' not found. (request id: req_")
+    assert err == {"type": "invalid_request_error", "param": "previous_response_id", "code": "previous_response_not_found"}
