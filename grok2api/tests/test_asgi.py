@@ -99,7 +99,10 @@ async def test_an_error_escaping_a_view_is_a_500_in_the_family_envelope(monkeypa
     monkeypatch.setattr(services, "messages_count_tokens", broken)
     sent = await _call("/v1/messages/count_tokens", method="POST", body=b"{}")
     assert sent[0]["status"] == 500
-    assert json.loads(sent[1]["body"]) == {"type": "error", "error": {"type": "api_error", "message": "Internal error: RuntimeError"}}
+    error = json.loads(sent[1]["body"])
+    assert error["type"] == "error" and error["error"]["type"] == "api_error"
+    # every error message ends with the request id (gateway/requestid.py)
+    assert error["error"]["message"].startswith("Internal error: RuntimeError (request id: req_")
 
 
 def test_a_wrong_host_gets_a_json_400_on_v1_and_djangos_page_elsewhere(keyed_gateway):

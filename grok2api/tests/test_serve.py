@@ -69,7 +69,11 @@ def test_serve_answers_on_a_real_socket_and_stops_every_child_on_sigterm(gateway
 
     celery = int(re.search(r"embedded Celery worker \+ beat \(pid (\d+)\)", gateway.log()).group(1))
     _wait_for(gateway, "beat: Starting")  # the embedded beat is a grandchild: let it exist first
+    deadline = time.monotonic() + 30  # Celery forks its pool processes on its own schedule
     descendants = _children_of(gateway.process.pid)
+    while len(descendants) <= 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        descendants = _children_of(gateway.process.pid)
     assert celery in descendants
     assert len(descendants) > 2  # Celery's pool / beat processes
 
