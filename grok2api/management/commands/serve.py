@@ -106,6 +106,11 @@ def uvicorn_config(*, host: str, port: int, workers: int, level: str):
         # h11 caps a head's size; our subclass adds the deadline uvicorn lacks (grok2api/httpproto.py)
         http=HeadTimeoutH11Protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         lifespan="on",  # start-up warms the snapshots; a failing warm-up stops the server
+        # Each request task starts from an empty context. Without it asyncio can hand one request's
+        # context variables to the next (cpython issue 140947): asgiref's record of a finished
+        # sync-to-async bridge then reached a later request, whose first sync call failed with
+        # "CurrentThreadExecutor already quit or is broken".
+        reset_contextvars=True,
         limit_concurrency=settings.SERVER_MAX_CONNECTIONS,
         timeout_keep_alive=5,
         # uvicorn cancels what is left a moment after the streams were ended at the grace
