@@ -382,6 +382,7 @@ def _assembler(req):
         video_format=str(cfg.get("features.video_format") or "grok_url"),
         max_tokens=getattr(req, "max_tokens", None),
         stop=tuple(getattr(req, "stop", ()) or ()),
+        output_format=getattr(req, "output_format", None),
     )
 
 

@@ -48,6 +48,7 @@ from gateway.translate.common import (
     require_body,
 )
 from gateway.translate.openai_chat import FUNCTION_NAME, check_choice, show_reasoning_from_effort
+from gateway.translate.structured import format_parse
 from gateway.translate.tokens import Usage, responses_usage, usage_for
 from gateway.translate.tools import normalise_arguments
 
@@ -258,6 +259,7 @@ def _choice_echo(raw: Any, choice: ToolChoice) -> Any:
 
 
 def _text_echo(body: dict) -> dict[str, Any]:
+    """`text` as the response object echoes it; `text.format` itself is parsed by format_parse."""
     text = opt_dict(body, "text", "text") or {}
     fmt = opt_dict(text, "format", "text.format") or {"type": "text"}
     verbosity = text.get("verbosity") or "medium"
@@ -354,6 +356,7 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
     parallel = opt_bool(body, "parallel_tool_calls", "parallel_tool_calls")
     metadata = _metadata(body)
     text = _text_echo(body)
+    output_format = format_parse(raw=text["format"], param="text.format", nested=False)
     for i, entry in enumerate(opt_list(body, "include", "include") or []):
         if not isinstance(entry, str):
             raise bad_type(f"include[{i}]", "a string", entry)
@@ -387,7 +390,7 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
         model=model, turns=turns, tools=tools, tool_choice=choice,
         stream=default_stream if stream is None else stream, show_reasoning=show, include_usage=True,
         family="responses", max_tokens=max_output, echo=echo, store=echo["store"], previous_response_id=previous,
-        input_items=_input_items(raw_input), history_at=1 if instructions else 0,
+        input_items=_input_items(raw_input), history_at=1 if instructions else 0, output_format=output_format,
     )
 
 
