@@ -321,6 +321,7 @@ def _parse(body: Any, *, default_stream: bool, default_thinking: bool, require_m
     opt_int(body, "top_k", "top_k", 0)
     stops = opt_stop(body, "stop_sequences", "stop_sequences", max_items=MAX_STOP_SEQUENCES, allow_string=False)
     opt_dict(body, "metadata", "metadata")
+    _refuse_output_formats(body)
     show = default_thinking
     thinking = opt_dict(body, "thinking", "thinking")
     if thinking is not None:
@@ -337,6 +338,21 @@ def _parse(body: Any, *, default_stream: bool, default_thinking: bool, require_m
         stream=default_stream if stream is None else stream, show_reasoning=show, include_usage=True,
         family="anthropic", max_tokens=max_tokens, stop=stops,
     )
+
+
+def _refuse_output_formats(body: dict) -> None:
+    """Anthropic's structured outputs (`output_config.format`, the beta `output_format`) and an
+    OpenAI-style `response_format` are not emulated on /v1/messages: refused by name rather than
+    ignored, so a client never takes free text for the JSON it asked for."""
+    where = "use /v1/chat/completions with response_format, or /v1/responses with text.format"
+    for name in ("output_format", "response_format"):
+        if body.get(name) is not None:
+            raise InvalidRequest(f"{name}: structured outputs are not supported on /v1/messages by this gateway; "
+                                 f"{where}", param=name, code="unsupported_parameter")
+    config = opt_dict(body, "output_config", "output_config")
+    if config is not None and config.get("format") is not None:
+        raise InvalidRequest("output_config.format: structured outputs are not supported on /v1/messages by this "
+                             f"gateway; {where}", param="output_config.format", code="unsupported_parameter")
 
 
 def count_tokens(body: Any) -> dict[str, int]:

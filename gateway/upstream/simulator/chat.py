@@ -464,7 +464,9 @@ def plan_chat(ctx: ChatContext) -> list:
         extra["webSearchResults"] = searched["web"]
         extra["steps"] = searched["steps"]
     else:
-        if prompt.last_role.startswith("tool result"):
+        if prompt.response_schema is not None:  # structured output (docs/simulator.md)
+            tokens = content.split_tokens(content.structured_answer(prompt), ctx.rng)
+        elif prompt.last_role.startswith("tool result"):
             tokens = content.split_tokens(content.tool_result_answer(prompt), ctx.rng)
         elif prompt.directives.get("say"):  # #sim:say=<text>: exactly this answer (no spaces or '#')
             tokens = content.split_tokens(prompt.directives["say"], ctx.rng)
