@@ -139,11 +139,15 @@ def _validator(schema: dict):
     return cls(schema, registry=registry, format_checker=FormatChecker())
 
 
+_REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
 def _refs(node: Any):
     if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            yield ref
+        for key in _REF_KEYS:
+            ref = node.get(key)
+            if isinstance(ref, str):
+                yield ref
         for value in node.values():
             yield from _refs(value)
     elif isinstance(node, list):
@@ -152,6 +156,9 @@ def _refs(node: Any):
 
 
 def _check_schema(schema: dict, *, name: str, param: str) -> None:
+    dialect = schema.get("$schema")
+    if dialect is not None and not isinstance(dialect, str):
+        raise bad_type(f"{param}.$schema", "a string", dialect)
     cls = validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -164,10 +171,19 @@ def _check_schema(schema: dict, *, name: str, param: str) -> None:
         if not ref.startswith("#"):
             raise _invalid_schema(name, param, f"the reference '{ref}' is not local; only references into the schema "
                                                "itself ('#/$defs/…') are supported.")
-        try:
-            resolver.lookup(ref)
-        except Unresolvable:
-            raise _invalid_schema(name, param, f"the reference '{ref}' cannot be resolved.") from None
+        seen = {ref}
+        while True:  # a chain of references that comes back to itself would recurse forever
+            try:
+                target = resolver.lookup(ref).contents
+            except Unresolvable:
+                raise _invalid_schema(name, param, f"the reference '{ref}' cannot be resolved.") from None
+            nxt = target.get("$ref") if isinstance(target, dict) else None
+            if not isinstance(nxt, str):
+                break
+            if nxt in seen:
+                raise _invalid_schema(name, param, f"the reference '{ref}' leads back to itself.")
+            seen.add(nxt)
+            ref = nxt
 
 
 def _context(path: tuple) -> str:
@@ -301,6 +317,8 @@ def _first_error(validator, value: Any) -> str | None:
         errors = sorted(validator.iter_errors(value), key=lambda e: (len(e.path), list(map(str, e.path))))
     except Unresolvable as exc:  # checked when parsed; kept as a clear error rather than a 500
         return f"unresolvable reference {exc}"
+    except RecursionError:
+        return "the schema's references recurse without end"
     if not errors:
         return None
     err = errors[0]

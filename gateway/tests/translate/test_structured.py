@@ -190,3 +190,44 @@ def test_sources_and_citations_do_not_break_the_json():
     pieces = asm.finish()
     assert [p.text for p in pieces if isinstance(p, TextPiece)] == ['{"a":1}']
     assert asm.result.search_sources and asm.result.annotations == []
+
+
+# --------------------------------------------------------------------------- fuzz: 400 or a format, never a 500
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_WORDS = ["type", "object", "string", "integer", "array", "properties", "required", "items", "$ref", "$defs",
+          "#", "#/$defs/a", "#/$defs/b", "a", "b", "$schema", "$id", "$dynamicRef", "$dynamicAnchor", "anyOf",
+          "additionalProperties", "enum", "const", "pattern", "format", "email", "minimum", "name", "schema",
+          "strict", "json_schema", "json_object", "text", "https://json-schema.org/draft/2020-12/schema",
+          "http://json-schema.org/draft-04/schema#", "definitions", "#/definitions/a", "(", "not", "allOf"]
+_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.sampled_from(_WORDS), st.text(max_size=6))
+_TREE = st.recursive(_LEAF, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                    st.dictionaries(st.sampled_from(_WORDS), inner, max_size=5)),
+                     max_leaves=25)
+_SETTINGS = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                     suppress_health_check=[HealthCheck.too_slow])
+
+
+_SCHEMAS = st.dictionaries(st.sampled_from(_WORDS), _TREE, max_size=6)
+_WRAPPED = st.builds(lambda schema, strict: {"type": "json_schema", "json_schema": {
+    "name": "x", "strict": strict, "schema": schema}}, _SCHEMAS, st.booleans())
+
+
+@_SETTINGS
+@given(raw=st.one_of(_WRAPPED, _TREE), answer=st.one_of(st.text(max_size=40), _TREE.map(json.dumps)))
+def test_any_format_parses_or_is_refused_and_any_answer_is_json_or_a_502(raw, answer):
+    try:
+        fmt = _fmt(raw, nested=True)
+    except InvalidRequest as exc:
+        assert exc.status == 400 and exc.param
+        return
+    if not fmt.active:
+        return
+    try:
+        out = structured_answer(answer, fmt)
+    except StructuredOutputInvalid as exc:
+        assert exc.status == 502
+        return
+    json.loads(out)
