@@ -596,6 +596,10 @@ async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending
 
 async def _media_dispatch(*, req, spec: ModelSpec, family: str, principal):
     """Image, image-edit and video model ids through a chat endpoint (media/services.py)."""
+    fmt = getattr(req, "output_format", None)
+    if fmt is not None and fmt.active:  # media answers are images or video: no JSON to give
+        raise InvalidRequest(f"Invalid value for '{fmt.param}': '{fmt.kind}' needs a chat model; '{spec.id}' answers "
+                             "with images or video.", param=fmt.param, code="unsupported_value")
     from media.services import media_chat_run  # media imports the pool and client too: import late
 
     return await media_chat_run(req=req, spec=spec, family=family, principal=principal)

@@ -128,6 +128,13 @@ def test_tool_calls_need_no_json(env):
     assert done.choices[0].finish_reason == "tool_calls" and done.choices[0].message.content is None
 
 
+def test_media_models_refuse_a_json_format(env):
+    with pytest.raises(openai.BadRequestError) as info:
+        env.openai().chat.completions.create(model="grok-imagine-image", messages=_user("a cat"),
+                                             response_format={"type": "json_object"})
+    assert info.value.body["param"] == "response_format" and "needs a chat model" in info.value.body["message"]
+
+
 @pytest.mark.parametrize("extra, param", [
     ({"output_format": {"type": "json_schema", "schema": {"type": "object"}}}, "output_format"),
     ({"output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}}, "output_config.format"),
