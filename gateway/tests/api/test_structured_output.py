@@ -89,6 +89,17 @@ def test_an_invalid_answer_after_shown_reasoning_ends_the_stream_with_an_error_e
     assert content == ""  # nothing of the invalid answer was shown as content
 
 
+def test_responses_stream_after_shown_reasoning_fails_in_band(env):
+    env.account("super", "srespexp")
+    env.ready(EXPERT)
+    events = list(env.openai().responses.create(model=EXPERT, input="Think #sim:json-invalid", stream=True,
+                                                text={"format": {"type": "json_object"}}))
+    assert events[0].type == "response.created" and events[0].response.text.format.type == "json_object"
+    assert [e.type for e in events][-2:] == ["response.failed", "error"]
+    assert events[-1].code == "structured_output_invalid"
+    assert not [e for e in events if e.type == "response.output_text.delta"]
+
+
 def test_responses_parse_and_stream_with_text_format(env):
     env.account("basic", "sresp")
     env.ready(FAST)
