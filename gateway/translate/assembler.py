@@ -147,7 +147,8 @@ class TurnAssembler:
 
     @property
     def holding(self) -> bool:
-        """Answer text is held until a tool call decides it (tool_choice required / named)."""
+        """Answer text is held until a tool call decides it (tool_choice required / named), or until
+        the end with a structured output_format: the service opens no stream while this is true."""
         return (self._must_call or self._format is not None) and not self.started
 
     @property
