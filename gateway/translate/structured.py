@@ -49,6 +49,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)```", re.S)
 SCHEMA_LINE = "RESPONSE JSON SCHEMA: "  # the simulator reads the schema from this line (docs/simulator.md)
 FORMAT_LINE = "RESPONSE FORMAT: "
+_MAX_DETAIL = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,9 +304,11 @@ def structured_answer(text: str, fmt: OutputFormat) -> str:
         first_error = first_error or error
     what = "a JSON object" if want_object else f"JSON for the schema '{fmt.name}'"
     detail = first_error or "the answer holds no JSON"
-    raise StructuredOutputInvalid(
-        f"The model's answer could not be made into {what} ({detail}). Retry the request, or relax the "
-        f"schema.", param=fmt.param)
+    if len(detail) > _MAX_DETAIL:  # jsonschema quotes the offending value, which may be long
+        detail = detail[:_MAX_DETAIL] + "…"
+    advice = "Retry the request." if want_object else "Retry the request, or relax the schema."
+    raise StructuredOutputInvalid(f"The model's answer could not be made into {what} ({detail}). {advice}",
+                                  param=fmt.param)
 
 
 def _kind(value: Any) -> str:
