@@ -73,7 +73,7 @@ TEXT = OutputFormat()
 # --------------------------------------------------------------------------- request parsing
 
 
-def format_parse(*, raw: Any, param: str, nested: bool) -> OutputFormat:
+def format_parse(*, raw: Any, param: str, nested: bool, label: str | None = None) -> OutputFormat:
     """`response_format` (nested: the schema under `json_schema`) or `text.format` (flat) → OutputFormat.
 
     Raises InvalidRequest naming the field for a bad type, a missing name or schema, a schema that
@@ -115,16 +115,18 @@ def format_parse(*, raw: Any, param: str, nested: bool) -> OutputFormat:
         schema = {"type": "object"}
     if not isinstance(schema, dict):
         raise bad_type(schema_param, "an object", schema)
-    _check_schema(schema, name=name, param=schema_param)
+    _check_schema(schema, name=name, param=schema_param, label=label)
     if strict:
-        _check_strict(schema, (), name=name, param=schema_param)
+        _check_strict(schema, (), name=name, param=schema_param, label=label)
     return OutputFormat(kind="json_schema", name=name, schema=schema, strict=bool(strict),
                         description=description or "", param=param)
 
 
-def _invalid_schema(name: str, param: str, why: str) -> InvalidRequest:
-    return InvalidRequest(f"Invalid schema for response_format '{name}': {why}", param=param,
-                          code="invalid_json_schema")
+def _invalid_schema(name: str, param: str, why: str, label: str | None) -> InvalidRequest:
+    """OpenAI's wording (`Invalid schema for response_format 'Person': …`); `label` replaces the
+    `response_format '<name>'` part for the Anthropic fields, which have no name."""
+    what = label or f"response_format '{name}'"
+    return InvalidRequest(f"Invalid schema for {what}: {why}", param=param, code="invalid_json_schema")
 
 
 def _registry(schema: dict):
@@ -156,33 +158,36 @@ def _refs(node: Any):
             yield from _refs(value)
 
 
-def _check_schema(schema: dict, *, name: str, param: str) -> None:
+def _check_schema(schema: dict, *, name: str, param: str, label: str | None) -> None:
     dialect = schema.get("$schema")
     if dialect is not None and not isinstance(dialect, str):
         raise bad_type(f"{param}.$schema", "a string", dialect)
+    def bad(why: str) -> InvalidRequest:
+        return _invalid_schema(name, param, why, label)
+
     cls = validator_for(schema, default=Draft202012Validator)
     try:
         cls.check_schema(schema)
     except SchemaError as exc:
         where = "".join(f"[{p!r}]" for p in exc.path)
-        raise _invalid_schema(name, param, f"{exc.message}" + (f" (at schema{where})" if where else "")) from None
+        raise bad(exc.message + (f" (at schema{where})" if where else "")) from None
     registry, base = _registry(schema)
     resolver = registry.resolver(base_uri=base)
     for ref in _refs(schema):
         if not ref.startswith("#"):
-            raise _invalid_schema(name, param, f"the reference '{ref}' is not local; only references into the schema "
-                                               "itself ('#/$defs/…') are supported.")
+            raise bad(f"the reference '{ref}' is not local; only references into the schema itself ('#/$defs/…') "
+                      "are supported.")
         seen = {ref}
         while True:  # a chain of references that comes back to itself would recurse forever
             try:
                 target = resolver.lookup(ref).contents
             except Unresolvable:
-                raise _invalid_schema(name, param, f"the reference '{ref}' cannot be resolved.") from None
+                raise bad(f"the reference '{ref}' cannot be resolved.") from None
             nxt = target.get("$ref") if isinstance(target, dict) else None
             if not isinstance(nxt, str):
                 break
             if nxt in seen:
-                raise _invalid_schema(name, param, f"the reference '{ref}' leads back to itself.")
+                raise bad(f"the reference '{ref}' leads back to itself.")
             seen.add(nxt)
             ref = nxt
 
@@ -196,36 +201,37 @@ _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 _SUBSCHEMA_ONE = ("items", "additionalItems", "not", "if", "then", "else", "contains")
 
 
-def _check_strict(node: Any, path: tuple, *, name: str, param: str) -> None:
+def _check_strict(node: Any, path: tuple, *, name: str, param: str, label: str | None) -> None:
     """OpenAI's strict subset: every object closes its properties and requires all of them."""
     if not isinstance(node, dict):
         return
+    def bad(why: str) -> InvalidRequest:
+        return _invalid_schema(name, param, f"In context={_context(path)}, {why}", label)
+
     is_object = node.get("type") == "object" or (isinstance(node.get("type"), list) and "object" in node["type"]) \
         or "properties" in node
     if is_object:
         if node.get("additionalProperties") is not False:
-            raise _invalid_schema(name, param, f"In context={_context(path)}, 'additionalProperties' is required to "
-                                               "be supplied and to be false.")
+            raise bad("'additionalProperties' is required to be supplied and to be false.")
         props = node.get("properties") or {}
         required = node.get("required") if isinstance(node.get("required"), list) else []
         missing = [key for key in props if key not in required]
         if missing:
-            raise _invalid_schema(name, param, f"In context={_context(path)}, 'required' is required to be supplied "
-                                               "and to be an array including every key in properties. Missing "
-                                               f"'{missing[0]}'.")
+            raise bad("'required' is required to be supplied and to be an array including every key in properties. "
+                      f"Missing '{missing[0]}'.")
     for key in _SUBSCHEMA_MAPS:
         sub = node.get(key)
         if isinstance(sub, dict):
             for k, v in sub.items():
-                _check_strict(v, path + (key, k), name=name, param=param)
+                _check_strict(v, path + (key, k), name=name, param=param, label=label)
     for key in _SUBSCHEMA_LISTS:
         sub = node.get(key)
         if isinstance(sub, list):
             for i, v in enumerate(sub):
-                _check_strict(v, path + (key, i), name=name, param=param)
+                _check_strict(v, path + (key, i), name=name, param=param, label=label)
     for key in _SUBSCHEMA_ONE:
         if isinstance(node.get(key), dict):
-            _check_strict(node[key], path + (key,), name=name, param=param)
+            _check_strict(node[key], path + (key,), name=name, param=param, label=label)
 
 
 # --------------------------------------------------------------------------- prompt

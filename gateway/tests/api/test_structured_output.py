@@ -146,15 +146,43 @@ def test_media_models_refuse_a_json_format(env):
     assert info.value.body["param"] == "response_format" and "needs a chat model" in info.value.body["message"]
 
 
-@pytest.mark.parametrize("extra, param", [
-    ({"output_format": {"type": "json_schema", "schema": {"type": "object"}}}, "output_format"),
-    ({"output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}}, "output_config.format"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
-])
-def test_messages_refuses_output_formats_by_name(env, extra, param):
+def test_messages_parse_with_output_format_streamed_and_not(env):
     env.account("basic", "santh")
+    env.ready(FAST)
+    client = env.anthropic()
+    msg = client.messages.parse(model=FAST, max_tokens=500, messages=_user("Describe a person"), output_format=Person)
+    assert isinstance(msg.parsed_output, Person) and msg.stop_reason == "end_turn"
+    assert json.loads(msg.content[0].text) == msg.parsed_output.model_dump()
+    schema = {"type": "object", "properties": {"selected": {"type": "array", "items": {"type": "string"}}},
+              "required": ["selected"], "additionalProperties": False}
+    with client.messages.stream(model=FAST, max_tokens=500, messages=_user("Pick #sim:json-fenced"),
+                                extra_body={"output_format": {"type": "json_schema", "schema": schema}}) as stream:
+        final = stream.get_final_message()
+    assert json.loads(final.content[0].text) == {"selected": ["example selected"]}
+
+
+def test_messages_invalid_structured_answer_is_a_502_api_error(env):
+    env.account("basic", "santhbad")
+    env.ready(FAST)
+    with pytest.raises(anthropic.APIStatusError) as info:
+        env.anthropic().messages.parse(model=FAST, max_tokens=500, messages=_user("Talk #sim:json-invalid"),
+                                       output_format=Person)
+    assert info.value.status_code == 502 and info.value.body["error"]["type"] == "api_error"
+    assert "could not be made into JSON" in info.value.body["error"]["message"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"response_format": {"type": "json_object"}}, "response_format: "),
+    ({"output_format": {"type": "json_schema", "schema": {"type": "object"}},
+      "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}}, "output_format: Both"),
+    ({"output_config": {"format": {"type": "json_schema", "schema": {"type": "integr"}}}},
+     "output_config.format.schema: Invalid schema for output_config.format: "),
+])
+def test_messages_refuses_bad_or_foreign_output_formats_by_name(env, extra, message):
+    token = env.account("basic", "santhref")
     env.ready(FAST)
     with pytest.raises(anthropic.BadRequestError) as info:
         env.anthropic().messages.create(model=FAST, max_tokens=50, messages=_user("hi"), extra_body=extra)
     assert info.value.body["error"]["type"] == "invalid_request_error"
-    assert info.value.body["error"]["message"].startswith(f"{param}: ")
+    assert info.value.body["error"]["message"].startswith(message)
+    assert env.chat_requests(token) == []

@@ -231,3 +231,24 @@ def test_any_format_parses_or_is_refused_and_any_answer_is_json_or_a_502(raw, an
         assert exc.status == 502
         return
     json.loads(out)
+
+
+ANTHROPIC = load("structured_request__anthropic")
+
+
+@pytest.mark.parametrize("case", ANTHROPIC["cases"], ids=[c["doc"] for c in ANTHROPIC["cases"]])
+def test_messages_output_formats(case):
+    from gateway.translate import anthropic
+
+    body = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}], **case["extra"]}
+    if "error" in case:
+        with pytest.raises(InvalidRequest) as info:
+            anthropic.parse_request(body, default_stream=False, default_thinking=False)
+        assert info.value.message.startswith(case["error"])
+        return
+    req = anthropic.parse_request(body, default_stream=False, default_thinking=False)
+    if case["param"] is None:
+        assert not req.output_format.active
+    else:
+        assert req.output_format.kind == "json_schema" and req.output_format.param == case["param"]
+        assert SCHEMA_LINE in flatten(req)
