@@ -252,3 +252,13 @@ def test_messages_output_formats(case):
     else:
         assert req.output_format.kind == "json_schema" and req.output_format.param == case["param"]
         assert SCHEMA_LINE in flatten(req)
+
+
+def test_a_cached_schema_verdict_refuses_the_same_bad_schema_every_time():
+    raw = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "integr"}}}
+    for _ in range(2):
+        with pytest.raises(InvalidRequest) as info:
+            _fmt(raw)
+        assert info.value.code == "invalid_json_schema" and "'integr'" in info.value.message
+    good = {"type": "json_schema", "json_schema": {"name": "y", "schema": {"type": "object"}}}
+    assert _fmt(good).schema == _fmt(good).schema == {"type": "object"}
