@@ -314,5 +314,5 @@ def flatten(req: ChatRequest) -> str:
     if req.output_format is not None and req.output_format.active:
         from gateway.translate.structured import format_prompt
 
-        blocks.append(f"[system]: {format_prompt(req.output_format)}")  # last: the rule nearest to the answer
+        blocks.append(f"[system]: {format_prompt(req.output_format, tools=req.tools_active)}")  # last: the rule nearest to the answer
     return "\n\n".join(blocks)

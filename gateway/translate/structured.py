@@ -256,12 +256,16 @@ def _check_strict(node: Any, path: tuple, *, name: str, param: str, label: str |
 # --------------------------------------------------------------------------- prompt
 
 
-def format_prompt(fmt: OutputFormat) -> str:
-    """The instruction block appended after the conversation (without its `[system]: ` prefix)."""
+_TOOLS_TOO = "If you call a tool, use the tool format instead; the JSON rule applies to your final answer."
+
+
+def format_prompt(fmt: OutputFormat, *, tools: bool = False) -> str:
+    """The instruction block appended after the conversation (without its `[system]: ` prefix).
+    `tools`: function tools are declared too, and a call needs no JSON."""
     if fmt.kind == "json_object":
-        return (f"{FORMAT_LINE}answer with one valid JSON object and nothing else: no markdown code fence, no "
-                "text before or after it. If you call a tool, use the tool format instead; the JSON rule applies "
-                "to your final answer.")
+        text = (f"{FORMAT_LINE}answer with one valid JSON object and nothing else: no markdown code fence, no text "
+                "before or after it.")
+        return f"{text} {_TOOLS_TOO}" if tools else text
     lines = [
         f"{FORMAT_LINE}answer with one JSON value that validates against the JSON Schema below, and nothing "
         "else: no markdown code fence, no text before or after it.",
@@ -272,7 +276,8 @@ def format_prompt(fmt: OutputFormat) -> str:
     lines.append(SCHEMA_LINE + orjson.dumps(fmt.schema or {}).decode())
     if fmt.strict:
         lines.append("Include every property the schema lists, and no property it does not list.")
-    lines.append("If you call a tool, use the tool format instead; the JSON rule applies to your final answer.")
+    if tools:
+        lines.append(_TOOLS_TOO)
     return "\n".join(lines)
 
 

@@ -78,6 +78,11 @@ def test_the_prompt_comes_last_with_the_schema_on_one_line_and_the_simulator_rea
     message = flatten(req)
     last = message.split("\n\n")[-1]
     assert last.startswith("[system]: RESPONSE FORMAT:") and SCHEMA_LINE in last
+    assert "If you call a tool" not in last  # said only when tools are declared
+    with_tools = openai_chat.parse_request({"model": "m", "messages": [{"role": "user", "content": "Who?"}],
+                                            "tools": [{"type": "function", "function": {"name": "f"}}],
+                                            "response_format": schema}, default_stream=False, default_thinking=False)
+    assert "If you call a tool" in flatten(with_tools).split("\n\n")[-1]
     line = next(x for x in last.splitlines() if x.startswith(SCHEMA_LINE))
     assert json.loads(line[len(SCHEMA_LINE):]) == schema["json_schema"]["schema"]
     prompt = content.parse_prompt(message)
