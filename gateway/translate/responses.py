@@ -20,8 +20,8 @@ progress): the reasoning text sealed by the `seal` function the caller passes; a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -420,6 +420,8 @@ def _reasoning_item(item_id: str, text: str, status: str = "completed", seal: Se
 
 
 def _seal_for(request: ChatRequest | None, seal: Seal | None) -> Seal | None:
+    """The seal to use, or None when the request did not include encrypted reasoning (a request
+    that did, rendered without a seal, is a caller's bug: it must not answer without the field)."""
     if not getattr(request, "encrypted_reasoning", False):
         return None
     if seal is None:
