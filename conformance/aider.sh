@@ -14,7 +14,13 @@ aider_bin="$(pip_client aider-chat "$AIDER_VERSION" aider)"
 stack_start sim-super-aider1
 
 work="$G2A_SCRATCH/work"
-mkdir -p "$work" "$G2A_SCRATCH/home"
+mkdir -p "$work" "$G2A_SCRATCH/home/.aider/caches"
+# aider downloads litellm's model list unless its cache is fresh and not empty: a fresh one naming
+# only this model keeps it offline.
+cat >"$G2A_SCRATCH/home/.aider/caches/model_prices_and_context_window.json" <<JSON
+{"openai/$MODEL": {"litellm_provider": "openai", "mode": "chat", "max_input_tokens": 131072,
+ "max_output_tokens": 8192, "input_cost_per_token": 0, "output_cost_per_token": 0}}
+JSON
 aider() {
   # Its own HOME (~/.aider caches) in the scratch folder; no update check, no analytics, litellm's
   # bundled model list instead of a download: no traffic other than to the gateway.

@@ -24,6 +24,12 @@ name = "grok2api"
 base_url = "$G2A_BASE/v1"
 env_key = "G2A_KEY"
 wire_api = "responses"
+
+# No traffic but to the gateway: no curated-plugin sync from GitHub at start-up, no connectors.
+[features]
+plugins = false
+remote_plugin = false
+apps = false
 TOML
 codex() { (cd "$work" && G2A_KEY="$G2A_KEY" timeout 180 "$codex_bin" exec --json --skip-git-repo-check "$@" </dev/null); }
 
