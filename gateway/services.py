@@ -58,6 +58,7 @@ from gateway.upstream.client import GrokClient
 from gateway.upstream.errors import UpstreamError
 from gateway.upstream.events import AnswerDelta, ThinkingDelta
 from gateway.usage import UsageEntry, usage_record
+from grok2api import crypto
 
 log = logging.getLogger(__name__)
 
@@ -467,8 +468,9 @@ async def _run_complete(ctx: _Ctx) -> dict:
 
 
 def _echo_of(ctx: _Ctx) -> dict:
-    """The Responses encoders echo the request's settings in every response object."""
-    return {"request": ctx.req} if ctx.family == "responses" else {}
+    """The Responses encoders echo the request's settings in every response object, and seal
+    reasoning for include=["reasoning.encrypted_content"] with the at-rest cipher."""
+    return {"request": ctx.req, "seal": crypto.encrypt} if ctx.family == "responses" else {}
 
 
 async def _keep(ctx: _Ctx, obj: dict | None) -> None:

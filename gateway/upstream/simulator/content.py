@@ -6,8 +6,11 @@ ends with a tool result gets a plain text answer even if an earlier user turn as
 
     #sim:think  #sim:search  #sim:xsearch  #sim:browse  #sim:code  #sim:searchimages  #sim:rawthink
     #sim:tool=<name>[,<name>…]  #sim:tool-fenced  #sim:tool-json  #sim:tool-prose
-    #sim:image  #sim:len=<n>  #sim:untagged  #sim:gap  #sim:say=<text>  #sim:search=<url>
+    #sim:image  #sim:len=<n>  #sim:untagged  #sim:gap  #sim:say=<text>  #sim:search=<url>  #sim:args=<json>
     #sim:json-fenced  #sim:json-invalid
+
+Directive values stop at whitespace or ``#``: ``say`` and ``args`` values are percent-decoded (``%20`` a space,
+``%0A`` a newline, ``%23`` a ``#``), so an exact multi-line answer or a scripted tool argument fits in one word.
 
 Tool schemas come from the injected tool prompt (docs/upstream-protocol.md §5.1): ``Tool: <name>`` … ``Parameters: <json>``.
 A structured-output prompt (gateway/translate/structured.py) is answered with JSON satisfying the schema on its
@@ -20,6 +23,7 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 _BLOCK = re.compile(r"(?m)^\[(system|developer|user|assistant|tool result for [^\]\n]*)\]:")
 _DIRECTIVE = re.compile(r"#sim:([a-z][a-z-]*)(?:=([^\s#]+))?")
@@ -200,7 +204,9 @@ def value_for(schema: dict, name: str, depth: int = 0, root: dict | None = None)
         v = 1 if lo is None else lo + (1 if "exclusiveMinimum" in schema and "minimum" not in schema else 0)
         if hi is not None and v > hi:
             v = hi
-        return int(v) if typ == "integer" else float(v)
+        # A whole number is written without a fraction even for "number": clients that declare
+        # "number" often parse into an integer type (Codex's exec_command rejects 1.0 for a usize).
+        return int(v) if typ == "integer" or float(v).is_integer() else float(v)
     if typ == "boolean":
         return True
     if typ == "null":
@@ -214,8 +220,27 @@ def value_for(schema: dict, name: str, depth: int = 0, root: dict | None = None)
         props = schema.get("properties") or {}
         if depth > 4:
             return {}
+        # Only the required properties when the schema lists them, as a model would: optional ones
+        # filled with placeholders (a `workdir`, a `shell`) would make a client's tool fail.
+        required = schema.get("required")
+        if isinstance(required, list):
+            props = {k: v for k, v in props.items() if k in required}
         return {k: value_for(v, k, depth + 1, root) for k, v in props.items()}
     return f"example {name}"
+
+
+def directive_text(prompt: Prompt, name: str) -> str:
+    """A directive's value, percent-decoded ("" when absent)."""
+    return unquote(prompt.directives.get(name) or "")
+
+
+def scripted_args(prompt: Prompt) -> dict:
+    """``#sim:args=<json object>``: arguments laid over the schema-filled ones of every call."""
+    try:
+        value = json.loads(directive_text(prompt, "args") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def tool_calls_for(prompt: Prompt) -> list[tuple[str, dict]]:
@@ -224,7 +249,9 @@ def tool_calls_for(prompt: Prompt) -> list[tuple[str, dict]]:
         names = [next(iter(prompt.tools))]
     if not names:
         names = ["get_weather"]
-    return [(n, value_for(prompt.tools.get(n, {}), n) if prompt.tools.get(n) else {}) for n in names]
+    scripted = scripted_args(prompt)
+    filled = [(n, value_for(prompt.tools.get(n, {}), n) if prompt.tools.get(n) else {}) for n in names]
+    return [(n, {**args, **scripted}) for n, args in filled]
 
 
 def tool_answer(prompt: Prompt) -> str:
