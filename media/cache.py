@@ -140,7 +140,7 @@ def media_file_get(*, media_type: str, media_id: str, sig: str, principal) -> Ca
     if media_type == "video" and VIDEO_JOB_ID_RE.fullmatch(media_id):
         if principal is None:
             raise AuthenticationFailed("This video belongs to an API key: send it as 'Authorization: Bearer <key>'.")
-        from media.services import video_job_content
+        from media.videos import video_job_content  # media/videos.py stores into this cache: import late
 
         try:
             return video_job_content(principal=principal, job_id=media_id)

@@ -105,7 +105,7 @@ async def test_stop_ends_a_running_round(upstream, make_account):
     events = await _until(comm, lambda e: e["type"] == "status" and e["status"] == "stopped")
     assert not [e for e in events if e["type"] == "image"]
     # the round was cancelled, not finished: the account's in-flight slot is free again at once
-    from accounts import services as pool
+    from accounts import lease as pool
 
     assert pool._local_inflight.get(account.id, 0) == 0
     await comm.disconnect()
