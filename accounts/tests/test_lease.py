@@ -1,4 +1,5 @@
-"""Lease / report through the services layer with the in-process backend, persisted by the batched writer."""
+"""Lease / report on the request path (accounts/lease.py) with the in-process backend, persisted by the batched writer
+(accounts/writer.py); maintenance and the snapshot seen through the pool."""
 import asyncio
 import time
 
@@ -238,7 +239,7 @@ def test_retry_rules_follow_the_matrix_and_the_config(set_config):
     for kind in (UpstreamKind.ANTI_BOT, UpstreamKind.CLOUDFLARE, UpstreamKind.MODERATED, UpstreamKind.BAD_REQUEST, UpstreamKind.FORBIDDEN_OTHER):
         assert not allowed(error=err(kind, 403), attempt=1), kind
     assert not allowed(error=RateLimited("none"), attempt=1)
-    # the aliases used by gateway/services.py
+    # the keyword aliases (outcome=, attempts=)
     assert allowed(outcome=err(UpstreamKind.TIMEOUT), attempts=1)
     set_config(retry__on_codes="503")
     assert not allowed(error=err(UpstreamKind.RATE_LIMITED, 429), attempt=1)
