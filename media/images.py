@@ -39,6 +39,7 @@ from media import cache
 from media.common import (
     IMAGE_DOWNLOAD_MAX,
     Served,
+    app_url,
     assets_url,
     call_sync,
     chat_flags,
@@ -49,7 +50,6 @@ from media.common import (
     no_result_error,
     principal_check,
     url_is_public,
-    app_url,
 )
 from media.params import MAX_EDIT_IMAGES, ImageInput, ImageParams, image_edit_params, image_generation_params, too_many
 
