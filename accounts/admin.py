@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts import services
+from accounts import maintenance
 from accounts.models import Account, TierChange
 from accounts.tokenfile import token_normalize
 from grok2api import crypto
@@ -94,7 +94,7 @@ class ImportForm(forms.Form):
     tokens = forms.CharField(widget=forms.Textarea(attrs={"rows": 10, "cols": 80, "autocomplete": "off"}), required=False,
                              help_text="One SSO token per line; blank lines and # comments are skipped.")
     file = forms.FileField(required=False, help_text="…or a .txt file, one token per line.")
-    pool = forms.ChoiceField(choices=[(p, p) for p in services.IMPORT_POOLS], initial="auto",
+    pool = forms.ChoiceField(choices=[(p, p) for p in maintenance.IMPORT_POOLS], initial="auto",
                              help_text="auto probes each token's rate limits to detect basic / super / heavy.")
     tags = forms.CharField(required=False, help_text="Comma-separated tags.")
     dry_run = forms.BooleanField(required=False, label="Dry run (report only)")
@@ -258,11 +258,11 @@ class AccountAdmin(admin.ModelAdmin):
             stamp_bump("accounts")
 
     def delete_model(self, request, obj):
-        services.account_delete(account=obj, reason=f"deleted by {request.user}")
+        maintenance.account_delete(account=obj, reason=f"deleted by {request.user}")
 
     def delete_queryset(self, request, queryset):
         for account in queryset:
-            services.account_delete(account=account, reason=f"deleted by {request.user}")
+            maintenance.account_delete(account=account, reason=f"deleted by {request.user}")
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -289,20 +289,20 @@ class AccountAdmin(admin.ModelAdmin):
     @admin.action(description="Enable selected accounts")
     def action_enable(self, request, queryset):
         for account in queryset:
-            services.account_enable(account=account, reason=f"enabled by {request.user}")
+            maintenance.account_enable(account=account, reason=f"enabled by {request.user}")
         self.message_user(request, f"Enabled {queryset.count()} account(s).", messages.SUCCESS)
 
     @admin.action(description="Disable selected accounts")
     def action_disable(self, request, queryset):
         for account in queryset:
-            services.account_disable(account=account, reason=f"disabled by {request.user}")
+            maintenance.account_disable(account=account, reason=f"disabled by {request.user}")
         self.message_user(request, f"Disabled {queryset.count()} account(s).", messages.SUCCESS)
 
     @admin.action(description="Delete selected accounts (soft)")
     def action_delete(self, request, queryset):
         n = 0
         for account in queryset:
-            services.account_delete(account=account, reason=f"deleted by {request.user}")
+            maintenance.account_delete(account=account, reason=f"deleted by {request.user}")
             n += 1
         self.message_user(request, f"Deleted {n} account(s).", messages.SUCCESS)
 
@@ -321,7 +321,7 @@ class AccountAdmin(admin.ModelAdmin):
             if form.is_valid():
                 data = form.cleaned_data
                 blob = data["file"].read() if data.get("file") else data["tokens"].encode()
-                report = services.account_import(
+                report = maintenance.account_import(
                     tokens=blob, pool=data["pool"], tags=[t for t in (data.get("tags") or "").split(",") if t.strip()],
                     dry_run=bool(data.get("dry_run")),
                 )

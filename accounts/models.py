@@ -61,7 +61,7 @@ class Account(models.Model):
     cooling_until = models.DateTimeField(null=True, blank=True)
     ext = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    # indexed: large pools reload only rows changed since the last snapshot load (accounts/services.py)
+    # indexed: large pools reload only rows changed since the last snapshot load (accounts/snapshot.py)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
     deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
 

@@ -1,7 +1,8 @@
 """Account selection over an in-memory snapshot (protocol docs/upstream-protocol.md §9.3, §11.4, §12.4). Pure Python.
 
-No Django, no I/O: `accounts/services.py` loads the snapshot from the database, keeps the shared
-in-flight counters and cooldowns, and persists the effects this module computes.
+No Django, no I/O: `accounts/snapshot.py` loads the snapshot from the database, `accounts/lease.py`
+keeps the shared in-flight counters and cooldowns, and `accounts/writer.py` persists the effects
+this module computes.
 
 Time is epoch seconds (float) everywhere. A quota window is the JSON stored in `Account.quotas`:
     {mode: {"remaining": int, "total": int, "window_seconds": int, "reset_at": float | None,

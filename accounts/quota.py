@@ -22,7 +22,7 @@ explicit pool choice stands. Every change is recorded as a TierChange row (old â
 A failed probe never leaves the pool stuck: that mode's window is marked stale; a real window is
 decremented by one and becomes estimated; a window whose reset time passed is reset to full.
 Account-level failures (invalid credentials, blocked, anti-bot, Cloudflare) feed the same reaction
-matrix as chat calls (accounts.services.outcome_effect).
+matrix as chat calls (accounts.feedback.outcome_effect).
 """
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ from django.utils import timezone
 
 from accounts import pool as P
 from accounts.config import config
+from accounts.feedback import outcome_effect
 from accounts.models import Account, AccountStatus, TierChange
+from accounts.writer import SNAPSHOT_FIELDS, flusher, row_values, view_from_row
 from gateway.registry import POOL_MODES
 from gateway.upstream.errors import UpstreamError, UpstreamKind
 from grok2api.snapshots import stamp_bump
@@ -199,8 +201,6 @@ class ProbeResult:
 
 
 def _apply_account_error(account: Account, err: UpstreamError, *, now: float) -> None:
-    from accounts.services import outcome_effect, row_values, view_from_row, SNAPSHOT_FIELDS
-
     row = {f: getattr(account, f) for f in SNAPSHOT_FIELDS}
     view = view_from_row(row, "", now=now)
     P.effect_apply(view, outcome_effect(outcome=err, mode=None, pool=account.pool, now=now, strategy="quota"), in_memory=False)
@@ -349,8 +349,6 @@ def quota_refresh(
 
 
 def _store(*, account_id: int, probe: ProbeResult, explicit: bool, trigger: str) -> SyncResult:
-    from accounts.services import SNAPSHOT_FIELDS, outcome_effect, row_values, view_from_row
-
     now = probe.at or time.time()
     with transaction.atomic():
         row = Account.objects.select_for_update().filter(id=account_id).values(*SNAPSHOT_FIELDS, "pool_detected").first()
@@ -396,10 +394,8 @@ def _store(*, account_id: int, probe: ProbeResult, explicit: bool, trigger: str)
         values["updated_at"] = timezone.now()
         Account.objects.filter(id=account_id).update(**values)
     if err is not None and err.kind in (UpstreamKind.ANTI_BOT, UpstreamKind.CLOUDFLARE):
-        from accounts.services import _flusher
-
         effect = outcome_effect(outcome=err, mode=None, pool=pool, now=now, strategy="quota")
         effect.fail = 0
         effect.fail_reason = None
-        _flusher.enqueue(account_id, effect)  # operator alert through the same batched writer
+        flusher.enqueue(account_id, effect)  # operator alert through the same batched writer
     return SyncResult(account_id, row.get("token_last4", ""), ok, pool, message)

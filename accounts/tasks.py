@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from accounts import quota, writer
+
 
 @shared_task(name="accounts.tasks.quota_refresh", ignore_result=True)
 def quota_refresh(account_ids: list[int] | None = None, pool: str | None = None, modes: list[str] | None = None) -> int:
-    from accounts import quota
-
     return len(quota.quota_refresh(account_ids=account_ids, pool=pool, modes=modes))
 
 
 @shared_task(name="accounts.tasks.account_flush", ignore_result=True)
 def account_flush() -> int:
-    from accounts import services
-
-    return services.account_flush()
+    return writer.account_flush()

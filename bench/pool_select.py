@@ -51,7 +51,7 @@ def bench_selection(n_accounts: int = 10000, rounds: int = 20000, *, model: str 
     for _ in range(rounds):
         now = time.time()
         t0 = perf()
-        choice = snap.select(pools=spec.pools, modes=modes, strategy="quota", now=now, inflight=inflight, max_inflight=8, k=4, rng=rng)  # k as accounts.services.SELECT_K
+        choice = snap.select(pools=spec.pools, modes=modes, strategy="quota", now=now, inflight=inflight, max_inflight=8, k=4, rng=rng)  # k as accounts.lease.SELECT_K
         samples.append(perf() - t0)
         if choice is None:
             misses += 1

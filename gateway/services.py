@@ -5,19 +5,21 @@ Messages "anthropic") share this module; their wire formats live in gateway/tran
 
 Flow of `chat_run` (docs/upstream-protocol.md §11.4, architecture §1/§4):
 1. Resolve the model (404 unknown, 403 outside the key's allow-list); image/video ids go to
-   media.services.media_chat_run.
+   media/chatbridge.py (`_media_dispatch`).
 2. Client-supplied attachment URLs are fetched ONCE, credential-free and SSRF-guarded
    (transport.fetch_untrusted), before any account is leased.
-3. Attempt loop: lease an account (pool order, fallback) excluding accounts already tried, upload
-   the attachments with that account, open the upstream chat stream.
+3. Attempts (accounts/attempt.py `account_attempt`): lease an account (pool order, fallback)
+   excluding accounts already tried, upload the attachments with that account, open the upstream
+   chat stream.
    - Streaming: nothing is sent to the client — no status line, no headers — until the upstream
      produced its first answer or reasoning token (shown or hidden). Failures before that are
-     reported to the pool and retried on another account when `retry_elsewhere` allows and the
-     attempt cap (`retry.max_retries + 1`) is not reached; otherwise they become a normal HTTP
-     error. After that point the open upstream stream is handed to the response generator;
-     a later failure becomes the family's mid-stream error event, never a retry.
+     reported to the pool and retried on another account when the pool's retry policy
+     (`retry.on_codes`, `retry.max_retries`; accounts/feedback.py) allows; otherwise they become
+     a normal HTTP error. After that point the open upstream stream — and its lease — is handed to
+     the response generator; a later failure becomes the family's mid-stream error event, never a
+     retry, and the attempt is reported when the stream ends.
    - Non-streaming: the whole answer is collected first, so in-band failures can be retried.
-4. Always: `account_report` once per attempt, and one usage-ledger entry per request (queued,
+4. Always: one pool report per attempt, and one usage-ledger entry per request (queued,
    batched by gateway/usage.py) — no ORM query on the request path.
 
 The upstream stream lives inside the response generator, so a client disconnect (Django cancels
@@ -35,7 +37,8 @@ from typing import Any
 from django.http import StreamingHttpResponse
 
 from accounts.config import config
-from accounts.services import account_lease, account_release, account_report, account_retry_allowed, accounts_available_models
+from accounts.attempt import AccountAttempt, account_attempt
+from accounts.lease import accounts_available_models
 from gateway.attachments import attachment_fetch
 from gateway.jsonbody import json_body_parse
 from gateway.errors import (
@@ -44,30 +47,25 @@ from gateway.errors import (
     InvalidRequest,
     ModelNotFound,
     PermissionDenied,
-    RateLimited,
 )
 from gateway.auth import principal_allows
 from gateway.registry import ModelSpec, model_get
-from gateway.sse import KEEPALIVE, SSE_HEADERS, with_keepalive
+from gateway.sse import SSE_HEADERS, sse_turn_body
 from gateway.translate import anthropic as anthropic_tr
 from gateway.translate import openai_chat, responses
 from gateway.translate.assembler import TurnAssembler
 from gateway.translate.common import flatten
 from gateway.translate.tokens import prompt_tokens, usage_for
 from gateway.upstream.client import GrokClient
-from gateway.upstream.errors import UpstreamError
 from gateway.upstream.events import AnswerDelta, ThinkingDelta
 from gateway.usage import UsageEntry, usage_record
 from grok2api import crypto
+from media.chatbridge import media_chat_pieces, media_chat_result, media_chat_urls
+from media.common import media_ledger
 
 log = logging.getLogger(__name__)
 
-# Module path per family (media/services.py imports these by name) and the modules themselves.
-FAMILIES = {
-    "openai": "gateway.translate.openai_chat",
-    "responses": "gateway.translate.responses",
-    "anthropic": "gateway.translate.anthropic",
-}
+# The translator module of each family.
 _MODULES = {"openai": openai_chat, "responses": responses, "anthropic": anthropic_tr}
 ENDPOINTS = {"openai": "chat.completions", "responses": "responses", "anthropic": "messages"}
 
@@ -233,7 +231,6 @@ class _Ctx:
     prompt_tokens: int
     files: list[_Fetched]
     t0: float = field(default_factory=time.monotonic)
-    tried: set[int] = field(default_factory=set)
     attempts: int = 0
     ttft_ms: int | None = None
 
@@ -258,29 +255,6 @@ class _Ctx:
         )
 
 
-def _may_retry(ctx: _Ctx, err: GatewayError) -> bool:
-    """Before the first byte only: the pool's rule (docs/upstream-protocol.md §11.4) with this request's attempt count."""
-    if not isinstance(err, UpstreamError):
-        return False
-    return account_retry_allowed(error=err, attempt=ctx.attempts, answer_started=False)
-
-
-def _report(lease, outcome: BaseException | None, *, answer_started: bool) -> None:
-    if lease is None:
-        return
-    try:
-        if isinstance(outcome, UpstreamError) or outcome is None:
-            account_report(lease=lease, outcome=outcome, answer_started=answer_started)
-        elif answer_started:
-            # the account served (client went away, or a gateway-side failure): count it as a use
-            account_report(lease=lease, outcome=None, answer_started=True)
-        else:
-            # cancelled or failed on our side before the upstream answered: nothing to learn
-            account_release(lease=lease)
-    except Exception:
-        log.exception("account_report failed")
-
-
 async def _fetch_attachments(req) -> list[_Fetched]:
     attachments = list(getattr(req, "attachments", ()) or ())
     if not attachments:
@@ -301,15 +275,24 @@ async def _fetch_attachments(req) -> list[_Fetched]:
 
 @dataclass(slots=True)
 class _Attempt:
-    """One leased account with its open upstream stream. close() is idempotent and reports once."""
+    """One account attempt (accounts/attempt.py) with its open upstream stream. close() is
+    idempotent: it closes the stream, then reports the outcome to the pool once."""
 
-    lease: Any
+    account: AccountAttempt
     stack: AsyncExitStack
     events: Any
-    client: Any = None
     closed: bool = False
 
-    async def close(self, outcome: BaseException | None, *, answer_started: bool) -> None:
+    @property
+    def lease(self):
+        return self.account.lease
+
+    @property
+    def client(self) -> GrokClient:
+        return self.account.client
+
+    async def close_stream(self) -> None:
+        """Close the upstream stream only: accounts/attempt.py reports the attempt."""
         if self.closed:
             return
         self.closed = True
@@ -317,8 +300,15 @@ class _Attempt:
             await self.stack.aclose()
         except Exception:
             log.debug("closing the upstream stream failed", exc_info=True)
+
+    async def close(self, outcome: BaseException | None, *, answer_started: bool) -> None:
+        """Close the upstream stream, then report the attempt (the stream's end, once)."""
+        if self.closed:
+            return
+        try:
+            await self.close_stream()
         finally:
-            _report(self.lease, outcome, answer_started=answer_started)
+            self.account.end(outcome, answer_started=answer_started)
 
     def __del__(self) -> None:
         # Safety net: a response generator dropped before it ever ran (client gone between the
@@ -331,39 +321,41 @@ class _Attempt:
             loop.create_task(self.close(None, answer_started=True))
 
 
-async def _open_attempt(ctx: _Ctx) -> _Attempt:
-    """Lease an account, upload attachments with it and open the upstream chat stream."""
-    lease = await account_lease(model=ctx.spec, exclude=frozenset(ctx.tried))
-    ctx.tried.add(lease.account.id)
-    ctx.attempts += 1
+async def _open_attempt(ctx: _Ctx, account: AccountAttempt) -> _Attempt:
+    """Upload the attachments with the leased account and open the upstream chat stream. A failure
+    closes what was opened and carries the lease for the usage ledger; accounts/attempt.py reports
+    it and decides whether another account is tried."""
+    ctx.attempts = account.number
     stack = AsyncExitStack()
     try:
-        client = GrokClient(token=lease.account.token, user_id=getattr(lease.account, "user_id", "") or "")
-        lease.egress = getattr(client.egress, "label", "") or ""
+        client = account.client
         file_ids: list[str] = []
         for f in ctx.files:
             uploaded = await client.upload_file(name=f.name, mime=f.mime, data=f.data)
             file_ids.append(uploaded.file_id)
-        payload = client.build_chat_payload(message=ctx.prompt, mode=lease.mode, file_ids=file_ids)
-        events = await stack.enter_async_context(client.chat_stream(payload=payload, mode=lease.mode))
+        payload = client.build_chat_payload(message=ctx.prompt, mode=account.lease.mode, file_ids=file_ids)
+        events = await stack.enter_async_context(client.chat_stream(payload=payload, mode=account.lease.mode))
     except BaseException as exc:
-        attempt = _Attempt(lease, stack, None)
-        await attempt.close(exc, answer_started=False)
-        if isinstance(exc, GatewayError):
-            exc._lease = lease  # type: ignore[attr-defined]  # for the ledger row
+        await _abandon(_Attempt(account, stack, None), exc)
         raise
-    return _Attempt(lease, stack, events.__aiter__(), client)
+    return _Attempt(account, stack, events.__aiter__())
+
+
+async def _abandon(attempt: _Attempt, exc: BaseException) -> None:
+    """A failure before the first byte: close the upstream stream (accounts/attempt.py reports the
+    attempt and decides on a retry); a GatewayError carries its lease for the ledger row."""
+    await attempt.close_stream()
+    if isinstance(exc, GatewayError):
+        exc._lease = attempt.lease  # type: ignore[attr-defined]
 
 
 async def _finish(assembler, attempt: _Attempt) -> list:
     """assembler.finish(), first turning in-chat images/videos into local links or data URIs when
-    features.image_format / video_format ask for it (media/services.py downloads them with the
+    features.image_format / video_format ask for it (media/chatbridge.py downloads them with the
     account that produced them). A failed download falls back to the upstream URL."""
     res = assembler.result
     media: dict[str, str] = {}
     if res.images or res.videos:
-        from media.services import media_chat_urls
-
         try:
             media = await media_chat_urls(client=attempt.client, images=list(res.images), videos=list(res.videos))
         except GatewayError as exc:
@@ -421,29 +413,11 @@ async def chat_run(*, req, family: str, principal) -> StreamingHttpResponse | di
         raise
 
 
-async def _next_attempt(ctx: _Ctx, last_error: GatewayError | None) -> _Attempt:
-    """Lease + upload + open, retrying failures of these steps on other accounts."""
-    while True:
-        try:
-            return await _open_attempt(ctx)
-        except RateLimited:
-            # Every account tried or busy: the upstream failure that caused the retry says more.
-            if last_error is not None:
-                raise last_error from None
-            raise
-        except UpstreamError as exc:
-            if not _may_retry(ctx, exc):
-                raise
-            log.info("attempt %d for %s failed before the first byte (%s); retrying on another account",
-                     ctx.attempts, ctx.spec.id, exc.kind)
-            last_error = exc
-
-
 async def _run_complete(ctx: _Ctx) -> dict:
     mod = _family_module(ctx.family)
-    last_error: GatewayError | None = None
-    while True:
-        attempt = await _next_attempt(ctx, last_error)
+
+    async def work(account: AccountAttempt) -> tuple[Any, Any]:
+        attempt = await _open_attempt(ctx, account)
         assembler = _assembler(ctx.req)
         try:
             async for event in attempt.events:
@@ -451,20 +425,22 @@ async def _run_complete(ctx: _Ctx) -> dict:
                 if ctx.ttft_ms is None and assembler.started:
                     ctx.ttft_ms = int((time.monotonic() - ctx.t0) * 1000)
                 if assembler.done:
-                    break  # max_tokens / stop sequence reached: attempt.close() ends the upstream stream
+                    break  # max_tokens / stop sequence reached: close_stream() ends the upstream stream
             await _finish(assembler, attempt)
         except BaseException as exc:
-            if await _retry_after_failure(ctx, attempt, exc):
-                last_error = exc
-                continue
+            await _abandon(attempt, exc)
             raise
-        await attempt.close(None, answer_started=True)
-        result = assembler.result
-        usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=result)
-        usage_record(entry=ctx.usage_entry(lease=attempt.lease, status="ok", error=None, usage=usage))
-        obj = mod.body(result=result, model=ctx.req.model, prompt_tokens=ctx.prompt_tokens, **_echo_of(ctx))
-        await _keep(ctx, obj)
-        return obj
+        await attempt.close_stream()
+        return assembler, account.lease
+
+    # Nothing reaches the client before the whole answer is there: every failure may be retried.
+    assembler, lease = await account_attempt(model=ctx.spec, work=work)
+    result = assembler.result
+    usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=result)
+    usage_record(entry=ctx.usage_entry(lease=lease, status="ok", error=None, usage=usage))
+    obj = mod.body(result=result, model=ctx.req.model, prompt_tokens=ctx.prompt_tokens, **_echo_of(ctx))
+    await _keep(ctx, obj)
+    return obj
 
 
 def _echo_of(ctx: _Ctx) -> dict:
@@ -487,25 +463,12 @@ async def _keep(ctx: _Ctx, obj: dict | None) -> None:
         log.exception("storing response %s failed", obj.get("id"))
 
 
-async def _retry_after_failure(ctx: _Ctx, attempt: _Attempt, exc: BaseException) -> bool:
-    """A failure before the first byte: close the attempt (reporting it), then say whether to retry
-    on another account. A GatewayError that is not retried carries its lease for the usage ledger."""
-    await attempt.close(exc, answer_started=False)
-    if not isinstance(exc, GatewayError):
-        return False
-    if _may_retry(ctx, exc):
-        log.info("attempt %d for %s on account %s failed before the first byte (%s); retrying on another account",
-                 ctx.attempts, ctx.spec.id, attempt.lease.account.id, getattr(exc, "kind", exc.code))
-        return True
-    exc._lease = attempt.lease  # type: ignore[attr-defined]
-    return False
-
-
 async def _run_stream(ctx: _Ctx) -> StreamingHttpResponse:
     mod = _family_module(ctx.family)
-    last_error: GatewayError | None = None
-    while True:
-        attempt = await _next_attempt(ctx, last_error)
+
+    async def work(account: AccountAttempt) -> tuple[_Attempt, Any, list, bool]:
+        """Open the stream and read until the first visible token; the attempt stays open after."""
+        attempt = await _open_attempt(ctx, account)
         assembler = _assembler(ctx.req)
         pending: list = []
         ended = False
@@ -524,84 +487,97 @@ async def _run_stream(ctx: _Ctx) -> StreamingHttpResponse:
                 # never came): finish now, so a failure is still a plain HTTP error.
                 pending.extend(await _finish(assembler, attempt))
         except BaseException as exc:
-            if await _retry_after_failure(ctx, attempt, exc):
-                last_error = exc
-                continue
+            await _abandon(attempt, exc)
             raise
-        ctx.ttft_ms = int((time.monotonic() - ctx.t0) * 1000)
-        encoder = mod.StreamEncoder(model=ctx.req.model, prompt_tokens=ctx.prompt_tokens,
-                                    include_usage=bool(getattr(ctx.req, "include_usage", False)), **_echo_of(ctx))
-        body = _stream_body(ctx, attempt, assembler, encoder, pending, ended)
-        response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
-        for name, value in SSE_HEADERS.items():
-            response[name] = value
-        return response
+        return attempt, assembler, pending, ended
+
+    # keep: the lease lives in the response generator until the stream ends (_stream_body).
+    attempt, assembler, pending, ended = await account_attempt(model=ctx.spec, work=work, keep=True)
+    ctx.ttft_ms = int((time.monotonic() - ctx.t0) * 1000)
+    encoder = mod.StreamEncoder(model=ctx.req.model, prompt_tokens=ctx.prompt_tokens,
+                                include_usage=bool(getattr(ctx.req, "include_usage", False)), **_echo_of(ctx))
+    return _sse_response(_stream_body(ctx, attempt, assembler, encoder, pending, ended))
 
 
-async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending: list, ended: bool):
-    """The response generator: owns the open upstream stream from here on."""
-    status = "ok"
-    error: GatewayError | None = None
-    usage = None
-    try:
-        first = encoder.feed(pending) if pending else b""
-        # The status line goes out now; when nothing is visible yet (a tool call being buffered)
-        # the stream still opens the way the family requires (message_start, response.created).
-        yield first or encoder.begin()
-        if not ended and not assembler.done:
-            interval = _keepalive_interval()
-            source = with_keepalive(attempt.events, interval=interval)
-            try:
-                async for item in source:
-                    if item is KEEPALIVE:
-                        yield encoder.keepalive()
-                        continue
-                    pieces = assembler.feed(item)
-                    if pieces:
-                        out = encoder.feed(pieces)
-                        if out:
-                            yield out
-                    if assembler.done:
-                        break  # max_tokens / stop sequence reached: the upstream stream is closed below
-            finally:
-                await source.aclose()
+def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending: list, ended: bool):
+    """The response generator (gateway/sse.py): owns the open upstream stream and its lease from here on."""
+
+    async def finish() -> tuple[list, Any]:
         tail = [] if ended else await _finish(assembler, attempt)
-        out = encoder.feed(tail) if tail else b""
-        usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=assembler.result)
-        last = encoder.finish(assembler.result)
-        await _keep(ctx, getattr(encoder, "final", None))
-        yield out + last
-    except (asyncio.CancelledError, GeneratorExit):
-        status = "cancelled"
-        raise
-    except GatewayError as exc:
-        status, error = "error", exc
-        log.info("stream of %s failed after the first byte: %r", ctx.spec.id, exc)
-        last = encoder.error(exc)
-        await _keep(ctx, getattr(encoder, "final", None))
-        yield last
-    except Exception:
-        log.exception("stream of %s failed", ctx.spec.id)
-        status, error = "error", InternalError("Internal server error")
-        last = encoder.error(error)
-        await _keep(ctx, getattr(encoder, "final", None))
-        yield last
-    finally:
+        return tail, assembler.result
+
+    async def keep(enc) -> None:
+        await _keep(ctx, getattr(enc, "final", None))
+
+    async def on_end(status: str, error: GatewayError | None) -> None:
         await attempt.close(error, answer_started=True)
-        if usage is None:
-            try:
-                usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=assembler.result)
-            except Exception:
-                usage = None
+        try:
+            usage = usage_for(prompt_tokens=ctx.prompt_tokens, result=assembler.result)
+        except Exception:
+            usage = None
         usage_record(entry=ctx.usage_entry(lease=attempt.lease, status=status, error=error, usage=usage))
+
+    source = None if ended or assembler.done else attempt.events
+    return sse_turn_body(encoder=encoder, pending=pending, source=source, feed=assembler.feed,
+                         done=lambda: assembler.done, finish=finish, keep=keep, on_end=on_end,
+                         interval=_keepalive_interval(), label=ctx.spec.id)
+
+
+def _sse_response(body) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(body, content_type="text/event-stream; charset=utf-8")
+    for name, value in SSE_HEADERS.items():
+        response[name] = value
+    return response
 
 
 async def _media_dispatch(*, req, spec: ModelSpec, family: str, principal):
-    """Image, image-edit and video model ids through a chat endpoint (media/services.py)."""
+    """Image, image-edit and video model ids through a chat endpoint: media/chatbridge.py produces
+    the turn as pieces (progress as reasoning, the result as text), rendered here like any chat
+    turn. Validation and failures before the first piece are HTTP errors; later ones the family's
+    mid-stream error event. One ledger row per request (media.common.media_ledger)."""
     fmt = getattr(req, "output_format", None)
     if fmt is not None and fmt.active:  # media answers are images or video: no JSON to give
         raise InvalidRequest(f"Invalid value for '{fmt.param}': '{fmt.kind}' needs a chat model; '{spec.id}' answers "
                              "with images or video.", param=fmt.param, code="unsupported_value")
-    from media.services import media_chat_run  # media imports the pool and client too: import late
+    mod = _family_module(family)
+    ptokens = prompt_tokens(flatten(req))
+    pieces = media_chat_pieces(req=req, spec=spec, principal=principal).__aiter__()
+    endpoint = ENDPOINTS.get(family, family)
+    t0 = time.monotonic()
+    if not req.stream:
+        try:
+            got = [p async for p in pieces]
+        except BaseException as exc:
+            media_ledger(endpoint=endpoint, model=spec.id, principal=principal, t0=t0, error=exc)
+            raise
+        media_ledger(endpoint=endpoint, model=spec.id, principal=principal, t0=t0, error=None)
+        return mod.body(result=media_chat_result(got), model=req.model, prompt_tokens=ptokens)
 
-    return await media_chat_run(req=req, spec=spec, family=family, principal=principal)
+    # Hold the response until the first piece: validation errors stay HTTP errors.
+    try:
+        first = await pieces.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except BaseException as exc:
+        media_ledger(endpoint=endpoint, model=spec.id, principal=principal, t0=t0, error=exc, stream=True)
+        raise
+    encoder = mod.StreamEncoder(model=req.model, prompt_tokens=ptokens, include_usage=bool(getattr(req, "include_usage", False)))
+    seen = [first] if first is not None else []
+
+    def feed(piece) -> list:
+        seen.append(piece)
+        return [piece]
+
+    async def finish() -> tuple[list, Any]:
+        return [], media_chat_result(seen)
+
+    async def keep(_enc) -> None:
+        return None
+
+    async def on_end(status: str, error: GatewayError | None) -> None:
+        failure = asyncio.CancelledError() if status == "cancelled" else error
+        media_ledger(endpoint=endpoint, model=spec.id, principal=principal, t0=t0, error=failure, stream=True)
+
+    body = sse_turn_body(encoder=encoder, pending=list(seen), source=pieces, feed=feed, done=lambda: False,
+                         finish=finish, keep=keep, on_end=on_end, interval=_keepalive_interval(), label=spec.id)
+    return _sse_response(body)

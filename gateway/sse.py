@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
 
-from gateway.errors import ServiceUnavailable
+from gateway.errors import GatewayError, InternalError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -125,3 +128,71 @@ async def with_keepalive(source: AsyncIterator[T], *, interval: float) -> AsyncI
             pending.cancel()
             with contextlib.suppress(BaseException):
                 await pending
+
+
+async def sse_turn_body(
+    *,
+    encoder: Any,
+    pending: list,
+    source: AsyncIterator[Any] | None,
+    feed: Callable[[Any], list],
+    done: Callable[[], bool],
+    finish: Callable[[], Awaitable[tuple[list, Any]]],
+    keep: Callable[[Any], Awaitable[None]],
+    on_end: Callable[[str, GatewayError | None], Awaitable[None]],
+    interval: float,
+    label: str,
+) -> AsyncIterator[bytes]:
+    """The response generator of every streamed chat turn (upstream chat and media through chat).
+
+    `encoder` is the family's StreamEncoder; `pending` the pieces produced before the response
+    opened; `source` the items still to read (None: nothing more), each turned into pieces by
+    `feed` until `done()`; `finish()` gives the tail pieces and the finished turn. `keep(encoder)`
+    runs before the last frame (the Responses store); `on_end(status, error)` runs exactly once at
+    the end — "ok", "error" or "cancelled" (client gone) — to report the account and write the
+    ledger. A failure after the status line becomes the family's mid-stream error event."""
+    status = "ok"
+    error: GatewayError | None = None
+    try:
+        first = encoder.feed(pending) if pending else b""
+        # The status line goes out now; when nothing is visible yet (a tool call being buffered)
+        # the stream still opens the way the family requires (message_start, response.created).
+        yield first or encoder.begin()
+        if source is not None:
+            items = with_keepalive(source, interval=interval)
+            try:
+                async for item in items:
+                    if item is KEEPALIVE:
+                        yield encoder.keepalive()
+                        continue
+                    pieces = feed(item)
+                    if pieces:
+                        out = encoder.feed(pieces)
+                        if out:
+                            yield out
+                    if done():
+                        break  # max_tokens / stop sequence reached: on_end closes the source
+            finally:
+                await items.aclose()
+        tail, result = await finish()
+        out = encoder.feed(tail) if tail else b""
+        last = encoder.finish(result)
+        await keep(encoder)
+        yield out + last
+    except (asyncio.CancelledError, GeneratorExit):
+        status = "cancelled"
+        raise
+    except GatewayError as exc:
+        status, error = "error", exc
+        log.info("stream of %s failed after the first byte: %r", label, exc)
+        last = encoder.error(exc)
+        await keep(encoder)
+        yield last
+    except Exception:
+        log.exception("stream of %s failed", label)
+        status, error = "error", InternalError("Internal server error")
+        last = encoder.error(error)
+        await keep(encoder)
+        yield last
+    finally:
+        await on_end(status, error)

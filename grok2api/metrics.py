@@ -3,7 +3,7 @@
 Three kinds of numbers, each kept where it is cheapest:
 - events counted where they happen, once each: a finished /v1 request (`metrics_request_observe`,
   called by gateway/usage.py `usage_record`, the single place every request ends), an upstream
-  outcome (`metrics_upstream_observe`, from accounts/services.py `account_report`) and the
+  outcome (`metrics_upstream_observe`, from accounts/lease.py `account_report`) and the
   in-flight slot of a leased account (`metrics_inflight_add`). These are plain prometheus-client
   counters, histograms and a gauge: in memory, no I/O on the request path;
 - state read at scrape time by `_StateCollector` from what the process already holds or from one
@@ -160,7 +160,7 @@ class _StateCollector:
 
 def _pool_families():
     from accounts.pool import POOL_MODES, default_window
-    from accounts.services import pool_snapshot
+    from accounts.snapshot import pool_snapshot
 
     accounts = GaugeMetricFamily("grok2api_accounts", "Accounts by pool and status.", labels=["pool", "status"])
     quota = GaugeMetricFamily("grok2api_quota_remaining",

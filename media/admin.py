@@ -1,10 +1,10 @@
 """Admin for video jobs and the local media cache.
 
 VideoJob: list with status filter, progress and error; a "retry" action re-queues failed or stuck
-jobs through media.services.video_job_retry (the same path the API uses). CachedMedia: the
+jobs through media.videos.video_job_retry (the same path the API uses). CachedMedia: the
 change list shows count, size and cap per type and offers "Clear image cache" / "Clear video
 cache" buttons plus a delete action that also removes the files. Nothing here writes files or
-rows except through media.cache / media.services.
+rows except through media.cache / media.videos.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from django.utils.html import format_html
 
 from media import cache
 from media.models import CachedMedia, VideoJob
-from media.services import video_job_retry
+from media.videos import video_job_retry
 
 
 @admin.register(VideoJob)

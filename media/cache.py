@@ -1,7 +1,7 @@
 """The local media cache: files under DATA_DIR/files/{images,videos}/<id>.<ext>, indexed by CachedMedia.
 
 Wire format served (media/views.py): `GET /v1/files/image?id=<id>&sig=<sig>` and
-`GET /v1/files/video?id=<id>&sig=<sig>` (owner rule: media_file_get) return the bytes with their content type (jpg/png/webp/gif for images, mp4 for videos); videos
+`GET /v1/files/video?id=<id>&sig=<sig>` (owner rule: media/files.py) return the bytes with their content type (jpg/png/webp/gif for images, mp4 for videos); videos
 honour a single HTTP `Range: bytes=a-b` (206 + Content-Range, 416 when unsatisfiable).
 
 Writes are atomic: bytes go to a temporary file in the same directory, are fsynced and renamed over
@@ -119,46 +119,6 @@ def media_local_url(*, media_type: str, media_id: str) -> str:
     base = str(config().get("app.app_url", "") or "").rstrip("/")
     sig = media_link_sig(media_type=media_type, media_id=media_id)
     return f"{base}/v1/files/{media_type}?id={media_id}&sig={sig}"
-
-
-def media_file_get(*, media_type: str, media_id: str, sig: str, principal) -> CachedFile:
-    """The file behind `GET /v1/files/<type>?id=…&sig=…`, under one owner rule.
-
-    - A video job's file (`video_<32 hex>`) belongs to the API key that created the job: the rule
-      of `/v1/videos/{id}/content` (401 without a key, 404 for another key's job, 409 not ready).
-    - Any other cached file is served to whoever holds the link the gateway handed out (a valid
-      `sig`), with or without a key; without it, 401 to a caller without a key and 404 to a key,
-      whichever key (the link is the only record of who received the file). With /v1 open (no key
-      configured at all) there are no owners and unsigned links are served as before.
-    `principal` is gateway.auth.authenticate()'s answer (None = no or a wrong key).
-    """
-    from gateway.auth import OPEN
-    from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
-
-    if not media_id_valid(media_id or ""):
-        raise InvalidRequest("Invalid value for 'id': expected 8-64 letters, digits, '-' or '_'.", param="id")
-    if media_type == "video" and VIDEO_JOB_ID_RE.fullmatch(media_id):
-        if principal is None:
-            raise AuthenticationFailed("This video belongs to an API key: send it as 'Authorization: Bearer <key>'.")
-        from media.services import video_job_content
-
-        try:
-            return video_job_content(principal=principal, job_id=media_id)
-        except GatewayError as exc:
-            exc.param = "id"  # the job's parameter is called `id` on this path
-            raise
-    if not media_link_valid(media_type=media_type, media_id=media_id, sig=sig or ""):
-        if principal is None:
-            raise AuthenticationFailed(
-                f"This {media_type} link is incomplete: use the whole link the gateway returned (with its 'sig').",
-                param="sig",
-            )
-        if principal is not OPEN:
-            raise NotFound(f"No cached {media_type} with id '{media_id}'.", param="id")
-    found = media_cache_path(media_type=media_type, media_id=media_id)
-    if found is None:
-        raise NotFound(f"No cached {media_type} with id '{media_id}'.", param="id")
-    return found
 
 
 def media_cache_path(*, media_type: str, media_id: str) -> CachedFile | None:

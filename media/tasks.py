@@ -1,4 +1,4 @@
-"""Celery tasks of the media app: thin wrappers over media.services / media.cache.
+"""Celery tasks of the media app: thin wrappers over media/videos.py / media/cache.py.
 
 - `media.video_job_run(job_id)`: run one video job (claims it with a conditional update).
 - `media.video_jobs_recover()`: periodic (every 60 s) and at worker start — resume or fail jobs
@@ -17,6 +17,9 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from grok2api.celery import app
+from media.cache import media_cache_evict_all
+from media.videos import video_job_run as run_video_job
+from media.videos import video_jobs_recover as recover_video_jobs
 
 log = logging.getLogger(__name__)
 
@@ -30,22 +33,16 @@ for _name, _entry in BEAT_SCHEDULE.items():
 
 @shared_task(name="media.video_job_run", ignore_result=True, acks_late=True, reject_on_worker_lost=False)
 def video_job_run(job_id: str) -> None:
-    from media.services import video_job_run as run
-
-    run(job_id=job_id)
+    run_video_job(job_id=job_id)
 
 
 @shared_task(name="media.video_jobs_recover", ignore_result=True)
 def video_jobs_recover() -> dict:
-    from media.services import video_jobs_recover as recover
-
-    return recover()
+    return recover_video_jobs()
 
 
 @shared_task(name="media.media_cache_evict", ignore_result=True)
 def media_cache_evict() -> dict:
-    from media.cache import media_cache_evict_all
-
     return media_cache_evict_all()
 
 
@@ -54,8 +51,6 @@ def _recover_on_start(sender=None, **kwargs) -> None:
     # A worker that restarts picks up jobs its dead predecessor left behind (same host, pid gone)
     # right away; other stale jobs follow the heartbeat rule.
     try:
-        from media.services import video_jobs_recover as recover
-
-        recover()
+        recover_video_jobs()
     except Exception:
         log.exception("video job recovery at worker start failed")

@@ -1,6 +1,6 @@
 """GET /v1/files/image?id=<id>&sig=<sig> and GET /v1/files/video?id=<id>&sig=<sig>: the local media cache.
 
-Who may read a file is media.cache.media_file_get's one owner rule: a video job's file needs the
+Who may read a file is media.files.media_file_get's one owner rule: a video job's file needs the
 key that created the job (as /v1/videos/{id}/content does); any other file needs the signed link
 the gateway handed out (`sig`, an HMAC under SECRET_KEY), because those links end up in chat
 answers that browsers load without headers. The id is validated strictly (media.cache.MEDIA_ID_RE);
@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from ninja import Router
 
 from gateway.auth import authenticate
-from media.cache import media_file_get
+from media.files import media_file_get
 from media.ranges import file_response
 
 router = Router(tags=["files"])

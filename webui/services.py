@@ -4,12 +4,13 @@
   request; after the page-specific checks (a non-empty last user turn, no message over
   MAX_MESSAGE_CHARS) it runs through `gateway.services.chat_handle` exactly like /v1.
 - `voice_token_issue(...)`: docs/upstream-protocol.md §10 — an account from the super/heavy pools with `auto` quota
-  (the pool's lease, so quotas, cooldowns and in-flight caps apply), `GrokClient.livekit_token`,
-  the outcome reported back to the pool. Answer `{"token","url","participant_name","room_name"}`.
+  (accounts/attempt.py: the pool's lease, so quotas, cooldowns and in-flight caps apply, and its
+  retry policy), `GrokClient.livekit_token`, the outcome reported back to the pool. Answer
+  `{"token","url","participant_name","room_name"}`.
 - `wall_request_parse(msg)` / `wall_round(*, req, emit)`: one generation round of the image wall.
-  Standard/pro run over the Imagine WebSocket (`GrokClient.imagine_generate`) with a leased account
-  and call `emit` for each progress step and each finished image as it arrives; lite runs
-  `count` parallel single-image requests through `media.services.images_generate` and emits each
+  Standard/pro run over the Imagine WebSocket (`GrokClient.imagine_generate`) on a pool account
+  (accounts/attempt.py; no retry once an image is on the wall) and call `emit` for each progress
+  step and each finished image as it arrives; lite runs `count` parallel single-image requests through `media.images.images_generate` and emits each
   as it completes. Images are sent as `data:` URIs (upstream asset URLs need the account's
   cookie, which never reaches a browser).
 """
@@ -25,12 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-from accounts.config import config
+from accounts.attempt import AccountAttempt, account_attempt
+from gateway import services
 from gateway.errors import GatewayError, InvalidRequest, RateLimited
 from gateway.jsonbody import json_body_parse
 from gateway.registry import ModelSpec, model_get
-from gateway.upstream.errors import UpstreamError, UpstreamKind
+from gateway.upstream.errors import UpstreamError
+from gateway.upstream.events import ImageProgress, ImageResult
+from media.images import images_generate
 from webui.access import WEBUI_PRINCIPAL
 
 log = logging.getLogger(__name__)
@@ -80,16 +83,12 @@ def webui_chat_check(body: Any) -> None:
 
 
 async def webui_chat(*, raw: bytes):
-    from gateway import services
-
     body = json_body_parse(raw, require_object=False, empty=None)
     webui_chat_check(body)
     return await services.chat_handle(family="openai", raw=raw, principal=WEBUI_PRINCIPAL)
 
 
 def webui_models() -> dict:
-    from gateway import services
-
     return services.models_list(principal=WEBUI_PRINCIPAL)
 
 
@@ -99,13 +98,6 @@ def webui_models() -> dict:
 VOICE_SPEC = ModelSpec("grok-voice", "voice", "auto", "super", ("super", "heavy"), "Grok Voice")
 VOICES = ("ara", "eve", "leo", "rex", "sal", "gork")
 MAX_INSTRUCTION_CHARS = 4000
-
-
-def _max_attempts() -> int:
-    try:
-        return max(1, int(config().get("retry.max_retries")) + 1)
-    except (TypeError, ValueError):
-        return 2
 
 
 def voice_params_parse(body: Any) -> dict[str, Any]:
@@ -130,36 +122,18 @@ def voice_params_parse(body: Any) -> dict[str, Any]:
 
 
 async def voice_token_issue(*, voice: str, personality: str, speed: float, instruction: str) -> dict[str, Any]:
-    from accounts.services import account_lease, account_report
-    from gateway.upstream.client import GrokClient
+    """A LiveKit token from a super/heavy account (accounts/attempt.py: the pool's lease, report and retry policy)."""
 
-    tried: set[int] = set()
-    last: UpstreamError | None = None
-    for _ in range(_max_attempts()):
-        try:
-            lease = await account_lease(model=VOICE_SPEC, exclude=frozenset(tried))
-        except RateLimited as exc:
-            if last is not None:
-                raise last from None
-            raise RateLimited(
-                "No eligible account for voice (voice needs a super or heavy account with auto quota left). "
-                + exc.message, code="no_eligible_account",
-            ) from None
-        tried.add(lease.account.id)
-        client = GrokClient(token=lease.account.token, user_id=getattr(lease.account, "user_id", "") or "")
-        outcome: UpstreamError | None = None
-        try:
-            return await client.livekit_token(voice=voice, personality=personality, speed=speed, instruction=instruction)
-        except UpstreamError as exc:
-            outcome = exc
-            if exc.retry_elsewhere:
-                last = exc
-                continue
-            raise
-        finally:
-            account_report(lease=lease, outcome=outcome)
-    assert last is not None
-    raise last
+    async def work(attempt: AccountAttempt) -> dict[str, Any]:
+        return await attempt.client.livekit_token(voice=voice, personality=personality, speed=speed, instruction=instruction)
+
+    try:
+        return await account_attempt(model=VOICE_SPEC, work=work)
+    except RateLimited as exc:
+        raise RateLimited(
+            "No eligible account for voice (voice needs a super or heavy account with auto quota left). "
+            + exc.message, code="no_eligible_account",
+        ) from None
 
 
 # --------------------------------------------------------------------------- image wall
@@ -246,58 +220,34 @@ def _image_event(req: WallRequest, src: str, image_id: str) -> dict[str, Any]:
 
 
 async def _imagine_round(req: WallRequest, emit: Emit) -> int:
-    from accounts.services import account_lease, account_release, account_report
-    from gateway.upstream.client import GrokClient
-    from gateway.upstream.events import ImageProgress, ImageResult
+    emitted = 0
 
-    tried: set[int] = set()
-    last: UpstreamError | None = None
-    for _ in range(_max_attempts()):
-        try:
-            lease = await account_lease(model=req.spec, exclude=frozenset(tried))
-        except RateLimited:
-            if last is not None:
-                raise last from None
-            raise
-        tried.add(lease.account.id)
-        client = GrokClient(token=lease.account.token, user_id=getattr(lease.account, "user_id", "") or "")
-        emitted = 0
-        outcome: UpstreamError | None = None
-        try:
-            stream = client.imagine_generate(prompt=req.prompt, aspect_ratio=req.aspect_ratio,
-                                             pro=req.model == "pro", n=req.count)
-            async with contextlib.aclosing(stream):
-                async for ev in stream:
-                    if isinstance(ev, ImageProgress):
-                        await emit({"type": "progress", "image_index": ev.image_index, "progress": ev.progress})
-                    elif isinstance(ev, ImageResult):
-                        if ev.moderated or not (ev.blob_b64 or ev.url):
-                            await emit({"type": "moderated", "image_index": ev.image_index})
-                            continue
-                        await emit(_image_event(req, await _image_src(client, ev), ev.image_id))
-                        emitted += 1
-            return emitted
-        except asyncio.CancelledError:
-            account_release(lease=lease)  # stopped by the user: says nothing about the account
-            raise
-        except UpstreamError as exc:
-            outcome = None if exc.kind == UpstreamKind.MODERATED else exc
-            if emitted:
-                return emitted  # a later round failed after images were shown: keep them
-            if exc.retry_elsewhere:
-                last = exc
-                continue
-            raise
-        finally:
-            if not lease.released:
-                account_report(lease=lease, outcome=outcome)
-    assert last is not None
-    raise last
+    async def work(attempt: AccountAttempt) -> int:
+        nonlocal emitted
+        client = attempt.client
+        stream = client.imagine_generate(prompt=req.prompt, aspect_ratio=req.aspect_ratio, pro=req.model == "pro", n=req.count)
+        async with contextlib.aclosing(stream):
+            async for ev in stream:
+                if isinstance(ev, ImageProgress):
+                    await emit({"type": "progress", "image_index": ev.image_index, "progress": ev.progress})
+                elif isinstance(ev, ImageResult):
+                    if ev.moderated or not (ev.blob_b64 or ev.url):
+                        await emit({"type": "moderated", "image_index": ev.image_index})
+                        continue
+                    await emit(_image_event(req, await _image_src(client, ev), ev.image_id))
+                    emitted += 1
+        return emitted
+
+    # Images already on the wall end the retries (accounts/attempt.py `served`).
+    try:
+        return await account_attempt(model=req.spec, work=work, served=lambda: emitted > 0)
+    except UpstreamError:
+        if emitted:
+            return emitted  # a later round failed after images were shown: keep them
+        raise
 
 
 async def _lite_round(req: WallRequest, emit: Emit) -> int:
-    from media.services import images_generate
-
     async def one() -> str:
         result = await images_generate(model=req.spec.id, prompt=req.prompt, n=1, size=ASPECT_TO_SIZE[req.aspect_ratio],
                                        response_format="b64_json", principal=WEBUI_PRINCIPAL)

@@ -5,14 +5,14 @@ import pytest
 @pytest.fixture(autouse=True)
 def _pool_state(monkeypatch):
     """Fresh process-local pool state per test; feedback is flushed explicitly (no writer thread)."""
-    from accounts import inflight, services
+    from accounts import inflight, lease, writer
 
-    monkeypatch.setattr(services._flusher, "autostart", False)
-    services._reset_state_for_tests()
+    monkeypatch.setattr(writer.flusher, "autostart", False)
+    lease._reset_state_for_tests()
     inflight.slots_reset()
     _clear_shared_slots()
     yield
-    services._reset_state_for_tests()
+    lease._reset_state_for_tests()
     inflight.slots_reset()
 
 

@@ -5,7 +5,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from accounts import services
+from accounts import maintenance
 from accounts.models import Account, TierChange
 
 pytestmark = pytest.mark.django_db
@@ -90,7 +90,7 @@ def test_the_tier_history_shows_on_the_account_page_and_as_a_column_and_filter_o
     steady = make_account("sim-basic-steady-2222", pool="basic", pool_detected=True)
     TierChange.objects.create(account=moved, old="", new="basic", reason="import with pool auto: tier probe incomplete")
     TierChange.objects.create(account=steady, old="", new="basic", reason="import with pool auto: tier detected: basic")
-    services.account_set_pool(account=moved, pool="heavy", reason="upgraded by the operator")
+    maintenance.account_set_pool(account=moved, pool="heavy", reason="upgraded by the operator")
     page = admin_client.get(reverse("admin:accounts_account_change", args=[moved.pk])).content.decode()
     assert "Tier history" in page and "upgraded by the operator" in page and "— (import)" in page
     assert page.index("upgraded by the operator") < page.index("tier probe incomplete")  # newest first

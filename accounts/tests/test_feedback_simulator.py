@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from accounts import services
+from accounts import feedback, lease as leasing, writer
 from accounts.models import Account, OperatorAlert
 from gateway.errors import RateLimited
 from gateway.registry import BY_ID
@@ -40,9 +40,9 @@ async def _call(lease) -> UpstreamError | None:
 
 def run_once(model=AUTO):
     async def main():
-        lease = await services.account_lease(model=model)
+        lease = await leasing.account_lease(model=model)
         outcome = await _call(lease)
-        services.account_report(lease=lease, outcome=outcome)
+        leasing.account_report(lease=lease, outcome=outcome)
         return lease, outcome
 
     return asyncio.run(main())
@@ -56,7 +56,7 @@ def test_success_charges_the_mode_and_restores_health(upstream, make_account):
     a = make_account("sim-super-ok1", quotas={"auto": quota(20)}, health=0.5)
     lease, outcome = run_once()
     assert outcome is None and lease.account.id == a.id
-    services.account_flush()
+    writer.account_flush()
     row = Account.objects.get()
     assert (row.use_count, row.quotas["auto"]["remaining"], row.quotas["auto"]["source"]) == (1, 19, 2)
     assert row.health == pytest.approx(0.62)
@@ -71,7 +71,7 @@ def test_rate_limited_account_is_skipped_for_that_mode(upstream, make_account, s
     assert lease.account.id == limited.id and outcome.kind is UpstreamKind.RATE_LIMITED
     lease2, outcome2 = run_once()
     assert lease2.account.id == other.id and outcome2 is None
-    services.account_flush()
+    writer.account_flush()
     row = Account.objects.get(id=limited.id)
     assert row.quotas["auto"]["remaining"] == 0 and row.quotas["auto"]["reset_at"] > time.time()
     assert row.last_fail_reason == "rate_limited" and row.health == pytest.approx(0.45)
@@ -92,23 +92,23 @@ def test_dead_credentials_expire_the_account(upstream, make_account, token, kind
     model = BY_ID["grok-4.20-fast"]
     lease, outcome = run_once(model)
     assert outcome.kind is kind
-    assert services.account_retry_allowed(error=outcome, attempt=1)
+    assert feedback.account_retry_allowed(error=outcome, attempt=1)
     with pytest.raises(RateLimited):
         run_once(model)
-    services.account_flush()
+    writer.account_flush()
     row = Account.objects.get()
     assert (row.status, row.state_reason) == ("expired", state_reason)
-    assert "grok-4.20-fast" not in {m.id for m in services.accounts_available_models()}
+    assert "grok-4.20-fast" not in {m.id for m in leasing.accounts_available_models()}
 
 
 @pytest.mark.parametrize("token,kind", [("sim-super-z~antibot", UpstreamKind.ANTI_BOT), ("sim-super-c~cf", UpstreamKind.CLOUDFLARE)])
 def test_anti_bot_and_cloudflare_alert_the_operator_and_keep_the_account(upstream, make_account, token, kind):
     a = make_account(token)
     lease, outcome = run_once()
-    assert outcome.kind is kind and not services.account_retry_allowed(error=outcome, attempt=1)
+    assert outcome.kind is kind and not feedback.account_retry_allowed(error=outcome, attempt=1)
     lease2, _ = run_once()  # still selectable: not the account's fault
     assert lease2.account.id == a.id
-    services.account_flush()
+    writer.account_flush()
     row = Account.objects.get()
     assert row.status == "active" and row.fail_count == 2 and row.last_fail_reason == kind.value
     alert = OperatorAlert.objects.get(resolved=False)
@@ -121,8 +121,8 @@ def test_upstream_5xx_costs_health_and_retries_only_on_listed_codes(upstream, ma
     make_account(f"sim-super-h~http={status}")
     lease, outcome = run_once()
     assert outcome.kind is UpstreamKind.UPSTREAM_5XX and outcome.upstream_status == status
-    assert services.account_retry_allowed(error=outcome, attempt=1) is retry
-    services.account_flush()
+    assert feedback.account_retry_allowed(error=outcome, attempt=1) is retry
+    writer.account_flush()
     row = Account.objects.get()
     assert row.health == pytest.approx(0.75) and row.fail_count == 1 and row.status == "active"
 
@@ -131,7 +131,7 @@ def test_bad_request_leaves_the_account_alone(upstream, make_account):
     make_account("sim-super-q~http=400")
     lease, outcome = run_once()
     assert outcome.kind is UpstreamKind.BAD_REQUEST
-    services.account_flush()
+    writer.account_flush()
     row = Account.objects.get()
     assert (row.health, row.fail_count, row.status) == (1.0, 0, "active")
 
@@ -140,5 +140,5 @@ def test_a_truncated_stream_counts_a_failure(upstream, make_account):
     make_account("sim-super-t~truncate@3")
     lease, outcome = run_once()
     assert outcome is not None and outcome.kind in (UpstreamKind.TRUNCATED, UpstreamKind.TRANSPORT, UpstreamKind.PROTOCOL)
-    services.account_flush()
+    writer.account_flush()
     assert Account.objects.get().fail_count == 1

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from accounts import services
+from accounts import maintenance
 from accounts.models import Account
 from gateway.errors import InvalidRequest
 
@@ -25,7 +25,7 @@ FILE = (
 
 
 def test_it_imports_valid_lines_and_reports_the_rest_by_line_number():
-    report = services.account_import(tokens=FILE, pool="super", tags=["batch1"], probe_after=False)
+    report = maintenance.account_import(tokens=FILE, pool="super", tags=["batch1"], probe_after=False)
     assert [(line, last4, pool) for line, _, last4, pool in report.imported] == [(2, "lpha", "super"), (4, "beta", "super"), (7, "amma", "super")]
     assert report.duplicates == [(6, "same token as line 2")]
     assert [line for line, _ in report.invalid] == [5, 8]
@@ -35,15 +35,15 @@ def test_it_imports_valid_lines_and_reports_the_rest_by_line_number():
 
 
 def test_it_skips_tokens_already_stored():
-    services.account_import(tokens="sim-super-alpha\n", pool="super", probe_after=False)
-    report = services.account_import(tokens="sim-super-alpha\nsim-super-delta\n", pool="basic", probe_after=False)
+    maintenance.account_import(tokens="sim-super-alpha\n", pool="super", probe_after=False)
+    report = maintenance.account_import(tokens="sim-super-alpha\nsim-super-delta\n", pool="basic", probe_after=False)
     assert report.duplicates == [(1, "already stored")]
     assert [line for line, *_ in report.imported] == [2]
     assert Account.objects.count() == 2
 
 
 def test_dry_run_writes_nothing():
-    report = services.account_import(tokens=FILE, pool="heavy", dry_run=True)
+    report = maintenance.account_import(tokens=FILE, pool="heavy", dry_run=True)
     assert len(report.imported) == 3 and report.summary().startswith("would import 3")
     assert Account.objects.count() == 0
 
@@ -60,19 +60,19 @@ def test_a_crash_mid_import_leaves_nothing_half_imported(monkeypatch):
 
     monkeypatch.setattr(Account, "save", failing_save)
     with pytest.raises(RuntimeError):
-        services.account_import(tokens="sim-super-one1\nsim-super-two2\nsim-super-three\n", pool="super", probe_after=False)
+        maintenance.account_import(tokens="sim-super-one1\nsim-super-two2\nsim-super-three\n", pool="super", probe_after=False)
     monkeypatch.setattr(Account, "save", original)
     assert Account.objects.count() == 0
 
 
 def test_it_rejects_an_unknown_pool():
     with pytest.raises(InvalidRequest) as info:
-        services.account_import(tokens="sim-super-x1234", pool="platinum")
+        maintenance.account_import(tokens="sim-super-x1234", pool="platinum")
     assert info.value.param == "pool"
 
 
 def test_tokens_are_encrypted_at_rest():
-    services.account_import(tokens="sim-super-secret-value", pool="super", probe_after=False)
+    maintenance.account_import(tokens="sim-super-secret-value", pool="super", probe_after=False)
     from django.db import connection
 
     with connection.cursor() as cur:
@@ -105,7 +105,7 @@ def test_import_command_reports_and_skips_a_line_that_is_not_a_token(tmp_path):
 
 
 def test_export_masks_tokens_unless_asked():
-    services.account_import(tokens="sim-super-exported1\n", pool="super", probe_after=False)
+    maintenance.account_import(tokens="sim-super-exported1\n", pool="super", probe_after=False)
     out = io.StringIO()
     call_command("export_accounts", stdout=out)
     records = json.loads(out.getvalue())

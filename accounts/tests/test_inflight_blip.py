@@ -37,7 +37,7 @@ def redis_proxy():
 
 
 def _account() -> Account:
-    from accounts.services import account_import
+    from accounts.maintenance import account_import
     from grok2api.snapshots import stamp_bump
 
     account_import(tokens=TOKEN, pool="super", probe_after=False)

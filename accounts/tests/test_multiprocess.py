@@ -39,7 +39,7 @@ class HighWater(collections.defaultdict):
 
 
 def _accounts(*specs):
-    from accounts.services import account_import
+    from accounts.maintenance import account_import
 
     for token, remaining in specs:
         account_import(tokens=token, pool="super", probe_after=False)

@@ -7,7 +7,7 @@ import time
 import pytest
 from django.core.management import call_command
 
-from accounts import services
+from accounts import lease as leasing, maintenance
 from accounts.models import Account, TierChange
 from accounts.quota import quota_refresh
 from gateway.registry import BY_ID
@@ -47,7 +47,7 @@ def test_it_stores_real_windows_for_every_supported_mode(upstream, make_account)
 
 
 def test_import_with_pool_auto_detects_the_tier(upstream):
-    report = services.account_import(tokens="sim-basic-t1\nsim-super-t2\nsim-heavy-t3\n", pool="auto")
+    report = maintenance.account_import(tokens="sim-basic-t1\nsim-super-t2\nsim-heavy-t3\n", pool="auto")
     assert [pool for *_, pool in report.imported] == ["basic", "super", "heavy"]
     pools = dict(Account.objects.values_list("token_last4", "pool"))
     assert pools == {"c-t1": "basic", "r-t2": "super", "y-t3": "heavy"}
@@ -60,7 +60,7 @@ def test_import_with_pool_auto_detects_the_tier(upstream):
 
 
 def test_import_with_pool_auto_reports_a_failed_probe_in_whole_sentences(upstream):
-    report = services.account_import(tokens="sim-super-dead1~expired\n", pool="auto")
+    report = maintenance.account_import(tokens="sim-super-dead1~expired\n", pool="auto")
     [(line, note)] = report.notes
     assert line == 1 and note.startswith("tier probe failed: auth_invalid (") and note.endswith("); stored as basic")
     inner = note.removeprefix("tier probe failed: auth_invalid (").removesuffix("); stored as basic")
@@ -132,9 +132,9 @@ def test_a_failed_sync_marks_windows_stale_and_never_leaves_the_pool_stuck(dead_
     assert (row.quotas["auto"]["remaining"], row.quotas["auto"]["stale"], row.quotas["auto"]["reset_at"]) == (50, True, None)
     assert (row.quotas["fast"]["remaining"], row.quotas["fast"]["source"], row.quotas["fast"]["stale"]) == (9, 2, True)
     assert row.status == "active"
-    lease = asyncio.run(services.account_lease(model=BY_ID["grok-4.20-auto"]))
+    lease = asyncio.run(leasing.account_lease(model=BY_ID["grok-4.20-auto"]))
     assert lease.account.id == a.id and lease.mode == "auto"
-    services.account_release(lease=lease)
+    leasing.account_release(lease=lease)
 
 
 def test_refresh_quotas_command_reports_each_account(upstream, make_account):

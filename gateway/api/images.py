@@ -14,7 +14,7 @@ from ninja import Router
 from gateway.api._common import read_body, render
 from gateway.auth import api_auth
 from gateway.jsonbody import json_body_parse
-from media import services
+from media.images import images_edit, images_generate
 from media.forms import multipart_fields, multipart_images
 from media.params import MAX_EDIT_IMAGES, image_edit_params
 
@@ -26,7 +26,7 @@ DEFAULT_IMAGE_MODEL = "grok-imagine-image-lite"
 @router.post("/images/generations", auth=api_auth)
 async def images_generations(request: HttpRequest):
     body = json_body_parse(read_body(request))
-    result = await services.images_generate(
+    result = await images_generate(
         model=body.get("model") or DEFAULT_IMAGE_MODEL,
         prompt=body.get("prompt"),
         n=body.get("n"),
@@ -46,7 +46,7 @@ async def images_edits(request: HttpRequest):
     image_edit_params(model=fields.get("model") or None, prompt=fields.get("prompt"), n=fields.get("n"),
                       size=fields.get("size"), response_format=fields.get("response_format"), has_mask=has_mask)
     images = await multipart_images(request, names=("image", "image[]"), param="image", limit=MAX_EDIT_IMAGES)
-    result = await services.images_edit(
+    result = await images_edit(
         model=fields.get("model") or None,
         prompt=fields.get("prompt"),
         images=images,

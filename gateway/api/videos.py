@@ -18,7 +18,7 @@ from ninja import Router
 from gateway.api._common import read_body, render
 from gateway.auth import api_auth
 from gateway.jsonbody import json_body_parse
-from media import services
+from media import videos
 from media.forms import image_inputs, multipart_fields, multipart_images
 from media.params import MAX_VIDEO_REFERENCES, video_params
 from media.ranges import file_response
@@ -53,17 +53,17 @@ async def videos_create(request: HttpRequest):
         references = await image_inputs(files=[], texts=texts, param="input_reference", limit=MAX_VIDEO_REFERENCES)
     else:
         references = await multipart_images(request, names=REFERENCE_FIELDS, param="input_reference", limit=MAX_VIDEO_REFERENCES)
-    job = await sync_to_async(services.video_job_create)(principal=request.auth, params=params, references=references)
-    return render(services.video_job_render(job))
+    job = await sync_to_async(videos.video_job_create)(principal=request.auth, params=params, references=references)
+    return render(videos.video_job_render(job))
 
 
 @router.get("/videos/{video_id}", auth=api_auth)
 async def videos_retrieve(request: HttpRequest, video_id: str):
-    job = await sync_to_async(services.video_job_get)(principal=request.auth, job_id=video_id)
-    return render(services.video_job_render(job))
+    job = await sync_to_async(videos.video_job_get)(principal=request.auth, job_id=video_id)
+    return render(videos.video_job_render(job))
 
 
 @router.get("/videos/{video_id}/content", auth=api_auth)
 async def videos_content(request: HttpRequest, video_id: str):
-    found = await sync_to_async(services.video_job_content)(principal=request.auth, job_id=video_id)
+    found = await sync_to_async(videos.video_job_content)(principal=request.auth, job_id=video_id)
     return file_response(request, found, allow_range=True)

@@ -102,7 +102,7 @@ def test_two_processes_never_hold_more_slots_than_the_concurrency_limit(sim, gat
 
     gateways = _gateways(gateway_factory, sim, shared=True)
     limited, probe = _keys(max_concurrent_requests=2)
-    from accounts.services import account_import
+    from accounts.maintenance import account_import
 
     account_import(tokens="sim-super-klconc~stall@2=20000", pool="super", probe_after=False)
     stamp_bump("accounts")

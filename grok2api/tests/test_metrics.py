@@ -35,7 +35,7 @@ def _scrape(url: str, token: str | None = TOKEN) -> httpx.Response:
 
 @pytest.mark.django_db(transaction=True)
 def test_metrics_add_up_the_requests_of_both_uvicorn_workers(sim, gateway_factory):
-    from accounts.services import account_import
+    from accounts.maintenance import account_import
 
     account_import(tokens="sim-super-metrics", pool="super", probe_after=False)
     gateway = gateway_factory({**sim.upstream_env(), "GROK_APP_API_KEY": KEY, "METRICS_TOKEN": TOKEN}, workers=2)

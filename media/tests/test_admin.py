@@ -6,7 +6,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
-from media import cache, services
+from media import cache, videos
 from media.models import CachedMedia, VideoJob
 from media.tests.e2e import tiny_png
 
@@ -24,7 +24,7 @@ def admin_client(settings, tmp_path):
 
 def test_video_jobs_are_listed_filtered_and_retryable(admin_client, monkeypatch):
     calls = []
-    monkeypatch.setattr(services, "video_job_enqueue", lambda *, job_id: calls.append(job_id))
+    monkeypatch.setattr(videos, "video_job_enqueue", lambda *, job_id: calls.append(job_id))
     failed = VideoJob.objects.create(id="video_" + "1" * 32, model="grok-imagine-video", prompt="p", status="failed",
                                      error_code="upstream_unavailable", error_message="Upstream is unavailable")
     VideoJob.objects.create(id="video_" + "2" * 32, model="grok-imagine-video", prompt="p", status="completed", progress=100)

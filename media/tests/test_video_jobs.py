@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.config import config_save
 from accounts.models import Account
 from grok2api.snapshots import stamp_bump
-from media import services
+from media import videos
 from media.models import VideoJob, VideoJobStatus
 
 MODEL = "grok-imagine-video"
@@ -24,7 +24,7 @@ MODEL = "grok-imagine-video"
 @pytest.fixture
 def enqueued(monkeypatch):
     calls: list[str] = []
-    monkeypatch.setattr(services, "video_job_enqueue", lambda *, job_id: calls.append(job_id))
+    monkeypatch.setattr(videos, "video_job_enqueue", lambda *, job_id: calls.append(job_id))
     return calls
 
 
@@ -37,12 +37,12 @@ def _job(**kw) -> VideoJob:
 @pytest.mark.django_db
 def test_the_job_renders_as_openais_video_object():
     job = _job(seconds=12, size="720x1280")
-    out = services.video_job_render(job)
+    out = videos.video_job_render(job)
     assert out["object"] == "video" and out["status"] == "queued" and out["progress"] == 0
     assert out["seconds"] == "12" and out["size"] == "720x1280" and out["quality"] == "standard"
     assert out["error"] is None and out["completed_at"] is None and isinstance(out["created_at"], int)
     VideoJob.objects.filter(id=job.id).update(status="failed", error_code="upstream_error", error_message="boom", completed_at=timezone.now())
-    failed = services.video_job_render(VideoJob.objects.get(id=job.id))
+    failed = videos.video_job_render(VideoJob.objects.get(id=job.id))
     assert failed["error"] == {"code": "upstream_error", "message": "boom"}
 
 
@@ -50,11 +50,11 @@ def test_the_job_renders_as_openais_video_object():
 def test_stale_in_progress_jobs_are_resumed_and_exhausted_ones_fail_with_a_reason(enqueued):
     old = timezone.now() - timedelta(minutes=10)
     stale = _job(status="in_progress", heartbeat_at=old, attempts=1, worker_id="elsewhere:1")
-    spent = _job(status="in_progress", heartbeat_at=old, attempts=services.VIDEO_MAX_ATTEMPTS, worker_id="elsewhere:2")
+    spent = _job(status="in_progress", heartbeat_at=old, attempts=videos.VIDEO_MAX_ATTEMPTS, worker_id="elsewhere:2")
     alive = _job(status="in_progress", heartbeat_at=timezone.now(), attempts=1, worker_id="elsewhere:3")
     lost_msg = _job(created_at=old)
     fresh_queued = _job()
-    out = services.video_jobs_recover(stale_after=120)
+    out = videos.video_jobs_recover(stale_after=120)
     assert out["resumed"] == [stale.id] and out["failed"] == [spent.id] and out["requeued"] == [lost_msg.id]
     assert sorted(enqueued) == sorted([stale.id, lost_msg.id])
     assert VideoJob.objects.get(id=stale.id).status == VideoJobStatus.QUEUED
@@ -65,10 +65,10 @@ def test_stale_in_progress_jobs_are_resumed_and_exhausted_ones_fail_with_a_reaso
     assert VideoJob.objects.get(id=fresh_queued.id).status == VideoJobStatus.QUEUED
     # Nothing stays in progress forever: a job whose worker keeps dying (each run claims it,
     # attempts + 1, then goes silent) is failed once its attempts are spent.
-    for _ in range(services.VIDEO_MAX_ATTEMPTS):
+    for _ in range(videos.VIDEO_MAX_ATTEMPTS):
         if VideoJob.objects.get(id=stale.id).status == VideoJobStatus.QUEUED:
             VideoJob.objects.filter(id=stale.id).update(status="in_progress", heartbeat_at=old, attempts=F("attempts") + 1)
-        services.video_jobs_recover(stale_after=120)
+        videos.video_jobs_recover(stale_after=120)
     assert VideoJob.objects.get(id=stale.id).status == VideoJobStatus.FAILED
 
 
@@ -77,13 +77,13 @@ def test_a_job_held_by_a_dead_local_worker_is_resumed_at_once(enqueued):
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
     dead = f"{socket.gethostname()}:{proc.stdout.strip()}"
     job = _job(status="in_progress", heartbeat_at=timezone.now(), attempts=1, worker_id=dead)
-    assert services.video_jobs_recover(stale_after=3600)["resumed"] == [job.id]
+    assert videos.video_jobs_recover(stale_after=3600)["resumed"] == [job.id]
 
 
 @pytest.mark.django_db
 def test_a_second_delivery_of_a_claimed_job_is_a_no_op():
     job = _job(status="in_progress", heartbeat_at=timezone.now(), attempts=1)
-    services.video_job_run(job_id=job.id)  # not queued: nothing happens, nothing fails
+    videos.video_job_run(job_id=job.id)  # not queued: nothing happens, nothing fails
     assert VideoJob.objects.get(id=job.id).status == VideoJobStatus.IN_PROGRESS
 
 
@@ -91,8 +91,8 @@ def test_a_second_delivery_of_a_claimed_job_is_a_no_op():
 def test_admin_retry_requeues_failed_jobs_but_not_completed_ones(enqueued):
     failed = _job(status="failed", error_code="x", error_message="y", attempts=3, upstream_state={"parent_post_id": "p"})
     done = _job(status="completed")
-    assert services.video_job_retry(job_id=failed.id) is True
-    assert services.video_job_retry(job_id=done.id) is False
+    assert videos.video_job_retry(job_id=failed.id) is True
+    assert videos.video_job_retry(job_id=done.id) is False
     row = VideoJob.objects.get(id=failed.id)
     assert row.status == "queued" and row.attempts == 0 and row.error_code == "" and row.upstream_state == {}
     assert enqueued == [failed.id]
@@ -124,15 +124,15 @@ def test_a_resumed_job_continues_from_the_last_finished_segment(upstream, monkey
     # but the finished segment is in upstream_state.
     upstream.sim.queue(token, ["ok", "http=503"], endpoint="chat")
     job = _job(seconds=12)
-    services.video_job_run(job_id=job.id)
+    videos.video_job_run(job_id=job.id)
     row = VideoJob.objects.get(id=job.id)
     assert row.status == "failed" and row.error_message
     assert len(row.upstream_state["segments"]) == 1
     # Pretend the worker died instead (in progress, stale heartbeat): recovery resumes it.
     VideoJob.objects.filter(id=job.id).update(status="in_progress", heartbeat_at=timezone.now() - timedelta(hours=1),
                                               error_code="", error_message="", completed_at=None)
-    monkeypatch.setattr(services, "video_job_enqueue", lambda *, job_id: services.video_job_run(job_id=job_id))
-    assert services.video_jobs_recover(stale_after=60)["resumed"] == [job.id]
+    monkeypatch.setattr(videos, "video_job_enqueue", lambda *, job_id: videos.video_job_run(job_id=job_id))
+    assert videos.video_jobs_recover(stale_after=60)["resumed"] == [job.id]
     row = VideoJob.objects.get(id=job.id)
     assert row.status == "completed", row.error_message
     assert row.attempts == 2 and row.progress == 100 and row.file_size > 0

@@ -16,7 +16,7 @@ from accounts.config import config_save
 from accounts.models import Account
 from grok2api.snapshots import stamp_bump
 from grok2api.testing.fixtures import BASE_DIR, database_env
-from media import services
+from media import videos
 from media.models import VideoJob
 from media.params import video_params
 from media.tests.e2e import mp4_ok, wait_until
@@ -58,7 +58,7 @@ def test_a_real_worker_runs_queued_jobs_and_resumes_a_dead_workers_job(sim, tmp_
         )
     try:
         params = video_params(model="grok-imagine-video", prompt="a worker test", seconds=6)
-        job = services.video_job_create(principal=None, params=params, references=[])
+        job = videos.video_job_create(principal=None, params=params, references=[])
 
         def finished():
             assert worker.poll() is None, log_path.read_text(errors="replace")

@@ -26,14 +26,14 @@ def make_account():
 @pytest.fixture
 def pool_state(monkeypatch):
     """Fresh process-local pool state (in-flight slots, learned cooldowns) for in-process tests."""
-    from accounts import inflight, services
+    from accounts import inflight, lease, refresh, writer
 
-    monkeypatch.setattr(services._flusher, "autostart", False)
-    monkeypatch.setattr(services, "_schedule", _schedule_closing)
-    services._reset_state_for_tests()
+    monkeypatch.setattr(writer.flusher, "autostart", False)
+    monkeypatch.setattr(refresh, "refresh_in_background", _schedule_closing)
+    lease._reset_state_for_tests()
     inflight.slots_reset()
     yield
-    services._reset_state_for_tests()
+    lease._reset_state_for_tests()
     inflight.slots_reset()
 
 

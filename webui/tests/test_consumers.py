@@ -105,9 +105,32 @@ async def test_stop_ends_a_running_round(upstream, make_account):
     events = await _until(comm, lambda e: e["type"] == "status" and e["status"] == "stopped")
     assert not [e for e in events if e["type"] == "image"]
     # the round was cancelled, not finished: the account's in-flight slot is free again at once
-    from accounts import services as pool
+    from accounts import lease as pool
 
     assert pool._local_inflight.get(account.id, 0) == 0
+    await comm.disconnect()
+
+
+@pytest.mark.parametrize("on_codes,retried", [("429,401,503", True), ("401,503", False)])
+async def test_a_429_moves_the_wall_to_another_account_only_when_retry_on_codes_lists_it(upstream, make_account, set_config,
+                                                                                      on_codes, retried):
+    """accounts/attempt.py: the wall follows the operator's retry.on_codes like chat does."""
+    set_config(retry__on_codes=on_codes, retry__max_retries=1)
+    await sync_to_async(make_account)("sim-super-wallrl~rl", pool="super")  # the super pool comes first
+    await sync_to_async(make_account)("sim-heavy-wallok", pool="heavy")
+    comm = await _socket()
+    await comm.send_json_to({"type": "start", "prompt": "a paper crane", "model": "standard", "count": 1})
+    events = await _until(comm, lambda e: e["type"] == "status" and e["status"] in ("waiting", "failed"))
+    handshakes = [r for r in upstream.sim.requests() if r["path"] == "/ws/imagine/listen"]
+    if retried:
+        assert events[-1]["status"] == "waiting" and len([e for e in events if e["type"] == "image"]) == 1
+        assert [r["status"] for r in handshakes if r["token"] != "sim-heavy-wallok"] == [429]
+        assert [r["token"] for r in handshakes if r["token"] == "sim-heavy-wallok"] == ["sim-heavy-wallok"]
+    else:
+        error = next(e for e in events if e["type"] == "error")
+        assert events[-1]["status"] == "failed" and error["status"] == 429
+        assert [r["status"] for r in handshakes] == [429]
+    await comm.send_json_to({"type": "stop"})
     await comm.disconnect()
 
 
@@ -220,3 +243,20 @@ async def test_voice_token_refused_upstream_is_reported(upstream, make_account):
     response = await AsyncClient().post("/webui/api/voice/token", {}, content_type="application/json")
     assert response.status_code in (401, 403, 502), response.content
     assert response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("on_codes,retried", [("429,401,503", True), ("401,503", False)])
+async def test_a_429_moves_the_voice_token_to_another_account_only_when_retry_on_codes_lists_it(upstream, make_account,
+                                                                                             set_config, on_codes, retried):
+    """accounts/attempt.py: the voice token follows the operator's retry.on_codes like chat does."""
+    set_config(retry__on_codes=on_codes, retry__max_retries=1)
+    await sync_to_async(make_account)("sim-super-voicerl~rl", pool="super")  # the super pool comes first
+    await sync_to_async(make_account)("sim-heavy-voiceok", pool="heavy")
+    response = await AsyncClient().post("/webui/api/voice/token", {}, content_type="application/json")
+    calls = [r for r in upstream.sim.requests() if r["path"] == "/rest/livekit/tokens"]
+    if retried:
+        assert response.status_code == 200, response.content
+        assert [r["status"] for r in calls] == [429, 200] and calls[1]["token"] == "sim-heavy-voiceok"
+    else:
+        assert response.status_code == 429, response.content
+        assert [r["status"] for r in calls] == [429]

@@ -7,7 +7,7 @@ import sys
 
 from django.core.management.base import CommandError
 
-from accounts.services import IMPORT_POOLS, account_import
+from accounts.maintenance import IMPORT_POOLS, account_import
 from grok2api.management.base import DatabaseCommand
 
 

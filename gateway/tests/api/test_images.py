@@ -88,6 +88,31 @@ def test_moderated_images_are_dropped_and_none_left_is_a_content_policy_error(me
     assert "moderation" in err.value.body["message"]
 
 
+@pytest.mark.parametrize("on_codes,retried", [("429,401,503", True), ("401,503", False)])
+def test_a_429_moves_the_image_to_another_account_only_when_retry_on_codes_lists_it(menv, on_codes, retried):
+    """accounts/attempt.py: media follows the operator's retry.on_codes like chat does."""
+    from django.db import transaction
+
+    # Saved before the accounts: the server's poller reloads config before the pool in one round,
+    # so once the accounts are served the new retry.on_codes is in force.
+    menv.set_config({"retry.on_codes": on_codes, "retry.max_retries": 1})
+    with transaction.atomic():  # both accounts reach the server in the same snapshot
+        menv.account("basic", "imgrl", "rl")  # the basic pool comes first for lite images
+        spare = menv.account("super", "imgok")
+    menv.ready("grok-imagine-image-lite")
+    chat = "/rest/app-chat/conversations/new"
+    if retried:
+        result = menv.openai().images.generate(model="grok-imagine-image-lite", prompt="a kite", n=1, response_format="b64_json")
+        image_ok(base64.b64decode(result.data[0].b64_json))
+    else:
+        with pytest.raises(openai.RateLimitError) as err:
+            menv.openai().images.generate(model="grok-imagine-image-lite", prompt="a kite", n=1, response_format="b64_json")
+        assert err.value.status_code == 429
+    # the simulator refuses the limited account before it records a token: count by status
+    assert [r["status"] for r in menv.sim.requests(path=chat)] == ([429, 200] if retried else [429])
+    assert len(menv.sim.requests(token=spare, path=chat)) == (1 if retried else 0)
+
+
 def test_it_edits_a_real_png_with_the_sdk(menv, tmp_path):
     token = menv.account("super", "edit")
     menv.ready("grok-imagine-image-edit")

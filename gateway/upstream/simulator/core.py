@@ -543,7 +543,7 @@ class Simulator:
             got = req.headers.get("x-statsig-id", "")
             if sc.has("antibot") or (statsig == "any" and not got) or (statsig and statsig != "any" and got != statsig):
                 raise Reject(SimResponse.json(403, ANTIBOT_BODY["error"] | {"details": []} if bare else ANTIBOT_BODY))
-        if endpoint in ("chat", "media-post", "imagine-ws"):
+        if endpoint in ("chat", "media-post", "imagine-ws", "livekit"):
             if sc.has("rl"):
                 raise Reject(SimResponse.json(429, RATE_BODY))
             if sc.http_status:

@@ -1,10 +1,11 @@
-"""Lease / report through the services layer with the in-process backend, persisted by the batched writer."""
+"""Lease / report on the request path (accounts/lease.py) with the in-process backend, persisted by the batched writer
+(accounts/writer.py); maintenance and the snapshot seen through the pool."""
 import asyncio
 import time
 
 import pytest
 
-from accounts import services
+from accounts import feedback, lease as leasing, maintenance, snapshot, writer
 from accounts.models import Account, OperatorAlert
 from gateway.errors import RateLimited
 from gateway.registry import BY_ID
@@ -17,7 +18,7 @@ FAST = BY_ID["grok-4.20-fast"]
 
 
 def lease(model=AUTO, exclude=frozenset()):
-    return asyncio.run(services.account_lease(model=model, exclude=exclude))
+    return asyncio.run(leasing.account_lease(model=model, exclude=exclude))
 
 
 def err(kind, status=None, **kw):
@@ -34,9 +35,9 @@ def test_it_leases_the_account_with_most_quota_and_records_success(make_account)
     got = lease()
     assert (got.account.id, got.mode, got.pool) == (best.id, "auto", "super")
     assert got.account.token == "sim-super-high"
-    services.account_report(lease=got, outcome=None)
-    assert services._local_inflight == {}
-    assert services.account_flush() == 1
+    leasing.account_report(lease=got, outcome=None)
+    assert leasing._local_inflight == {}
+    assert writer.account_flush() == 1
     row = Account.objects.get(id=best.id)
     assert row.use_count == 1 and row.last_use_at is not None
     assert row.quotas["auto"]["remaining"] == 29 and row.quotas["auto"]["source"] == 2
@@ -46,9 +47,9 @@ def test_it_leases_the_account_with_most_quota_and_records_success(make_account)
 def test_report_is_idempotent(make_account):
     make_account("sim-super-once", quotas={"auto": quota(30)})
     got = lease()
-    services.account_report(lease=got, outcome=None)
-    services.account_report(lease=got, outcome=None)
-    services.account_flush()
+    leasing.account_report(lease=got, outcome=None)
+    leasing.account_report(lease=got, outcome=None)
+    writer.account_flush()
     assert Account.objects.get().use_count == 1
 
 
@@ -61,7 +62,7 @@ def test_it_answers_429_naming_exhausted_pools_and_the_earliest_reset(make_accou
         lease()
     message = info.value.message
     assert message.startswith("No available account for model grok-4.20-auto: pools heavy, super exhausted for mode auto")
-    assert "earliest reset " + services._iso(reset) in message
+    assert "earliest reset " + leasing._iso(reset) in message
     assert info.value.status == 429
 
 
@@ -70,7 +71,7 @@ def test_it_falls_back_to_fast_and_sends_the_selected_mode(make_account, set_con
     make_account("sim-super-fb", quotas={"auto": quota(0, reset_at=time.time() + 900), "fast": quota(5, total=140)})
     got = lease()
     assert got.mode == "fast" and got.fallback
-    services.account_release(lease=got)
+    leasing.account_release(lease=got)
 
 
 def test_it_never_exceeds_max_inflight_per_account(make_account, set_config):
@@ -82,7 +83,7 @@ def test_it_never_exceeds_max_inflight_per_account(make_account, set_config):
     with pytest.raises(RateLimited) as info:
         lease()
     assert "busy" in info.value.message and "max_inflight = 1" in info.value.message
-    services.account_report(lease=first, outcome=None)
+    leasing.account_report(lease=first, outcome=None)
     third = lease()
     assert third.account.id == first.account.id
 
@@ -100,12 +101,12 @@ def test_rate_limited_exhausts_the_mode_at_once_and_persists_it(make_account, se
     b = make_account("sim-super-rl-b", quotas={"auto": quota(2), "fast": quota(1, total=140)})
     got = lease()
     assert got.account.id == a.id
-    services.account_report(lease=got, outcome=err(UpstreamKind.RATE_LIMITED, 429))
+    leasing.account_report(lease=got, outcome=err(UpstreamKind.RATE_LIMITED, 429))
     # this process stops choosing it for auto before anything is written
     assert lease().account.id == b.id
     # but fast on the same account is unaffected (cooldowns are per mode)
     assert lease(FAST).account.id == a.id
-    services.account_flush()
+    writer.account_flush()
     row = Account.objects.get(id=a.id)
     assert row.quotas["auto"]["remaining"] == 0 and row.quotas["auto"]["reset_at"] > time.time() + 7000
     assert row.health == pytest.approx(0.45) and row.fail_count == 1 and row.last_fail_reason == "rate_limited"
@@ -117,8 +118,8 @@ def test_rate_limited_keeps_an_existing_future_reset(make_account):
     reset = time.time() + 600
     make_account("sim-super-keep", quotas={"auto": quota(5, reset_at=reset)})
     got = lease()
-    services.account_report(lease=got, outcome=err(UpstreamKind.QUOTA_EXHAUSTED))
-    services.account_flush()
+    leasing.account_report(lease=got, outcome=err(UpstreamKind.QUOTA_EXHAUSTED))
+    writer.account_flush()
     assert Account.objects.get().quotas["auto"]["reset_at"] == pytest.approx(reset)
 
 
@@ -126,8 +127,8 @@ def test_random_strategy_cools_the_account_for_the_pool_interval(make_account, s
     set_config(account__refresh__enabled="false", account__refresh__super_interval_sec=3600)
     make_account("sim-super-random", quotas={"auto": quota(30)})
     got = lease()
-    services.account_report(lease=got, outcome=err(UpstreamKind.RATE_LIMITED, 429))
-    services.account_flush()
+    leasing.account_report(lease=got, outcome=err(UpstreamKind.RATE_LIMITED, 429))
+    writer.account_flush()
     row = Account.objects.get()
     assert 3500 < row.cooling_until.timestamp() - time.time() <= 3600
     with pytest.raises(RateLimited):
@@ -142,9 +143,9 @@ def test_invalid_credentials_and_blocks_expire_the_account(make_account, kind, s
     a = make_account("sim-super-dead", quotas={"auto": quota(30)})
     b = make_account("sim-super-alive", quotas={"auto": quota(1)})
     got = lease()
-    services.account_report(lease=got, outcome=err(kind, status, detail="User is blocked: abuse" if kind is UpstreamKind.BLOCKED else ""))
+    leasing.account_report(lease=got, outcome=err(kind, status, detail="User is blocked: abuse" if kind is UpstreamKind.BLOCKED else ""))
     assert lease().account.id == b.id
-    services.account_flush()
+    writer.account_flush()
     row = Account.objects.get(id=a.id)
     assert (row.status, row.state_reason) == ("expired", state_reason)
     assert row.ext["expired_at"] and row.ext["expired_reason"]
@@ -153,14 +154,14 @@ def test_invalid_credentials_and_blocks_expire_the_account(make_account, kind, s
 def test_a_plain_401_expires_the_account_in_memory_only(make_account):
     a = make_account("sim-super-suspect", quotas={"auto": quota(30)})
     got = lease()
-    services.account_report(lease=got, outcome=err(UpstreamKind.AUTH_SUSPECT, 401))
+    leasing.account_report(lease=got, outcome=err(UpstreamKind.AUTH_SUSPECT, 401))
     with pytest.raises(RateLimited):
         lease()
-    services.account_flush()
+    writer.account_flush()
     row = Account.objects.get(id=a.id)
     assert row.status == "active" and row.health == pytest.approx(0.55) and row.fail_count == 1
     # the next record sync (snapshot reload) brings it back
-    services.pool_snapshot_reload()
+    snapshot.pool_snapshot_reload()
     assert lease().account.id == a.id
 
 
@@ -171,8 +172,8 @@ def test_anti_bot_and_cloudflare_raise_an_operator_alert_and_keep_the_account(ma
         got = lease()
         assert got.account.id == a.id
         got.egress = "direct"
-        services.account_report(lease=got, outcome=err(kind, 403))
-    services.account_flush()
+        leasing.account_report(lease=got, outcome=err(kind, 403))
+    writer.account_flush()
     row = Account.objects.get(id=a.id)
     assert row.status == "active" and row.fail_count == 2 and row.last_fail_reason == kind.value and row.health == 1.0
     alert = OperatorAlert.objects.get(resolved=False)
@@ -181,8 +182,8 @@ def test_anti_bot_and_cloudflare_raise_an_operator_alert_and_keep_the_account(ma
     # another occurrence later upserts the same open alert
     got = lease()
     got.egress = "direct"
-    services.account_report(lease=got, outcome=err(kind, 403))
-    services.account_flush()
+    leasing.account_report(lease=got, outcome=err(kind, 403))
+    writer.account_flush()
     assert OperatorAlert.objects.get(resolved=False).count == 3
 
 
@@ -190,8 +191,8 @@ def test_anti_bot_and_cloudflare_raise_an_operator_alert_and_keep_the_account(ma
 def test_moderation_and_bad_requests_leave_the_account_alone(make_account, kind):
     make_account("sim-super-mod", quotas={"auto": quota(30)})
     got = lease()
-    services.account_report(lease=got, outcome=err(kind, 400))
-    services.account_flush()
+    leasing.account_report(lease=got, outcome=err(kind, 400))
+    writer.account_flush()
     row = Account.objects.get()
     assert (row.health, row.fail_count, row.use_count, row.quotas["auto"]["remaining"]) == (1.0, 0, 0, 30)
 
@@ -209,8 +210,8 @@ def test_moderation_and_bad_requests_leave_the_account_alone(make_account, kind)
 def test_failures_cost_health(make_account, kind, status, health):
     make_account("sim-super-hp", quotas={"auto": quota(30)})
     got = lease()
-    services.account_report(lease=got, outcome=err(kind, status))
-    services.account_flush()
+    leasing.account_report(lease=got, outcome=err(kind, status))
+    writer.account_flush()
     row = Account.objects.get()
     assert row.health == pytest.approx(health) and row.fail_count == 1 and row.status == "active"
 
@@ -218,16 +219,16 @@ def test_failures_cost_health(make_account, kind, status, health):
 def test_health_has_a_floor_and_success_restores_it(make_account):
     make_account("sim-super-floor", quotas={"auto": quota(30)}, health=0.06)
     got = lease()
-    services.account_report(lease=got, outcome=err(UpstreamKind.FORBIDDEN_OTHER, 403))
+    leasing.account_report(lease=got, outcome=err(UpstreamKind.FORBIDDEN_OTHER, 403))
     got = lease()
-    services.account_report(lease=got, outcome=None)
-    services.account_flush()
+    leasing.account_report(lease=got, outcome=None)
+    writer.account_flush()
     assert Account.objects.get().health == pytest.approx(0.05 + 0.12)
 
 
 def test_retry_rules_follow_the_matrix_and_the_config(set_config):
     set_config(retry__max_retries=1, retry__on_codes="429,401,503")
-    allowed = services.account_retry_allowed
+    allowed = feedback.account_retry_allowed
     assert allowed(error=err(UpstreamKind.RATE_LIMITED, 429), attempt=1)
     assert not allowed(error=err(UpstreamKind.RATE_LIMITED, 429), attempt=2)  # cap: max_retries + 1 attempts
     assert not allowed(error=err(UpstreamKind.RATE_LIMITED, 429), attempt=1, answer_started=True)
@@ -238,7 +239,7 @@ def test_retry_rules_follow_the_matrix_and_the_config(set_config):
     for kind in (UpstreamKind.ANTI_BOT, UpstreamKind.CLOUDFLARE, UpstreamKind.MODERATED, UpstreamKind.BAD_REQUEST, UpstreamKind.FORBIDDEN_OTHER):
         assert not allowed(error=err(kind, 403), attempt=1), kind
     assert not allowed(error=RateLimited("none"), attempt=1)
-    # the aliases used by gateway/services.py
+    # the keyword aliases (outcome=, attempts=)
     assert allowed(outcome=err(UpstreamKind.TIMEOUT), attempts=1)
     set_config(retry__on_codes="503")
     assert not allowed(error=err(UpstreamKind.RATE_LIMITED, 429), attempt=1)
@@ -248,51 +249,51 @@ def test_retry_rules_follow_the_matrix_and_the_config(set_config):
 
 
 def test_available_models_follow_usable_accounts(make_account):
-    assert services.accounts_available_models() == []
+    assert leasing.accounts_available_models() == []
     make_account("sim-basic-only", pool="basic", quotas={"fast": quota(30, total=30)})
-    ids = {m.id for m in services.accounts_available_models()}
+    ids = {m.id for m in leasing.accounts_available_models()}
     assert "grok-4.20-fast" in ids and "grok-4.20-0309-non-reasoning" in ids and "grok-imagine-image-lite" in ids
     assert "grok-4.20-auto" not in ids and "grok-4.20-heavy" not in ids
     heavy = make_account("sim-heavy-only", pool="heavy", status="expired")
-    assert "grok-4.20-heavy" not in {m.id for m in services.accounts_available_models()}
-    services.account_enable(account=heavy)
-    assert "grok-4.20-heavy" in {m.id for m in services.accounts_available_models()}
+    assert "grok-4.20-heavy" not in {m.id for m in leasing.accounts_available_models()}
+    maintenance.account_enable(account=heavy)
+    assert "grok-4.20-heavy" in {m.id for m in leasing.accounts_available_models()}
 
 
 def test_disable_enable_delete_and_set_pool_take_effect_in_the_pool(make_account):
     a = make_account("sim-super-maint", quotas={"auto": quota(30)})
-    services.account_disable(account=a, reason="operator test")
+    maintenance.account_disable(account=a, reason="operator test")
     with pytest.raises(RateLimited):
         lease()
     assert Account.objects.get().state_reason == "operator test"
-    services.account_enable(account=a.id)
+    maintenance.account_enable(account=a.id)
     assert lease().account.id == a.id
-    services.account_set_pool(account=a, pool="basic")
+    maintenance.account_set_pool(account=a, pool="basic")
     with pytest.raises(RateLimited):
         lease()
-    services.account_delete(account=a, reason="gone")
+    maintenance.account_delete(account=a, reason="gone")
     row = Account.objects.get()
     assert row.deleted_at is not None
-    assert a.id not in services.pool_snapshot().accounts
+    assert a.id not in snapshot.pool_snapshot().accounts
 
 
 def test_large_pools_reload_only_changed_rows(make_account, monkeypatch):
-    monkeypatch.setattr(services, "FULL_RELOAD_MAX_ACCOUNTS", 0)
+    monkeypatch.setattr(snapshot, "FULL_RELOAD_MAX_ACCOUNTS", 0)
     a = make_account("sim-super-inc-a", quotas={"auto": quota(30)})
     b = make_account("sim-super-inc-b", quotas={"auto": quota(20)})
-    first = services.pool_snapshot()
+    first = snapshot.pool_snapshot()
     assert set(first.accounts) == {a.id, b.id}
-    services.account_disable(account=a, reason="incremental")
-    snap = services.pool_snapshot()
+    maintenance.account_disable(account=a, reason="incremental")
+    snap = snapshot.pool_snapshot()
     assert snap is first  # patched in place, not rebuilt
     assert lease().account.id == b.id
     c = make_account("sim-super-inc-c", quotas={"auto": quota(40)})
-    assert services.pool_snapshot() is first and lease().account.id == c.id
+    assert snapshot.pool_snapshot() is first and lease().account.id == c.id
     Account.objects.filter(id=b.id).delete()  # a hard delete leaves no updated_at trace: the count check catches it
     from grok2api.snapshots import stamp_bump
 
     stamp_bump("accounts")
-    snap = services.pool_snapshot()
+    snap = snapshot.pool_snapshot()
     assert snap is not first and set(snap.accounts) == {a.id, c.id}
 
 

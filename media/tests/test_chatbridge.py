@@ -12,7 +12,7 @@ from gateway.translate.assembler import ImagePiece
 from gateway.upstream.client import GrokClient
 from gateway.upstream.events import ImageResult
 from media import cache
-from media.services import media_chat_urls
+from media.chatbridge import media_chat_urls
 from media.tests.e2e import image_ok
 
 
