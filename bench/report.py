@@ -30,6 +30,44 @@ def _ratio(ours, theirs, *, lower_is_better: bool) -> str:
         return "n/a"
 
 
+def _lane7_on(l7: dict) -> str | None:
+    """The lane-7 variant closest to production: limits on, metrics on, on Redis when measured."""
+    for name in ("metrics+redis/limited", "metrics/limited"):
+        if name in (l7.get("non_stream") or {}):
+            return name
+    return None
+
+
+def _lane7(r: dict, w) -> None:
+    l7 = r.get("lane7") or {}
+    if not l7:
+        return
+    w("### 7. Cost of key limits and metrics (issue 20; A/B interleaved)")
+    w("")
+    w(f"Concurrency 1, simulator pace 0, the lane-1 prompt. {l7['rounds']} rounds after 2 warm-up rounds; each round sends "
+      f"{l7['block']} requests in a row to every variant, the variants in a rotating order, so the variants share "
+      "whatever else loads the machine (A/B/A/B, never one after the other). Instances, each with 2 workers and its own copy "
+      "of the same DATA_DIR: `plain` = no METRICS_TOKEN, no REDIS_URL (the counters still count, in process memory: "
+      "there is no switch that skips them); `metrics` = METRICS_TOKEN set, so /metrics is on and the counters live in "
+      "prometheus-client's multi-process files; `metrics+redis` = the same plus REDIS_URL (shared in-flight counters and "
+      "shared key-limit counters in Redis), " + ("measured." if l7.get("redis") else "**not measured** in this run "
+      "(no `--redis-url`).") + " Keys: `open` has no limits; `limited` has every limit (rpm, tpm, concurrency, daily and "
+      "monthly budget) set far above what the lane sends, so every check runs and none refuses. "
+      "`cpu ms/req` = user + system time of that instance's workers over its blocks ÷ its requests (clock-tick "
+      "resolution, summed over all blocks). Δ = minus `plain/open` (the same gateway without either feature); "
+      "added = minus `direct` (the simulator's Grok Web face, as in lane 1).")
+    w("")
+    w("| mode | variant | n | p50 ms | p99 ms | mean ms | errors | added p50 | Δ p50 ms | cpu ms/req | Δ cpu ms/req |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    for mode in ("non_stream", "stream"):
+        for name, row in (l7.get(mode) or {}).items():
+            cpu = "(simulator)" if name == "direct" else _f(row.get("cpu_ms"), 3)
+            w(f"| {mode.replace('_', '-')} | {name} | {row['n']} | {_f(row['p50'], 3)} | {_f(row['p99'], 3)} | "
+              f"{_f(row['mean'], 3)} | {row['errors']} | {_f(row.get('added_p50'), 3)} | {_f(row.get('d_p50'), 3)} | "
+              f"{cpu} | {_f(row.get('d_cpu_ms'), 3)} |")
+    w("")
+
+
 def targets_check(r: dict) -> list[dict]:
     """The issue's targets, each with the measured value and met/missed."""
     rows = []
@@ -47,6 +85,12 @@ def targets_check(r: dict) -> list[dict]:
         rows.append({"target": f"sustained req/s ≥ 2× LiteLLM ({mode.replace('_', '-')})",
                      "value": f"{_f(ours, 1)} vs {_f(theirs, 1)} ({_ratio(ours, theirs, lower_is_better=False)})",
                      "met": met})
+    l7 = r.get("lane7") or {}
+    on = _lane7_on(l7)
+    for mode in ("non_stream", "stream") if on else ():
+        v = ((l7.get(mode) or {}).get(on) or {}).get("added_p50")
+        rows.append({"target": f"added latency p50 ≤ 2 ms with limits and metrics on, `{on}` ({mode.replace('_', '-')}, issue 20)",
+                     "value": _f(v, 3, " ms"), "met": v is not None and v <= 2.0})
     v = ((r.get("lane3") or {}).get("gateway") or {}).get("added_p99")
     rows.append({"target": "added TTFT p99 ≤ 5 ms", "value": _f(v, 3, " ms"), "met": v is not None and v <= 5.0})
     l4 = (r.get("lane4") or {}).get("gateway") or {}
@@ -226,6 +270,7 @@ def render(r: dict) -> str:
     w(f"accounts {l6.get('n_accounts')}, rounds {l6.get('rounds')}: median {_f(l6.get('median_us'), 2)} µs, "
       f"p99 {_f(l6.get('p99_us'), 2)} µs, misses {l6.get('misses')}.")
     w("")
+    _lane7(r, w)
     w("## How it was run")
     w("")
     server = r.get("server", "uvicorn")
