@@ -224,6 +224,7 @@ def account_charts(*, account, now: datetime | None = None) -> dict:
     for mode, w in _windows(account.pool, account.quotas).items():
         reset = _when(w["reset_at"], epoch) if w["reset_at"] and w["reset_at"] > epoch else ""
         rows.append({"label": MODE_LABELS.get(mode, mode), "remaining": w["remaining"], "total": w["total"],
+                     "left": f"{w['remaining']:,} of {w['total']:,}",
                      "reset": reset, "note": f"{w['remaining']:,} of {w['total']:,} left"
                      + (f", resets {reset}" if reset else "")})
     charts = [c for c in usage_hourly_charts(prefix="account-usage", account_id=account.pk, now=now)
@@ -260,7 +261,8 @@ def pool_capacity(*, now: datetime | None = None) -> dict:
         reset = _when(a["next"], epoch)
         rows.append({"label": f"{pool} · {MODE_LABELS.get(mode, mode)}", "pool": pool, "mode": MODE_LABELS.get(mode, mode),
                      "remaining": a["remaining"], "total": a["total"], "accounts": a["accounts"],
+                     "left": f"{a['remaining']:,} of {a['total']:,}",
                      "exhausted": a["exhausted"], "reset": reset,
                      "note": f"{a['remaining']:,} of {a['total']:,} left on {a['accounts']} account(s)"
                      + (f"; {a['exhausted']} used up, next reset {reset}" if a["exhausted"] else "")})
-    return {"charts": [_capacity_spec("pool-capacity", rows)] if rows else [], "rows": rows}
+    return {"charts": [_capacity_spec("pool-capacity-chart", rows)] if rows else [], "rows": rows}

@@ -19,7 +19,7 @@
     var horizontal = spec.kind === "hbar";
     if (horizontal && canvas.parentElement) {
       // one band per label, so ten pool modes are as readable as two (CSSOM, which the CSP allows)
-      var band = 14 + 12 * spec.datasets.length;
+      var band = spec.stacked ? 26 : 14 + 12 * spec.datasets.length;
       canvas.parentElement.style.height = Math.max(120, spec.labels.length * band + 64) + "px";
     }
     var capacity = spec.datasets.length === 2 && spec.datasets[1].label === "used";
