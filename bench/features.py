@@ -19,6 +19,7 @@ idle between its blocks, so what it spends in a block is that block's cost.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 from pathlib import Path
@@ -76,6 +77,34 @@ def _body(prompt: str, stream: bool) -> bytes:
     return orjson.dumps({"model": BENCH_MODEL, "stream": stream, "messages": [{"role": "user", "content": prompt}]})
 
 
+def _check(url: str, *, body: bytes | None = None, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers},
+                                 method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}
+
+
+def feature_instances_check(instances: dict[str, Proc]) -> dict:
+    """What each variant really ran with, read from its answers: the limited key gets the
+    x-ratelimit-* headers (limits on) and the open key none; /metrics answers 200 with the token
+    where METRICS_TOKEN is set and 404 where it is not."""
+    out = {}
+    for name, proc in instances.items():
+        for key_name, key in KEYS.items():
+            status, head = _check(proc.url + "/v1/chat/completions", body=_body("Check #sim:len=4", False),
+                                  headers={"Authorization": f"Bearer {key}"})
+            out[f"{name}/{key_name}"] = {"status": status, "limit_requests": head.get("x-ratelimit-limit-requests")}
+        status, _ = _check(proc.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        out[name] = {"metrics_status": status}
+    return out
+
+
 async def lane_feature_cost(sim: Proc, instances: dict[str, Proc], *, rounds: int, block: int, tokens: int = 16) -> dict:
     """Rounds × (variants in a rotating order × `block` requests each); non-stream, then stream.
     `direct` (the simulator's Grok Web face, as lane 1) is one more variant: added = gateway − direct."""
@@ -131,3 +160,103 @@ async def lane_feature_cost(sim: Proc, instances: dict[str, Proc], *, rounds: in
             row["d_cpu_ms"] = round(row["cpu_ms"] - base.get("cpu_ms", float("nan")), 3)
         out["stream" if stream else "non_stream"] = res
     return out
+
+
+# ----------------------------------------------------------------------------- in-process micro-benchmark
+#
+# The A/B lane above sees a feature's cost through the whole request on a loaded machine. This part
+# times the feature's own code with nothing around it, in a fresh process per run: the counters of one
+# finished request (metrics), and one request's limit calls — admission, its tokens, the release of its
+# concurrency slot — on per-process counters and on Redis (the Redis server's own CPU is not counted).
+
+MICRO_VARIANTS = ("metrics-memory", "metrics-files", "limits-local", "limits-redis")
+
+
+def _micro_run(variant: str, n: int) -> dict:
+    import asyncio
+    import time
+
+    if variant.startswith("metrics"):
+        from gateway.usage import UsageEntry
+        from grok2api.metrics import metrics_request_observe
+
+        entries = [UsageEntry(endpoint="/v1/chat/completions", model=m, stream=True, api_key_label="bench",
+                              prompt_tokens=20, completion_tokens=16, duration_ms=3, ttft_ms=1)
+                   for m in ("grok-4.20-fast", "grok-4.20-auto")]
+        for e in entries * 50:  # labels created before the clock starts
+            metrics_request_observe(entry=e)
+        c0, t0 = time.process_time(), time.perf_counter()
+        for i in range(n):
+            metrics_request_observe(entry=entries[i & 1])
+        return {"cpu_us": (time.process_time() - c0) / n * 1e6, "wall_us": (time.perf_counter() - t0) / n * 1e6}
+
+    from gateway.limits import KeyLimits, key_limits_acquire, key_limits_release, key_tokens_add
+
+    limits = KeyLimits(requests_per_minute=HIGH, tokens_per_minute=HIGH, concurrent=HIGH, daily_tokens=HIGH,
+                       monthly_tokens=HIGH)
+
+    async def main() -> dict:
+        async def one(key_id: int) -> None:
+            grant = await key_limits_acquire(key_id=key_id, limits=limits)
+            key_tokens_add(grant=grant, tokens=36)
+            await key_limits_release(grant=grant)
+
+        for _ in range(50):
+            await one(900_001)
+        c0, t0 = time.process_time(), time.perf_counter()
+        for i in range(n):
+            await one(900_001 + (i & 7))
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await asyncio.gather(*others)  # the token writes run as tasks of their own: count them too
+        return {"cpu_us": (time.process_time() - c0) / n * 1e6, "wall_us": (time.perf_counter() - t0) / n * 1e6}
+
+    try:
+        import uvloop
+
+        return uvloop.run(main())
+    except ImportError:
+        return asyncio.run(main())
+
+
+def feature_micro(*, redis_url: str, rounds: int, n: int, run_dir: Path) -> dict:
+    """Each variant `rounds` times, in alternation, each run a fresh `python -m bench.features` process."""
+    import json
+    import subprocess
+    import sys
+
+    from bench.procs import BASE_DIR, BENCH_SECRET
+
+    variants = [v for v in MICRO_VARIANTS if redis_url or v != "limits-redis"]
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    for r in range(rounds):
+        for v in variants[r % len(variants):] + variants[:r % len(variants)]:
+            data_dir = run_dir / f"micro-{v}"
+            data_dir.mkdir(parents=True, exist_ok=True)
+            env = {k: val for k, val in os.environ.items()
+                   if k not in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+            env.update({"DATA_DIR": str(data_dir), "LOG_FILE_ENABLED": "false", "SECRET_KEY": BENCH_SECRET,
+                        "DJANGO_SETTINGS_MODULE": "grok2api.settings"})
+            if v == "metrics-files":
+                shutil.rmtree(data_dir / "prom", ignore_errors=True)
+                (data_dir / "prom").mkdir()
+                env["PROMETHEUS_MULTIPROC_DIR"] = str(data_dir / "prom")
+            if v == "limits-redis":
+                env["REDIS_URL"] = redis_url
+            out = subprocess.run([sys.executable, "-m", "bench.features", v, str(n)], cwd=BASE_DIR, env=env,
+                                 capture_output=True, text=True, timeout=600)
+            if out.returncode != 0:
+                raise RuntimeError(f"bench.features {v} failed:\n{out.stderr[-3000:]}")
+            runs[v].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {"n": n, "rounds": rounds, "runs": runs,
+            "median": {v: {k: round(statistics.median(x[k] for x in rs), 2) for k in ("cpu_us", "wall_us")}
+                       for v, rs in runs.items()}}
+
+
+if __name__ == "__main__":  # one micro-benchmark run: python -m bench.features <variant> <n>
+    import json
+    import sys
+
+    import django
+
+    django.setup()
+    print(json.dumps(_micro_run(sys.argv[1], int(sys.argv[2]))))

@@ -38,6 +38,15 @@ def _lane7_on(l7: dict) -> str | None:
     return None
 
 
+LANE7_PAIRS = (
+    ("key limits, per-process counters", "plain/limited", "plain/open"),
+    ("metrics on (multi-process files)", "metrics/open", "plain/open"),
+    ("REDIS_URL (in-flight counters, cache in Redis)", "metrics+redis/open", "metrics/open"),
+    ("key limits, shared Redis counters", "metrics+redis/limited", "metrics+redis/open"),
+    ("all of them", "metrics+redis/limited", "plain/open"),
+)
+
+
 def _lane7(r: dict, w) -> None:
     l7 = r.get("lane7") or {}
     if not l7:
@@ -66,6 +75,37 @@ def _lane7(r: dict, w) -> None:
               f"{_f(row['mean'], 3)} | {row['errors']} | {_f(row.get('added_p50'), 3)} | {_f(row.get('d_p50'), 3)} | "
               f"{cpu} | {_f(row.get('d_cpu_ms'), 3)} |")
     w("")
+    w("What each feature costs: the difference between two variants that differ in that feature only "
+      "(wall p50 and CPU per request, ms; negative = within the noise of the shared machine).")
+    w("")
+    w("| feature | variants compared | non-stream Δ p50 | non-stream Δ cpu | stream Δ p50 | stream Δ cpu |")
+    w("|---|---|---|---|---|---|")
+    for feature, on, off in LANE7_PAIRS:
+        cells = []
+        for mode in ("non_stream", "stream"):
+            rows = l7.get(mode) or {}
+            if on not in rows or off not in rows:
+                cells += ["n/a", "n/a"]
+                continue
+            cells += [_f(rows[on]["p50"] - rows[off]["p50"], 3), _f(rows[on]["cpu_ms"] - rows[off]["cpu_ms"], 3)]
+        w(f"| {feature} | `{on}` − `{off}` | " + " | ".join(cells) + " |")
+    w("")
+    micro = l7.get("micro") or {}
+    if micro:
+        w(f"The features' own code, timed alone (`python -m bench.features <variant> {micro['n']}`: a fresh process "
+          f"per run, {micro['rounds']} runs per variant in alternation, median of the runs; {micro['n']} requests "
+          "per run). Metrics: the counters of one finished request (`metrics_request_observe`), in process memory "
+          "(METRICS_TOKEN empty) or in prometheus-client's multi-process files (METRICS_TOKEN set). Limits: one "
+          "request's calls with every limit set — admission, its tokens, the release of its concurrency slot — on "
+          "per-process counters or on Redis (three round trips; the Redis server's CPU is not counted, and the "
+          "Redis instance was shared with the other work on the machine). CPU = this process's user + system time.")
+        w("")
+        w("| variant | CPU µs per request | wall µs per request | runs (CPU µs) |")
+        w("|---|---|---|---|")
+        for name, med in micro["median"].items():
+            runs = ", ".join(_f(x["cpu_us"], 1) for x in micro["runs"][name])
+            w(f"| {name} | {_f(med['cpu_us'], 1)} | {_f(med['wall_us'], 1)} | {runs} |")
+        w("")
 
 
 def targets_check(r: dict) -> list[dict]:

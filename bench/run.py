@@ -65,12 +65,13 @@ def _params(quick: bool) -> dict:
         return {"n_accounts": 10, "lane1_rounds": 8, "lane1_tokens": 16, "lane2_levels": [2, 4], "lane2_duration": 0.6, "lane2_warmup": 0.3,
                 "lane2_tokens": 16, "lane3_rounds": 2, "lane3_clients": 2, "lane3_tokens": 16, "lane4_streams": 40,
                 "lane4_tokens": 16, "lane4_seconds": 1.5, "settle_s": 2.0, "selection_accounts": 10000,
-                "selection_rounds": 2000, "lane7_rounds": 2, "lane7_block": 2}
+                "selection_rounds": 2000, "lane7_rounds": 2, "lane7_block": 2,
+                "micro_rounds": 1, "micro_n": 200}
     return {"n_accounts": 200, "lane1_rounds": 300, "lane1_tokens": 16, "lane2_levels": [8, 16, 32, 64, 128, 256],
             "lane2_duration": 6.0, "lane2_warmup": 1.0, "lane2_tokens": 16, "lane3_rounds": 30, "lane3_clients": 10, "lane3_tokens": 64,
             "lane4_streams": 1000, "lane4_tokens": 16, "lane4_seconds": 20.0, "settle_s": 60.0,
             "selection_accounts": 10000, "selection_rounds": 20000,
-            "lane7_rounds": 60, "lane7_block": 10}
+            "lane7_rounds": 60, "lane7_block": 10, "micro_rounds": 3, "micro_n": 5000}
 
 
 def _log(msg: str) -> None:
@@ -197,9 +198,15 @@ async def _main(args) -> dict:
                 insts = await asyncio.get_running_loop().run_in_executor(
                     pool, lambda: features.feature_instances_start(envs, workers=2 if not args.workers else args.workers))
                 started.extend(insts.values())
+                checked = features.feature_instances_check(insts)
                 r["lane7"] = await features.lane_feature_cost(sim, insts, rounds=P["lane7_rounds"], block=P["lane7_block"],
                                                               tokens=P["lane1_tokens"])
                 r["lane7"]["redis"] = bool(redis_url)
+                r["lane7"]["checked"] = checked
+                _log("lane 7: the features' own code, in-process micro-benchmark")
+                r["lane7"]["micro"] = await asyncio.get_running_loop().run_in_executor(
+                    pool, lambda: features.feature_micro(redis_url=redis_url, rounds=P["micro_rounds"], n=P["micro_n"],
+                                                         run_dir=run_dir))
                 r["lane7"]["run"] = {"at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                                      "argv": r["argv"], "loadavg": os.getloadavg()[0]}
             finally:
