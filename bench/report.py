@@ -53,6 +53,12 @@ def _lane7(r: dict, w) -> None:
         return
     w("### 7. Cost of key limits and metrics (issue 20; A/B interleaved)")
     w("")
+    run = l7.get("run") or {}
+    if run:
+        w(f"Run: `python -m bench.run {run.get('argv', '')}` at {run.get('at')} "
+          f"(load average, 1 min, at the start of the run / at the end of this lane: "
+          f"{_f((r.get('loadavg') or [None])[0], 2)} / {_f(run.get('loadavg'), 2)}; 2 cores).")
+        w("")
     w(f"Concurrency 1, simulator pace 0, the lane-1 prompt. {l7['rounds']} rounds after 2 warm-up rounds; each round sends "
       f"{l7['block']} requests in a row to every variant, the variants in a rotating order, so the variants share "
       "whatever else loads the machine (A/B/A/B, never one after the other). Instances, each with 2 workers and its own copy "
@@ -342,4 +348,9 @@ if __name__ == "__main__":  # re-render a saved result: python -m bench.report d
     import json
     import sys
 
+    if sys.argv[1] == "--lane7":  # only lane 7's section, of a separate `--lanes 7` run: ... --lane7 run.json
+        out: list[str] = []
+        _lane7(json.loads(Path(sys.argv[2]).read_text()), out.append)
+        print("\n".join(out))
+        sys.exit(0)
     Path(sys.argv[2]).write_text(render(json.loads(Path(sys.argv[1]).read_text())))
