@@ -114,6 +114,36 @@ def _lane7(r: dict, w) -> None:
         w("")
 
 
+def _lane7_runs(results: list[dict], w) -> None:
+    """Every run of lane 7 side by side: the load it ran under, what the gateway added with and
+    without the features, and each feature's cost (Δ p50 / Δ CPU per request, ms)."""
+    w(f"All {len(results)} runs of lane 7, in the order they ran (ns = non-stream, s = stream; ms):")
+    w("")
+    w("| run (UTC) | load avg start / end | added p50 `plain/open` ns / s | added p50 `metrics/limited` ns / s | "
+      "added p50 `metrics+redis/limited` ns / s | " + " | ".join(f[0] + " Δ p50 / Δ cpu ns; s" for f in LANE7_PAIRS) + " |")
+    w("|---|---|---|---|---|" + "---|" * len(LANE7_PAIRS))
+    for r in results:
+        l7 = r.get("lane7") or {}
+        ns, st = l7.get("non_stream") or {}, l7.get("stream") or {}
+        run = l7.get("run") or {}
+
+        def added(name: str) -> str:
+            return f"{_f((ns.get(name) or {}).get('added_p50'), 2)} / {_f((st.get(name) or {}).get('added_p50'), 2)}"
+
+        cells = []
+        for _, on, off in LANE7_PAIRS:
+            parts = []
+            for rows in (ns, st):
+                if on in rows and off in rows:
+                    parts.append(f"{rows[on]['p50'] - rows[off]['p50']:.2f} / {rows[on]['cpu_ms'] - rows[off]['cpu_ms']:.2f}")
+                else:
+                    parts.append("n/a")
+            cells.append("; ".join(parts))
+        w(f"| {run.get('at', r.get('finished_at'))} | {_f((r.get('loadavg') or [None])[0], 1)} / {_f(run.get('loadavg'), 1)} | "
+          f"{added('plain/open')} | {added('metrics/limited')} | {added('metrics+redis/limited')} | " + " | ".join(cells) + " |")
+    w("")
+
+
 def targets_check(r: dict) -> list[dict]:
     """The issue's targets, each with the measured value and met/missed."""
     rows = []
@@ -348,9 +378,12 @@ if __name__ == "__main__":  # re-render a saved result: python -m bench.report d
     import json
     import sys
 
-    if sys.argv[1] == "--lane7":  # only lane 7's section, of a separate `--lanes 7` run: ... --lane7 run.json
+    if sys.argv[1] == "--lane7":  # lane 7 of separate `--lanes 7` runs: --lane7 detailed.json [more.json ...]
         out: list[str] = []
-        _lane7(json.loads(Path(sys.argv[2]).read_text()), out.append)
+        results = [json.loads(Path(a).read_text()) for a in sys.argv[2:]]
+        _lane7(results[0], out.append)
+        if len(results) > 1:
+            _lane7_runs(results, out.append)
         print("\n".join(out))
         sys.exit(0)
     Path(sys.argv[2]).write_text(render(json.loads(Path(sys.argv[1]).read_text())))

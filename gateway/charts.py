@@ -21,7 +21,7 @@ from typing import Any, Iterable
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
-from gateway.models import ApiKey, UsageHourly, UsageRecord, UsageStatus
+from gateway.models import ApiKey, UsageHourly, UsageRecord
 
 HOUR = timedelta(hours=1)
 TOP_KEYS = 10
@@ -237,9 +237,8 @@ def account_charts(*, account, now: datetime | None = None) -> dict:
 def pool_capacity(*, now: datetime | None = None) -> dict:
     """Admin index: remaining quota per pool and mode, summed over the usable accounts (active or
     cooling, not deleted), and the next reset of a used-up window. One query."""
-    from accounts.pool import POOLS, USABLE_STATUSES
-
     from accounts.models import Account
+    from accounts.pool import POOLS, USABLE_STATUSES
 
     now = now or timezone.now()
     epoch = now.timestamp()

@@ -137,7 +137,10 @@ def _assert_drawn(page, script_id: str, expected: list[str]) -> dict:
 
 
 def test_the_key_page_charts_its_limits_and_its_last_24_hours(page, seeded):
-    page.goto(f"/admin/gateway/apikey/{seeded['key'].pk}/change/")
+    response = page.goto(f"/admin/gateway/apikey/{seeded['key'].pk}/change/")
+    policy = response.headers.get("content-security-policy", "")
+    assert "script-src 'self'" in policy or "default-src 'self'" in policy, policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy, policy  # the charts run under it
     expect(page.locator("#key-charts")).to_be_visible()
     drawn = _assert_drawn(page, "g2a-charts-key",
                           ["key-limits", "key-usage-requests", "key-usage-tokens", "key-usage-errors"])
