@@ -98,13 +98,7 @@ def _lane7(r: dict, w) -> None:
     w("")
     micro = l7.get("micro") or {}
     if micro:
-        w(f"The features' own code, timed alone (`python -m bench.features <variant> {micro['n']}`: a fresh process "
-          f"per run, {micro['rounds']} runs per variant in alternation, median of the runs; {micro['n']} requests "
-          "per run). Metrics: the counters of one finished request (`metrics_request_observe`), in process memory "
-          "(METRICS_TOKEN empty) or in prometheus-client's multi-process files (METRICS_TOKEN set). Limits: one "
-          "request's calls with every limit set — admission, its tokens, the release of its concurrency slot — on "
-          "per-process counters or on Redis (three round trips; the Redis server's CPU is not counted, and the "
-          "Redis instance was shared with the other work on the machine). CPU = this process's user + system time.")
+        w(_micro_note(micro))
         w("")
         w("| variant | CPU µs per request | wall µs per request | runs (CPU µs) |")
         w("|---|---|---|---|")
@@ -112,6 +106,16 @@ def _lane7(r: dict, w) -> None:
             runs = ", ".join(_f(x["cpu_us"], 1) for x in micro["runs"][name])
             w(f"| {name} | {_f(med['cpu_us'], 1)} | {_f(med['wall_us'], 1)} | {runs} |")
         w("")
+
+
+def _micro_note(micro: dict) -> str:
+    return (f"The features' own code, timed alone (`python -m bench.features <variant> {micro['n']}`: a fresh process "
+          f"per run, {micro['rounds']} runs per variant in alternation, median of the runs; {micro['n']} requests "
+          "per run). Metrics: the counters of one finished request (`metrics_request_observe`), in process memory "
+          "(METRICS_TOKEN empty) or in prometheus-client's multi-process files (METRICS_TOKEN set). Limits: one "
+          "request's calls with every limit set — admission, its tokens, the release of its concurrency slot — on "
+          "per-process counters or on Redis (three round trips; the Redis server's CPU is not counted, and the "
+          "Redis instance was shared with the other work on the machine). CPU = this process's user + system time.")
 
 
 def _lane7_runs(results: list[dict], w) -> None:
@@ -142,6 +146,17 @@ def _lane7_runs(results: list[dict], w) -> None:
         w(f"| {run.get('at', r.get('finished_at'))} | {_f((r.get('loadavg') or [None])[0], 1)} / {_f(run.get('loadavg'), 1)} | "
           f"{added('plain/open')} | {added('metrics/limited')} | {added('metrics+redis/limited')} | " + " | ".join(cells) + " |")
     w("")
+    micro = [(r["lane7"].get("run", {}).get("at"), r["lane7"]["micro"]) for r in results if (r.get("lane7") or {}).get("micro")]
+    if micro:
+        names = list(micro[0][1]["median"])
+        w(_micro_note(micro[0][1]) + " Per run: CPU µs per request (wall µs in brackets).")
+        w("")
+        w("| run (UTC) | " + " | ".join(names) + " |")
+        w("|---|" + "---|" * len(names))
+        for at, m in micro:
+            w(f"| {at} | " + " | ".join(f"{_f(m['median'][n]['cpu_us'], 1)} ({_f(m['median'][n]['wall_us'], 0)})"
+                                       if n in m["median"] else "n/a" for n in names) + " |")
+        w("")
 
 
 def targets_check(r: dict) -> list[dict]:
@@ -380,7 +395,10 @@ if __name__ == "__main__":  # re-render a saved result: python -m bench.report d
 
     if sys.argv[1] == "--lane7":  # lane 7 of separate `--lanes 7` runs: --lane7 detailed.json [more.json ...]
         out: list[str] = []
-        results = [json.loads(Path(a).read_text()) for a in sys.argv[2:]]
+        results = []
+        for a in sys.argv[2:]:  # a saved run, or a list of them (docs/benchmarks-lane7.json)
+            loaded = json.loads(Path(a).read_text())
+            results += loaded if isinstance(loaded, list) else [loaded]
         _lane7(results[0], out.append)
         if len(results) > 1:
             _lane7_runs(results, out.append)
