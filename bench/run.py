@@ -8,7 +8,9 @@ Processes (all on loopback, random free ports): the simulator, grok2api under `m
 lanes 4–5), LiteLLM's proxy from
 bench/.peer-venv (installed here when missing; workers = cores for lanes 1–3, 1 for lanes 4–5),
 and this process as the load generator. The raw results are also written as JSON beside the
-Markdown (`<out>.json`).
+Markdown (`<out>.json`). Lane 7 (bench/features.py) starts three more gateway instances side by
+side to measure key limits and metrics A/B; `--redis-url` (or BENCH_REDIS_URL) adds the one with
+the limits on shared Redis counters.
 """
 from __future__ import annotations
 
