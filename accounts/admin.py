@@ -151,6 +151,13 @@ class AccountAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ("grok2api/admin-lists.css",)}
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:  # the account's own charts (templates/admin/accounts/account/change_form.html)
+            from gateway.charts import account_charts
+
+            context["g2a_charts"] = account_charts(account=obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     # -- columns ------------------------------------------------------------------------------
 
     def get_queryset(self, request):

@@ -30,6 +30,135 @@ def _ratio(ours, theirs, *, lower_is_better: bool) -> str:
         return "n/a"
 
 
+def _lane7_on(l7: dict) -> str | None:
+    """The lane-7 variant closest to production: limits on, metrics on, on Redis when measured."""
+    for name in ("metrics+redis/limited", "metrics/limited"):
+        if name in (l7.get("non_stream") or {}):
+            return name
+    return None
+
+
+LANE7_PAIRS = (
+    ("key limits, per-process counters", "plain/limited", "plain/open"),
+    ("metrics on (multi-process files)", "metrics/open", "plain/open"),
+    ("REDIS_URL (in-flight counters, cache in Redis)", "metrics+redis/open", "metrics/open"),
+    ("key limits, shared Redis counters", "metrics+redis/limited", "metrics+redis/open"),
+    ("all of them", "metrics+redis/limited", "plain/open"),
+)
+
+
+def _lane7(r: dict, w) -> None:
+    l7 = r.get("lane7") or {}
+    if not l7:
+        return
+    w("### 7. Cost of key limits and metrics (issue 20; A/B interleaved)")
+    w("")
+    run = l7.get("run") or {}
+    if run:
+        w(f"Run: `python -m bench.run {run.get('argv', '')}` at {run.get('at')} "
+          f"(load average, 1 min, at the start of the run / at the end of this lane: "
+          f"{_f((r.get('loadavg') or [None])[0], 2)} / {_f(run.get('loadavg'), 2)}; 2 cores).")
+        w("")
+    w(f"Concurrency 1, simulator pace 0, the lane-1 prompt. {l7['rounds']} rounds after 2 warm-up rounds; each round sends "
+      f"{l7['block']} requests in a row to every variant, the variants in a rotating order, so the variants share "
+      "whatever else loads the machine (A/B/A/B, never one after the other). Instances, each with 2 workers and its own copy "
+      "of the same DATA_DIR: `plain` = no METRICS_TOKEN, no REDIS_URL (the counters still count, in process memory: "
+      "there is no switch that skips them); `metrics` = METRICS_TOKEN set, so /metrics is on and the counters live in "
+      "prometheus-client's multi-process files; `metrics+redis` = the same plus REDIS_URL (shared in-flight counters and "
+      "shared key-limit counters in Redis), " + ("measured." if l7.get("redis") else "**not measured** in this run "
+      "(no `--redis-url`).") + " Keys: `open` has no limits; `limited` has every limit (rpm, tpm, concurrency, daily and "
+      "monthly budget) set far above what the lane sends, so every check runs and none refuses. "
+      "`cpu ms/req` = user + system time of that instance's workers over its blocks ÷ its requests (clock-tick "
+      "resolution, summed over all blocks). Δ = minus `plain/open` (the same gateway without either feature); "
+      "added = minus `direct` (the simulator's Grok Web face, as in lane 1).")
+    w("")
+    w("| mode | variant | n | p50 ms | p99 ms | mean ms | errors | added p50 | Δ p50 ms | cpu ms/req | Δ cpu ms/req |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    for mode in ("non_stream", "stream"):
+        for name, row in (l7.get(mode) or {}).items():
+            cpu = "(simulator)" if name == "direct" else _f(row.get("cpu_ms"), 3)
+            w(f"| {mode.replace('_', '-')} | {name} | {row['n']} | {_f(row['p50'], 3)} | {_f(row['p99'], 3)} | "
+              f"{_f(row['mean'], 3)} | {row['errors']} | {_f(row.get('added_p50'), 3)} | {_f(row.get('d_p50'), 3)} | "
+              f"{cpu} | {_f(row.get('d_cpu_ms'), 3)} |")
+    w("")
+    w("What each feature costs: the difference between two variants that differ in that feature only "
+      "(wall p50 and CPU per request, ms; negative = within the noise of the shared machine).")
+    w("")
+    w("| feature | variants compared | non-stream Δ p50 | non-stream Δ cpu | stream Δ p50 | stream Δ cpu |")
+    w("|---|---|---|---|---|---|")
+    for feature, on, off in LANE7_PAIRS:
+        cells = []
+        for mode in ("non_stream", "stream"):
+            rows = l7.get(mode) or {}
+            if on not in rows or off not in rows:
+                cells += ["n/a", "n/a"]
+                continue
+            cells += [_f(rows[on]["p50"] - rows[off]["p50"], 3), _f(rows[on]["cpu_ms"] - rows[off]["cpu_ms"], 3)]
+        w(f"| {feature} | `{on}` − `{off}` | " + " | ".join(cells) + " |")
+    w("")
+    micro = l7.get("micro") or {}
+    if micro:
+        w(_micro_note(micro))
+        w("")
+        w("| variant | CPU µs per request | wall µs per request | runs (CPU µs) |")
+        w("|---|---|---|---|")
+        for name, med in micro["median"].items():
+            runs = ", ".join(_f(x["cpu_us"], 1) for x in micro["runs"][name])
+            w(f"| {name} | {_f(med['cpu_us'], 1)} | {_f(med['wall_us'], 1)} | {runs} |")
+        w("")
+
+
+def _micro_note(micro: dict) -> str:
+    return (f"The features' own code, timed alone (`python -m bench.features <variant> {micro['n']}`: a fresh process "
+          f"per run, {micro['rounds']} runs per variant in alternation, median of the runs; {micro['n']} requests "
+          "per run). Metrics: the counters of one finished request (`metrics_request_observe`), in process memory "
+          "(METRICS_TOKEN empty) or in prometheus-client's multi-process files (METRICS_TOKEN set). Limits: one "
+          "request's calls with every limit set — admission, its tokens, the release of its concurrency slot — on "
+          "per-process counters or on Redis (three round trips; the Redis server's CPU is not counted, and the "
+          "Redis instance was shared with the other work on the machine). CPU = this process's user + system time.")
+
+
+def _lane7_runs(results: list[dict], w) -> None:
+    """Every run of lane 7 side by side: the load it ran under, what the gateway added with and
+    without the features, and each feature's cost (Δ p50 / Δ CPU per request, ms)."""
+    w(f"All {len(results)} runs of lane 7, in the order they ran (ns = non-stream, s = stream; ms):")
+    w("")
+    w("| run (UTC) | load avg start / end | added p50 `plain/open` ns / s | added p50 `metrics/limited` ns / s | "
+      "added p50 `metrics+redis/limited` ns / s | " + " | ".join(f[0] + " Δ p50 / Δ cpu ns; s" for f in LANE7_PAIRS) + " |")
+    w("|---|---|---|---|---|" + "---|" * len(LANE7_PAIRS))
+    for r in results:
+        l7 = r.get("lane7") or {}
+        ns, st = l7.get("non_stream") or {}, l7.get("stream") or {}
+        run = l7.get("run") or {}
+
+        def added(name: str) -> str:
+            return f"{_f((ns.get(name) or {}).get('added_p50'), 2)} / {_f((st.get(name) or {}).get('added_p50'), 2)}"
+
+        cells = []
+        for _, on, off in LANE7_PAIRS:
+            parts = []
+            for rows in (ns, st):
+                if on in rows and off in rows:
+                    parts.append(f"{rows[on]['p50'] - rows[off]['p50']:.2f} / {rows[on]['cpu_ms'] - rows[off]['cpu_ms']:.2f}")
+                else:
+                    parts.append("n/a")
+            cells.append("; ".join(parts))
+        w(f"| {run.get('at', r.get('finished_at'))} | {_f((r.get('loadavg') or [None])[0], 1)} / {_f(run.get('loadavg'), 1)} | "
+          f"{added('plain/open')} | {added('metrics/limited')} | {added('metrics+redis/limited')} | " + " | ".join(cells) + " |")
+    w("")
+    micro = [(r["lane7"].get("run", {}).get("at"), r["lane7"]["micro"]) for r in results if (r.get("lane7") or {}).get("micro")]
+    if micro:
+        names = list(micro[0][1]["median"])
+        w(_micro_note(micro[0][1]) + " Per run: CPU µs per request (wall µs in brackets).")
+        w("")
+        w("| run (UTC) | " + " | ".join(names) + " |")
+        w("|---|" + "---|" * len(names))
+        for at, m in micro:
+            w(f"| {at} | " + " | ".join(f"{_f(m['median'][n]['cpu_us'], 1)} ({_f(m['median'][n]['wall_us'], 0)})"
+                                       if n in m["median"] else "n/a" for n in names) + " |")
+        w("")
+
+
 def targets_check(r: dict) -> list[dict]:
     """The issue's targets, each with the measured value and met/missed."""
     rows = []
@@ -47,6 +176,12 @@ def targets_check(r: dict) -> list[dict]:
         rows.append({"target": f"sustained req/s ≥ 2× LiteLLM ({mode.replace('_', '-')})",
                      "value": f"{_f(ours, 1)} vs {_f(theirs, 1)} ({_ratio(ours, theirs, lower_is_better=False)})",
                      "met": met})
+    l7 = r.get("lane7") or {}
+    on = _lane7_on(l7)
+    for mode in ("non_stream", "stream") if on else ():
+        v = ((l7.get(mode) or {}).get(on) or {}).get("added_p50")
+        rows.append({"target": f"added latency p50 ≤ 2 ms with limits and metrics on, `{on}` ({mode.replace('_', '-')}, issue 20)",
+                     "value": _f(v, 3, " ms"), "met": v is not None and v <= 2.0})
     v = ((r.get("lane3") or {}).get("gateway") or {}).get("added_p99")
     rows.append({"target": "added TTFT p99 ≤ 5 ms", "value": _f(v, 3, " ms"), "met": v is not None and v <= 5.0})
     l4 = (r.get("lane4") or {}).get("gateway") or {}
@@ -226,6 +361,7 @@ def render(r: dict) -> str:
     w(f"accounts {l6.get('n_accounts')}, rounds {l6.get('rounds')}: median {_f(l6.get('median_us'), 2)} µs, "
       f"p99 {_f(l6.get('p99_us'), 2)} µs, misses {l6.get('misses')}.")
     w("")
+    _lane7(r, w)
     w("## How it was run")
     w("")
     server = r.get("server", "uvicorn")
@@ -257,4 +393,15 @@ if __name__ == "__main__":  # re-render a saved result: python -m bench.report d
     import json
     import sys
 
+    if sys.argv[1] == "--lane7":  # lane 7 of separate `--lanes 7` runs: --lane7 detailed.json [more.json ...]
+        out: list[str] = []
+        results = []
+        for a in sys.argv[2:]:  # a saved run, or a list of them (docs/benchmarks-lane7.json)
+            loaded = json.loads(Path(a).read_text())
+            results += loaded if isinstance(loaded, list) else [loaded]
+        _lane7(results[0], out.append)
+        if len(results) > 1:
+            _lane7_runs(results, out.append)
+        print("\n".join(out))
+        sys.exit(0)
     Path(sys.argv[2]).write_text(render(json.loads(Path(sys.argv[1]).read_text())))

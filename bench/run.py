@@ -8,7 +8,9 @@ Processes (all on loopback, random free ports): the simulator, grok2api under `m
 lanes 4–5), LiteLLM's proxy from
 bench/.peer-venv (installed here when missing; workers = cores for lanes 1–3, 1 for lanes 4–5),
 and this process as the load generator. The raw results are also written as JSON beside the
-Markdown (`<out>.json`).
+Markdown (`<out>.json`). Lane 7 (bench/features.py) starts three more gateway instances side by
+side to measure key limits and metrics A/B; `--redis-url` (or BENCH_REDIS_URL) adds the one with
+the limits on shared Redis counters.
 """
 from __future__ import annotations
 
@@ -65,11 +67,13 @@ def _params(quick: bool) -> dict:
         return {"n_accounts": 10, "lane1_rounds": 8, "lane1_tokens": 16, "lane2_levels": [2, 4], "lane2_duration": 0.6, "lane2_warmup": 0.3,
                 "lane2_tokens": 16, "lane3_rounds": 2, "lane3_clients": 2, "lane3_tokens": 16, "lane4_streams": 40,
                 "lane4_tokens": 16, "lane4_seconds": 1.5, "settle_s": 2.0, "selection_accounts": 10000,
-                "selection_rounds": 2000}
+                "selection_rounds": 2000, "lane7_rounds": 2, "lane7_block": 2,
+                "micro_rounds": 1, "micro_n": 200}
     return {"n_accounts": 200, "lane1_rounds": 300, "lane1_tokens": 16, "lane2_levels": [8, 16, 32, 64, 128, 256],
             "lane2_duration": 6.0, "lane2_warmup": 1.0, "lane2_tokens": 16, "lane3_rounds": 30, "lane3_clients": 10, "lane3_tokens": 64,
             "lane4_streams": 1000, "lane4_tokens": 16, "lane4_seconds": 20.0, "settle_s": 60.0,
-            "selection_accounts": 10000, "selection_rounds": 20000}
+            "selection_accounts": 10000, "selection_rounds": 20000,
+            "lane7_rounds": 60, "lane7_block": 10, "micro_rounds": 3, "micro_n": 5000}
 
 
 def _log(msg: str) -> None:
@@ -184,6 +188,33 @@ async def _main(args) -> dict:
             if proc is not None:
                 proc.stop()
 
+        # ---------------------------------------------------------------- lane 7: limits and metrics, A/B
+        if "7" in args.lanes:
+            from bench import features
+
+            redis_url = args.redis_url or os.environ.get("BENCH_REDIS_URL", "")
+            _log("lane 7: cost of key limits and metrics (" + ("with" if redis_url else "without") + " a Redis instance)")
+            envs = features.feature_instances_prepare(base_dir=gw_dir, env=env, redis_url=redis_url)
+            insts = {}
+            try:
+                insts = await asyncio.get_running_loop().run_in_executor(
+                    pool, lambda: features.feature_instances_start(envs, workers=2 if not args.workers else args.workers))
+                started.extend(insts.values())
+                checked = features.feature_instances_check(insts)
+                r["lane7"] = await features.lane_feature_cost(sim, insts, rounds=P["lane7_rounds"], block=P["lane7_block"],
+                                                              tokens=P["lane1_tokens"])
+                r["lane7"]["redis"] = bool(redis_url)
+                r["lane7"]["checked"] = checked
+                _log("lane 7: the features' own code, in-process micro-benchmark")
+                r["lane7"]["micro"] = await asyncio.get_running_loop().run_in_executor(
+                    pool, lambda: features.feature_micro(redis_url=redis_url, rounds=P["micro_rounds"], n=P["micro_n"],
+                                                         run_dir=run_dir))
+                r["lane7"]["run"] = {"at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                                     "argv": r["argv"], "loadavg": os.getloadavg()[0]}
+            finally:
+                for proc in insts.values():
+                    proc.stop()
+
         # ---------------------------------------------------------------- lanes 4-5: one worker each
         if "4" in args.lanes:
             _log("lanes 4-5: one worker each")
@@ -241,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-dir", default="", help="keep logs and data here (default: a temporary directory, removed)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     ap.add_argument("--workers", type=int, default=0, help="grok2api workers for lanes 1-3 (default 2)")
-    ap.add_argument("--lanes", default="123456", help="lanes to run, e.g. 45 (default all; 5 needs 4)")
+    ap.add_argument("--lanes", default="1234567", help="lanes to run, e.g. 45 (default all; 5 needs 4)")
+    ap.add_argument("--redis-url", default="", help="lane 7 also measures key limits on shared Redis counters with "
+                    "this Redis (default: $BENCH_REDIS_URL; empty = that variant is left out)")
     args = ap.parse_args(argv)
     os.chdir(BASE_DIR)
     # SIGTERM (e.g. `kill`, a CI timeout) unwinds like Ctrl-C, so every started server is stopped.

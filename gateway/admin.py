@@ -62,6 +62,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ("prefix", "created_at", "last_used_at")
     actions = ("enable", "disable")
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:  # the key's own charts (templates/admin/gateway/apikey/change_form.html)
+            from gateway.charts import key_charts
+
+            context["g2a_charts"] = key_charts(key=obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     @admin.display(description="allowed models")
     def models(self, obj: ApiKey) -> str:
         return ", ".join(obj.allowed_models) if obj.allowed_models else "all"

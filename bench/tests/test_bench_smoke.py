@@ -37,6 +37,7 @@ def test_it_writes_the_report_with_every_lane(quick_run):
     md, _ = quick_run
     for heading in ("## Summary: targets (issue 8)", "### 1. Added latency", "### 2. Sustained throughput",
                     "### 3. Streaming", "concurrent streams held by one worker", "### 6. Account selection",
+                    "### 7. Cost of key limits and metrics",
                     "## How it was run"):
         assert heading in md
     assert "added latency p50 ≤ 2 ms" in md and "added TTFT p99 ≤ 5 ms" in md
@@ -97,3 +98,25 @@ def test_it_reports_account_selection_cost(quick_run):
     _, r = quick_run
     assert r["lane6"]["n_accounts"] == 10000 and r["lane6"]["misses"] == 0
     assert _finite_positive(r["lane6"]["median_us"]) and r["lane6"]["p99_us"] >= r["lane6"]["median_us"]
+
+
+def test_it_measures_limits_and_metrics_a_b_with_each_feature_really_on_or_off(quick_run):
+    _, r = quick_run
+    l7 = r["lane7"]
+    instances = ["plain", "metrics"] + (["metrics+redis"] if l7["redis"] else [])
+    checked = l7["checked"]
+    for inst in instances:
+        assert checked[f"{inst}/open"]["status"] == 200 and checked[f"{inst}/open"]["limit_requests"] is None
+        assert checked[f"{inst}/limited"]["status"] == 200
+        assert checked[f"{inst}/limited"]["limit_requests"] == "1000000000"  # the limited key's limits ran
+        assert checked[inst]["metrics_status"] == (404 if inst == "plain" else 200)
+    n = l7["rounds"] * l7["block"]
+    for mode in ("non_stream", "stream"):
+        lane = l7[mode]
+        assert set(lane) == {"direct", *(f"{i}/{k}" for i in instances for k in ("open", "limited"))}
+        for name, row in lane.items():
+            assert row["n"] == n and row["errors"] == 0, (name, row)
+            assert _finite_positive(row["p50"]) and row["p99"] >= row["p50"]
+            if name != "direct":
+                assert row["cpu_ms"] >= 0 and math.isfinite(row["added_p50"])
+        assert lane["plain/open"]["d_p50"] == 0
