@@ -11,14 +11,21 @@ the translators refuse or ignore them with their own wording.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Annotated, Any, Callable, ClassVar
 
 from ninja import Schema
-from pydantic import ConfigDict, ValidationError, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema, model_validator
+
+from gateway.errors import InvalidRequest
 
 
-class Part(Schema):
-    """A nested object of a request: documented fields, unknown keys kept, JSON types checked."""
+class Part(BaseModel):
+    """A nested object of a request: documented fields, unknown keys kept, JSON types checked.
+
+    Plain pydantic rather than ninja.Schema (which Ninja takes alike): ninja.Schema wraps every
+    object in a DjangoGetter for reading ORM rows, which made validating a small chat body ~8×
+    slower (250 µs → 33 µs measured); request bodies are dicts.
+    """
 
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -34,7 +41,10 @@ class RequestBody(Part):
         try:
             return handler(data)
         except ValidationError:
-            if cls.refusal is not None and isinstance(data, dict):
+            if not isinstance(data, dict):
+                # The words of gateway/jsonbody.py for a body that is JSON but not an object.
+                raise InvalidRequest("The request body must be a JSON object.", param=None, code="invalid_json") from None
+            if cls.refusal is not None:
                 cls.refusal(data)  # raises the translator's InvalidRequest when it refuses too
             raise
 
@@ -49,3 +59,7 @@ def documented(schema: dict) -> WithJsonSchema:
     """Document `schema` for a field whose run-time check is looser (the translator checks the value:
     e.g. sizes are matched case-insensitively, numbers may arrive as decimal text)."""
     return WithJsonSchema(schema)
+
+
+# A field the translator reads only when it has the documented type and otherwise ignores.
+LooseStr = Annotated[Any, documented({"type": "string"})]

@@ -6,10 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from gateway.schemas.base import Part, RequestBody
+from gateway.schemas.base import LooseStr, Part, RequestBody
 from gateway.translate import openai_chat
 
-Role = Literal["system", "developer", "user", "assistant", "tool"]
 Effort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
 
 
@@ -38,12 +37,31 @@ class ToolCall(Part):
     function: ToolCallFunction
 
 
-class ChatMessage(Part):
-    role: Role
+class _Message(Part):
     content: str | list[ContentPart] | None = None
-    name: str | None = None
+    name: LooseStr = None  # read only when it is a string
+
+
+class SystemMessage(_Message):
+    role: Literal["system", "developer"]
+
+
+class UserMessage(_Message):
+    role: Literal["user"]
+
+
+class AssistantMessage(_Message):
+    role: Literal["assistant"]
     tool_calls: list[ToolCall] | None = None
+
+
+class ToolMessage(_Message):
+    role: Literal["tool"]
     tool_call_id: str | None = None
+
+
+# Fields of another role are ignored by the translator, so each role documents (and checks) its own.
+ChatMessage = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")]
 
 
 class FunctionDef(Part):

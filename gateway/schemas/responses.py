@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from gateway.schemas.base import Part, RequestBody
+from gateway.schemas.base import LooseStr, Part, RequestBody
 from gateway.translate import responses
 
 
@@ -58,6 +58,6 @@ class ResponseCreateRequest(RequestBody):
     metadata: dict[str, str] | None = Field(None, description="at most 16 string values")
     tools: list[ResponsesTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
-    user: str | None = None
-    safety_identifier: str | None = None
-    prompt_cache_key: str | None = None
+    user: LooseStr = None  # echoed when a string, else left out
+    safety_identifier: LooseStr = None
+    prompt_cache_key: LooseStr = None
