@@ -6,8 +6,9 @@ schema documents, and the request parsers raise nothing but InvalidRequest.
    and against the document: its status is documented (`status_code_conformance`), its content
    type too (`content_type_conformance`), and its body matches the documented schema — the success
    object or the family's error envelope (`response_schema_conformance`). Every /v1 body is
-   documented (gateway/schemas/), so schemathesis draws bodies from those schemas (valid ones and,
-   through its negative mode, invalid ones): they reach the real parsers through the real server.
+   documented (gateway/schemas/), so schemathesis draws bodies from those schemas, valid ones and
+   (its negative mode) invalid ones, which must be refused with a 4xx (`negative_data_rejection`):
+   they reach the real parsers through the real server.
 2. hypothesis property tests of the pure parsers behind those routes — the three chat families'
    `parse_request`, Anthropic `count_tokens`, `json_body_parse`, and the media parameter
    validators — fed arbitrary JSON-like values: each either parses or raises the gateway's own
@@ -27,8 +28,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
+    negative_data_rejection,
     not_a_server_error,
     response_schema_conformance,
     status_code_conformance,
@@ -83,17 +86,21 @@ def _operation_labels() -> list[str]:
 # One hypothesis run per operation, driven through schemathesis' public strategy API: its pytest
 # integration (`schemathesis.pytest.from_fixture`) reads a pytest node attribute that pytest 9
 # no longer has (AttributeError `_nodeid`).
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
 @pytest.mark.parametrize("label", _operation_labels())
-def test_no_documented_operation_answers_a_server_error(label, served_schema, gateway_server):
+def test_every_operation_answers_as_documented(label, mode, served_schema, gateway_server):
+    """Valid inputs (drawn from the schema) and invalid ones (schemathesis' negative mode, which
+    must also be refused with a 4xx: `negative_data_rejection`)."""
     operation = served_schema.find_operation_by_label(label)
     assert operation is not None, f"{label} is not in the served /v1/openapi.json"
     headers = {"Authorization": f"Bearer {gateway_server.api_key}"}
 
     @settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
-    @given(case=operation.as_strategy())
+    @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
-        case.call_and_validate(base_url=gateway_server.url, headers=headers, checks=CHECKS, timeout=30)
+        checks = CHECKS + [negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
+        case.call_and_validate(base_url=gateway_server.url, headers=headers, checks=checks, timeout=30)
 
     run()
 
