@@ -17,7 +17,6 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from django.core.exceptions import RequestDataTooBig
-from django.http.multipartparser import MultiPartParserError
 
 from gateway.errors import AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
 from gateway.api._common import BodyParser
@@ -102,13 +101,6 @@ def _too_big(request, exc):
 
     limit_mb = settings.MAX_BODY_BYTES // (1024 * 1024)
     return render_error(request, RequestTooLarge(f"Request body exceeds the {limit_mb} MB limit (MAX_BODY_MB)."))
-
-
-@api.exception_handler(MultiPartParserError)
-def _bad_multipart(request, exc):
-    # Ninja reads request.POST for Form parameters before the view's own guard (media/forms.py).
-    return render_error(request, InvalidRequest(f"The request body is not valid multipart/form-data ({exc}).",
-                                                param=None, code="invalid_body"))
 
 
 @api.exception_handler(Exception)
