@@ -2,7 +2,10 @@
 
 Errors are rendered once per API family: routes under /v1/messages speak Anthropic's envelope
 `{"type":"error","error":{"type","message"}}`, every other /v1 route OpenAI's
-`{"error":{"message","type","param","code"}}`. Ninja's default 401/422 bodies never reach a client.
+`{"error":{"message","type","param","code"}}`. Ninja's default 400/401/422 bodies never reach a
+client: a body the request schema refuses (gateway/schemas/) is a 400 in the family's envelope
+naming the parameter, worded by the family's translator where it refuses too (docs/api.md,
+"Request schemas").
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from django.core.exceptions import RequestDataTooBig
 
 from gateway.errors import AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
+from gateway.api._common import BodyParser
 from grok2api.apidocs import LocalSwagger
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,9 @@ def _param_from_loc(loc: tuple | list) -> str | None:
 
 def validation_to_gateway(errors: list[dict]) -> InvalidRequest:
     first = errors[0] if errors else {}
+    if first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body", "body"):
+        # No body at all: the same words as gateway/jsonbody.py for an empty body.
+        return InvalidRequest("The request body is empty; expected a JSON object.", param=None, code="invalid_json")
     param = _param_from_loc(first.get("loc", ()))
     msg = first.get("msg", "invalid request")
     text = f"Invalid value for '{param}': {msg}" if param else f"Invalid request: {msg}"
@@ -53,6 +60,7 @@ def validation_to_gateway(errors: list[dict]) -> InvalidRequest:
 
 api = NinjaAPI(
     title="grok2api",
+    parser=BodyParser(),  # size cap and JSON caps before any schema sees a body (gateway/api/_common.py)
     version="1",
     urls_namespace="v1",
     docs_url="/docs",
@@ -77,6 +85,10 @@ def _auth_error(request, exc):
 
 @api.exception_handler(HttpError)
 def _http_error(request, exc: HttpError):
+    if isinstance(exc.__cause__, GatewayError):
+        # Ninja wraps what the body parser raised ("Cannot parse request body"): the gateway's own
+        # error (413 request_too_large, 400 invalid_json / json_too_deep) is the answer.
+        return render_error(request, exc.__cause__)
     status = exc.status_code
     if status == 404:
         return render_error(request, NotFound(str(exc)))

@@ -12,10 +12,17 @@ from django.http import HttpRequest
 from ninja import Router
 
 from gateway.auth import authenticate
+from gateway.schemas.answers import OpenAIError
 from media.files import media_file_get
 from media.ranges import file_response
 
 router = Router(tags=["files"])
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+# Documented for /v1/openapi.json (gateway/schemas/answers.py): the file, or OpenAI's error envelope.
+_ANSWERS = {"response": {200: None, (400, 403, 404, 416, 500): OpenAIError},
+            "openapi_extra": {"responses": {200: {"content": {"image/*": _BINARY, "video/mp4": _BINARY}},
+                                            206: {"description": "Partial Content (Range)", "content": {"video/mp4": _BINARY}}}}}
 
 
 def _serve(request: HttpRequest, media_type: str, media_id: str, sig: str):
@@ -23,11 +30,11 @@ def _serve(request: HttpRequest, media_type: str, media_id: str, sig: str):
     return file_response(request, found, allow_range=(media_type == "video"))
 
 
-@router.get("/files/image", auth=None, include_in_schema=True)
+@router.get("/files/image", auth=None, include_in_schema=True, **_ANSWERS)
 def file_image(request: HttpRequest, id: str = "", sig: str = ""):
     return _serve(request, "image", id, sig)
 
 
-@router.get("/files/video", auth=None, include_in_schema=True)
+@router.get("/files/video", auth=None, include_in_schema=True, **_ANSWERS)
 def file_video(request: HttpRequest, id: str = "", sig: str = ""):
     return _serve(request, "video", id, sig)

@@ -12,19 +12,18 @@ from django.http import HttpRequest
 from ninja import Router
 
 from gateway import services
-from gateway.api._common import read_body, render
-from gateway.auth import api_auth
+from gateway.api._common import API_KEY, render, streams
+from gateway.schemas.anthropic import CountTokensRequest, MessageCreateRequest
+from gateway.schemas.answers import AnthropicMessage, TokenCount, responses_for
 
 router = Router(tags=["anthropic"])
 
 
-@router.post("/messages", auth=api_auth)
-async def messages_create(request: HttpRequest):
-    raw = read_body(request)
-    return render(await services.chat_handle(family="anthropic", raw=raw, principal=request.auth))
+@router.post("/messages", auth=API_KEY, response=responses_for("anthropic", AnthropicMessage), openapi_extra=streams())
+async def messages_create(request: HttpRequest, body: MessageCreateRequest):
+    return render(await services.chat_handle(family="anthropic", raw=request.body, principal=request.auth))
 
 
-@router.post("/messages/count_tokens", auth=api_auth)
-async def messages_count_tokens(request: HttpRequest):
-    raw = read_body(request)
-    return render(services.messages_count_tokens(raw=raw, principal=request.auth))
+@router.post("/messages/count_tokens", auth=API_KEY, response=responses_for("anthropic", TokenCount))
+async def messages_count_tokens(request: HttpRequest, body: CountTokensRequest):
+    return render(services.messages_count_tokens(raw=request.body, principal=request.auth))

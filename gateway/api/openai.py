@@ -5,7 +5,8 @@ over text/event-stream, `data: [DONE]` last). The model routes answer in Anthrop
 (`{data:[{type:"model",id,display_name,created_at}],has_more,first_id,last_id}`) when the request
 carries an `anthropic-version` header. Errors use OpenAI's envelope
 `{"error":{"message","type","param","code"}}` (rendered by grok2api/api.py).
-Each route: authenticate (gateway.auth.api_auth) → one service call → render.
+Each route: authenticate (gateway.auth.api_auth) → parse (the body schema, gateway/schemas/) → one
+service call → render.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from django.http import HttpRequest
 from ninja import Router
 
 from gateway import services
-from gateway.api._common import read_body, render
-from gateway.auth import api_auth
+from gateway.api._common import API_KEY, render, streams
+from gateway.schemas.answers import ChatCompletion, ModelList, ModelObject, responses_for
+from gateway.schemas.chat import ChatCompletionRequest
 
 router = Router(tags=["openai"])
 
@@ -24,19 +26,19 @@ def _is_anthropic(request: HttpRequest) -> bool:
     return "anthropic-version" in request.headers
 
 
-@router.get("/models", auth=api_auth)
+@router.get("/models", auth=API_KEY, response=responses_for("openai", ModelList))
 async def models_list(request: HttpRequest):
     q = request.GET
     return render(services.models_list(principal=request.auth, anthropic=_is_anthropic(request), limit=q.get("limit"),
                                        after_id=q.get("after_id"), before_id=q.get("before_id")))
 
 
-@router.get("/models/{model_id}", auth=api_auth)
+@router.get("/models/{model_id}", auth=API_KEY, response=responses_for("openai", ModelObject))
 async def model_retrieve(request: HttpRequest, model_id: str):
     return render(services.model_retrieve(model_id=model_id, principal=request.auth, anthropic=_is_anthropic(request)))
 
 
-@router.post("/chat/completions", auth=api_auth)
-async def chat_completions(request: HttpRequest):
-    raw = read_body(request)
-    return render(await services.chat_handle(family="openai", raw=raw, principal=request.auth))
+@router.post("/chat/completions", auth=API_KEY, response=responses_for("openai", ChatCompletion), openapi_extra=streams())
+async def chat_completions(request: HttpRequest, body: ChatCompletionRequest):
+    # The schema has checked the body's shape; the translator reads the same bytes (request.body).
+    return render(await services.chat_handle(family="openai", raw=request.body, principal=request.auth))

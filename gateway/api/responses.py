@@ -11,30 +11,30 @@ from django.http import HttpRequest
 from ninja import Router
 
 from gateway import stored_responses
-from gateway.api._common import read_body, render
-from gateway.auth import api_auth
+from gateway.api._common import API_KEY, render, streams
+from gateway.schemas.answers import ItemList, ResponseDeleted, ResponseObject, responses_for
+from gateway.schemas.responses import ResponseCreateRequest
 
 router = Router(tags=["responses"])
 
 
-@router.post("/responses", auth=api_auth)
-async def responses_create(request: HttpRequest):
-    raw = read_body(request)
-    return render(await stored_responses.response_create(raw=raw, principal=request.auth))
+@router.post("/responses", auth=API_KEY, response=responses_for("openai", ResponseObject), openapi_extra=streams())
+async def responses_create(request: HttpRequest, body: ResponseCreateRequest):
+    return render(await stored_responses.response_create(raw=request.body, principal=request.auth))
 
 
-@router.get("/responses/{response_id}", auth=api_auth)
+@router.get("/responses/{response_id}", auth=API_KEY, response=responses_for("openai", ResponseObject))
 async def responses_retrieve(request: HttpRequest, response_id: str):
     return render(await stored_responses.response_get(response_id=response_id, principal=request.auth,
                                                       query=request.GET.dict()))
 
 
-@router.delete("/responses/{response_id}", auth=api_auth)
+@router.delete("/responses/{response_id}", auth=API_KEY, response=responses_for("openai", ResponseDeleted))
 async def responses_delete(request: HttpRequest, response_id: str):
     return render(await stored_responses.response_delete(response_id=response_id, principal=request.auth))
 
 
-@router.get("/responses/{response_id}/input_items", auth=api_auth)
+@router.get("/responses/{response_id}/input_items", auth=API_KEY, response=responses_for("openai", ItemList))
 async def responses_input_items(request: HttpRequest, response_id: str):
     return render(await stored_responses.response_input_items_list(response_id=response_id, principal=request.auth,
                                                                    query=request.GET.dict()))

@@ -7,7 +7,7 @@ files, http(s) URLs or data URIs) and answers at once with the queued job:
 `{"id":"video_<32 hex>","object":"video","created_at","status":"queued","model","progress":0,
 "prompt","seconds":"6","size","quality":"standard",…}`. The job object is re-read by GET; the MP4
 comes from /content with Range support (206/416) or 409 `video_not_ready`. Jobs of another API
-key are 404. Each route: authenticate → parse → one media service call → render.
+key are 404. Each route: authenticate → parse (gateway/schemas/media.py) → one media service call → render.
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from ninja import Router
 
-from gateway.api._common import read_body, render
-from gateway.auth import api_auth
-from gateway.jsonbody import json_body_parse
+from gateway.api._common import API_KEY, render
+from gateway.schemas.answers import VideoJob, responses_for
+from gateway.schemas.media import VideoCreateRequest
 from media import videos
-from media.forms import image_inputs, multipart_fields, multipart_images
+from media.forms import image_inputs, multipart_images
 from media.params import MAX_VIDEO_REFERENCES, video_params
 from media.ranges import file_response
 
@@ -27,27 +27,25 @@ router = Router(tags=["videos"])
 
 REFERENCE_FIELDS = ("input_reference", "input_reference[]", "input_reference[image_url]")
 
+# The same fields as multipart/form-data (what the SDK sends), with the reference images as files.
+_MULTIPART = {"requestBody": {"content": {"multipart/form-data": {"schema": {
+    "allOf": [{"$ref": "#/components/schemas/VideoCreateRequest"}],
+    "properties": {"input_reference": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+}}}}}
 
-def _fields(request: HttpRequest, raw: bytes) -> dict:
-    if request.content_type == "application/json":
-        return json_body_parse(raw)
-    return multipart_fields(request)
 
-
-@router.post("/videos", auth=api_auth)
-async def videos_create(request: HttpRequest):
-    raw = read_body(request)
-    fields = _fields(request, raw)
+@router.post("/videos", auth=API_KEY, response=responses_for("openai", VideoJob), openapi_extra=_MULTIPART)
+async def videos_create(request: HttpRequest, body: VideoCreateRequest):
     params = video_params(
-        model=fields.get("model") or None,
-        prompt=fields.get("prompt"),
-        seconds=fields.get("seconds"),
-        size=fields.get("size"),
-        resolution_name=fields.get("resolution_name"),
-        preset=fields.get("preset"),
+        model=body.model or None,
+        prompt=body.prompt,
+        seconds=body.seconds,
+        size=body.size,
+        resolution_name=body.resolution_name,
+        preset=body.preset,
     )
     if request.content_type == "application/json":
-        refs = fields.get("input_reference") or []
+        refs = body.input_reference or []
         refs = refs if isinstance(refs, list) else [refs]
         texts = [r.get("image_url") if isinstance(r, dict) else r for r in refs]
         references = await image_inputs(files=[], texts=texts, param="input_reference", limit=MAX_VIDEO_REFERENCES)
@@ -57,13 +55,16 @@ async def videos_create(request: HttpRequest):
     return render(videos.video_job_render(job))
 
 
-@router.get("/videos/{video_id}", auth=api_auth)
+@router.get("/videos/{video_id}", auth=API_KEY, response=responses_for("openai", VideoJob))
 async def videos_retrieve(request: HttpRequest, video_id: str):
     job = await sync_to_async(videos.video_job_get)(principal=request.auth, job_id=video_id)
     return render(videos.video_job_render(job))
 
 
-@router.get("/videos/{video_id}/content", auth=api_auth)
+@router.get("/videos/{video_id}/content", auth=API_KEY, response=responses_for("openai", None, statuses=(401, 403, 404, 409, 416, 429, 500)),
+            openapi_extra={"responses": {200: {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}},
+                                         206: {"description": "Partial Content (Range)",
+                                               "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}}}})
 async def videos_content(request: HttpRequest, video_id: str):
     found = await sync_to_async(videos.video_job_content)(principal=request.auth, job_id=video_id)
     return file_response(request, found, allow_range=True)

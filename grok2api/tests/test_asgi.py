@@ -97,7 +97,9 @@ async def test_an_error_escaping_a_view_is_a_500_in_the_family_envelope(monkeypa
         raise RuntimeError("boom")
 
     monkeypatch.setattr(services, "messages_count_tokens", broken)
-    sent = await _call("/v1/messages/count_tokens", method="POST", body=b"{}")
+    # A body the request schema accepts (gateway/schemas/), so the view runs and the service raises.
+    body = b'{"model": "grok-4.20-fast", "messages": [{"role": "user", "content": "hi"}]}'
+    sent = await _call("/v1/messages/count_tokens", method="POST", body=body)
     assert sent[0]["status"] == 500
     error = json.loads(sent[1]["body"])
     assert error["type"] == "error" and error["error"]["type"] == "api_error"
