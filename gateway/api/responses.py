@@ -1,9 +1,10 @@
 """OpenAI Responses routes: POST /v1/responses, GET/DELETE /v1/responses/{id},
-GET /v1/responses/{id}/input_items.
+GET /v1/responses/{id}/input_items,
+POST /v1/responses/{id}/cancel.
 
 Wire format: OpenAI's Responses API (a `response` object; streamed as `event: <type>` +
 `data: {json}` frames with strictly increasing `sequence_number`). Errors use OpenAI's envelope.
-Storage, chaining and ownership: gateway/stored_responses.py.
+Storage, chaining and ownership: gateway/stored_responses.py; background mode: gateway/background.py.
 """
 from __future__ import annotations
 
@@ -38,3 +39,8 @@ async def responses_delete(request: HttpRequest, response_id: str):
 async def responses_input_items(request: HttpRequest, response_id: str):
     return render(await stored_responses.response_input_items_list(response_id=response_id, principal=request.auth,
                                                                    query=request.GET.dict()))
+
+
+@router.post("/responses/{response_id}/cancel", auth=api_auth)
+async def responses_cancel(request: HttpRequest, response_id: str):
+    return render(await stored_responses.response_cancel(response_id=response_id, principal=request.auth))
