@@ -264,3 +264,18 @@ def test_a_worker_killed_mid_job_loses_nothing(env):
     assert [e.sequence_number for e in tail] == seqs and tail[-1].type == "response.completed"
     assert client.responses.retrieve(waiting.id).status == "cancelled"
     assert not StoredResponseEvent.objects.filter(response_id=waiting.id).exists()
+
+
+def test_a_job_running_past_the_timeout_fails(env):
+    env.set_config({"responses.background_timeout_sec": 1})
+    env.account("basic", "bgslow", "tokms=100")
+    env.ready(FAST)
+    client = env.openai()
+    created = client.responses.create(model=FAST, input="Endless #sim:len=300", background=True)
+    failed = _poll(client, created.id, timeout=30)
+    assert failed.status == "failed" and "background_timeout_sec" in failed.error.message
+    wait_until(lambda: env.open_streams() == 0, timeout=10, what="the upstream stream to be closed")
+    events = _events(client.responses.retrieve(created.id, stream=True))
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [e.type for e in events][-2:] == ["response.failed", "error"]
+    assert sum(e.type == "response.created" for e in events) == 1

@@ -167,7 +167,7 @@ def test_responses_mid_stream_failure_is_response_failed_then_error(env):
         ({"model": FAST, "input": "hi", "include": ["message.output_text.logprobs"]}, "include[0]"),
         ({"model": FAST, "input": "hi", "include": ["file_search_call.results", "reasoning.encrypted_content"]},
          "include[1]"),
-        ({"model": FAST, "input": "hi", "background": True}, "background"),
+        ({"model": FAST, "input": "hi", "background": True, "store": False}, "store"),
         ({"model": FAST, "input": "hi", "truncation": "sometimes"}, "truncation"),
         ({"model": FAST, "input": "hi", "metadata": {"n": 1}}, "metadata.n"),
         ({"model": FAST, "input": "hi", "previous_response_id": ""}, "previous_response_id"),
