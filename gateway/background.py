@@ -28,7 +28,8 @@ Life of a background response (one StoredResponse row, `background=True`):
   accumulated for the response when it sees a second `response.created`. Each event row records
   its attempt.
 - stream: `GET /v1/responses/{id}?stream=true&starting_after=N` replays the stored events after N
-  and tails new ones (polling every POLL_SECONDS) until the response is finished.
+  and tails new ones (polling every POLL_SECONDS, keep-alive comments every `chat.keepalive_interval`)
+  until the response is finished.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ from django.utils import timezone
 from accounts.config import config
 from gateway.errors import GatewayError, InternalError, InvalidRequest
 from gateway.models import StoredResponse, StoredResponseEvent
-from gateway.sse import KEEPALIVE_COMMENT, SSE_HEADERS
+from gateway.sse import KEEPALIVE, KEEPALIVE_COMMENT, SSE_HEADERS, StreamCut, with_keepalive
 from gateway.translate import responses as responses_tr
 from gateway.translate.common import new_id
 
@@ -66,7 +67,6 @@ WATCH_SECONDS = 0.5  # a running job notices a cancel (or a lost fence) within a
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 60.0  # an in-progress job without a heartbeat for this long has lost its worker
 MAX_ATTEMPTS = 3
-TAIL_KEEPALIVE_SECONDS = 15.0
 DONE = b"data: [DONE]\n\n"
 
 
@@ -399,15 +399,35 @@ def starting_after_parse(raw: str | None) -> int | None:
 def response_events_stream(*, response_id: str, starting_after: int | None) -> StreamingHttpResponse:
     """The stored events of a background response after `starting_after`, then new ones as the run
     writes them, until the response is finished (then `data: [DONE]`)."""
-    response = StreamingHttpResponse(_follow(response_id, -1 if starting_after is None else starting_after),
+    response = StreamingHttpResponse(_followed(response_id, -1 if starting_after is None else starting_after),
                                      content_type="text/event-stream; charset=utf-8")
     for name, value in SSE_HEADERS.items():
         response[name] = value
     return response
 
 
+def _keepalive_interval() -> float:
+    try:
+        value = float(config().get("chat.keepalive_interval"))
+    except (KeyError, TypeError, ValueError):
+        value = 15.0
+    return value if value > 0 else 15.0
+
+
+async def _followed(rid: str, after: int):
+    """_follow with the gateway's stream keep-alives and shutdown cut (gateway/sse.py). Cut at
+    shutdown, the stream just ends: the client resumes from the last sequence number it read."""
+    source = with_keepalive(_follow(rid, after), interval=_keepalive_interval())
+    try:
+        async for item in source:
+            yield KEEPALIVE_COMMENT if item is KEEPALIVE else item
+    except StreamCut:
+        return
+    finally:
+        await source.aclose()
+
+
 async def _follow(rid: str, after: int):
-    idle_since = time.monotonic()
     while True:
         # status first, events second: a response seen finished has all its events written already
         state = await StoredResponse.objects.filter(id=rid).values("status").afirst()
@@ -415,13 +435,9 @@ async def _follow(rid: str, after: int):
                 .order_by("sequence_number").values_list("sequence_number", "type", "data")[:500]]
         if rows:
             after = rows[-1][0]
-            idle_since = time.monotonic()
             yield b"".join(b"event: " + t.encode() + b"\ndata: " + d.encode() + b"\n\n" for _, t, d in rows)
             continue
         if state is None or state["status"] not in ACTIVE:
             yield DONE
             return
-        if time.monotonic() - idle_since >= TAIL_KEEPALIVE_SECONDS:
-            idle_since = time.monotonic()
-            yield KEEPALIVE_COMMENT
         await asyncio.sleep(POLL_SECONDS)
