@@ -60,8 +60,7 @@ from gateway.translate.common import new_id
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "in_progress")
-TERMINAL_EVENTS = {"response.completed": "completed", "response.incomplete": "incomplete",
-                   "response.failed": "failed"}
+TERMINAL_EVENTS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 POLL_SECONDS = 0.2  # a stream follower looks for new events this often
 WATCH_SECONDS = 0.5  # a running job notices a cancel (or a lost fence) within about this long
 HEARTBEAT_SECONDS = 5.0
@@ -99,7 +98,11 @@ async def response_background_create(*, req, body: dict[str, Any], principal) ->
         response=obj, input_items=list(getattr(req, "input_items", ()) or ()),
         status="queued", background=True, request_body=body,
     )
-    await sync_to_async(response_background_enqueue)(response_id=rid)
+    try:
+        await sync_to_async(response_background_enqueue)(response_id=rid)
+    except Exception:
+        # the response is kept: responses_background_recover sends it again once the broker answers
+        log.exception("enqueueing background response %s failed; recovery will send it again", rid)
     if req.stream:
         return response_events_stream(response_id=rid, starting_after=None)
     return obj

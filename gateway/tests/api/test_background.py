@@ -279,3 +279,15 @@ def test_a_job_running_past_the_timeout_fails(env):
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert [e.type for e in events][-2:] == ["response.failed", "error"]
     assert sum(e.type == "response.created" for e in events) == 1
+
+
+def test_an_upstream_refusal_ends_the_response_failed(env):
+    env.account("basic", "bgrl", "rl")
+    env.ready(FAST)
+    client = env.openai()
+    created = client.responses.create(model=FAST, input="hi", background=True)
+    failed = _poll(client, created.id)
+    assert failed.status == "failed" and failed.error.code == "rate_limit_exceeded" and failed.output == []
+    events = _events(client.responses.retrieve(created.id, stream=True))
+    assert [e.type for e in events] == ["response.created", "response.in_progress", "response.failed", "error"]
+    assert events[2].response.model_dump() == failed.model_dump()
