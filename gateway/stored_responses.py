@@ -121,6 +121,9 @@ async def response_get(*, response_id: str, principal, query: dict[str, str]):
                                  param="stream", code="unsupported_parameter")
         after = background.starting_after_parse(query.get("starting_after"))
         return background.response_events_stream(response_id=response_id, starting_after=after)
+    if query.get("starting_after"):
+        raise InvalidRequest("'starting_after' is a sequence number of the event stream: send it with 'stream': true.",
+                             param="starting_after")
     return row["response"]
 
 

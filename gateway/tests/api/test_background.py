@@ -139,6 +139,9 @@ def test_background_create_poll_and_stream_from_any_point(env):
     with pytest.raises(openai.BadRequestError) as bad:
         client.responses.retrieve(done.id, stream=True, starting_after=-5)
     assert bad.value.body["param"] == "starting_after"
+    with pytest.raises(openai.BadRequestError) as unstreamed:
+        client.responses.retrieve(done.id, starting_after=2)
+    assert unstreamed.value.body["param"] == "starting_after"
 
 
 def test_a_live_stream_resumes_where_the_client_left(env):
