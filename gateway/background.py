@@ -175,7 +175,7 @@ class _EventLog:
         self.buffer = b""
         self.finished = False
 
-    def _fence(self):
+    def fence(self):
         return StoredResponse.objects.filter(id=self.rid, status="in_progress", attempts=self.attempt)
 
     def _parse(self, chunk: bytes) -> list[StoredResponseEvent]:
@@ -204,7 +204,7 @@ class _EventLog:
             fields: dict[str, Any] = {"heartbeat_at": timezone.now()}
             if final is not None:
                 fields.update(status=final["status"], response=final, worker_id="")
-            if not self._fence().update(**fields):
+            if not self.fence().update(**fields):
                 raise _Fenced()
             StoredResponseEvent.objects.bulk_create(events)
         self.finished = final is not None
@@ -259,7 +259,7 @@ async def _run(row: StoredResponse) -> None:
             ended = "timeout"
         elif time.monotonic() - beat_at >= HEARTBEAT_SECONDS:
             beat_at = time.monotonic()
-            await log_._fence().aupdate(heartbeat_at=timezone.now())
+            await log_.fence().aupdate(heartbeat_at=timezone.now())
         if ended:
             consumer.cancel()
             break
