@@ -73,7 +73,8 @@ class Workers:
 def bg(django_db_setup, simulator_server, tmp_path_factory):
     factory = GatewayFactory(tmp_path_factory.mktemp("background"))
     gateway = factory({"GROK_APP_API_KEY": TEST_GATEWAY_KEY, **simulator_server.upstream_env()})
-    workers = Workers(gateway, tmp_path_factory.mktemp("workers"))
+    global _workers
+    workers = _workers = Workers(gateway, tmp_path_factory.mktemp("workers"))
     workers.start()
     yield gateway, workers
     workers.stop()
@@ -94,10 +95,18 @@ def env(bg, sim):
     return e
 
 
+_workers: Workers | None = None  # the module's, for failure messages
+
+
 def _poll(client: openai.OpenAI, rid: str, *, until=("completed", "failed", "incomplete", "cancelled"),
           timeout: float = 60.0) -> Response:
-    return wait_until(lambda: (r := client.responses.retrieve(rid)).status in until and r, timeout=timeout,
-                      interval=0.1, what=f"{rid} to reach {until}")
+    seen: list[str] = []
+    try:
+        return wait_until(lambda: (r := client.responses.retrieve(rid)).status in until or seen.append(r.status),
+                          timeout=timeout, interval=0.1, what=f"{rid} to reach {until}") and client.responses.retrieve(rid)
+    except AssertionError as exc:
+        log = _workers.log()[-6000:] if _workers else ""
+        raise AssertionError(f"{exc}; last status {seen[-1:]}; worker log:\n{log}") from None
 
 
 def _events(stream) -> list:
