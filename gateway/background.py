@@ -255,7 +255,7 @@ async def _run(row: StoredResponse) -> None:
             continue  # the final object is written: let the pipeline close its stream and report
         if state is None or state["status"] != "in_progress" or state["attempts"] != row.attempts:
             ended = "fenced"
-        elif time.monotonic() - started > limit:
+        elif time.monotonic() - started > (limit := _timeout()):  # each round: a change applies at once
             ended = "timeout"
         elif time.monotonic() - beat_at >= HEARTBEAT_SECONDS:
             beat_at = time.monotonic()

@@ -102,8 +102,9 @@ def _poll(client: openai.OpenAI, rid: str, *, until=("completed", "failed", "inc
           timeout: float = 60.0) -> Response:
     seen: list[str] = []
     try:
-        return wait_until(lambda: (r := client.responses.retrieve(rid)).status in until or seen.append(r.status),
-                          timeout=timeout, interval=0.1, what=f"{rid} to reach {until}") and client.responses.retrieve(rid)
+        wait_until(lambda: (r := client.responses.retrieve(rid)).status in until or seen.append(r.status),
+                   timeout=timeout, interval=0.1, what=f"{rid} to reach {until}")
+        return client.responses.retrieve(rid)
     except AssertionError as exc:
         log = _workers.log()[-6000:] if _workers else ""
         raise AssertionError(f"{exc}; last status {seen[-1:]}; worker log:\n{log}") from None
