@@ -76,9 +76,39 @@ class StoredResponse(models.Model):
     previous_response_id = models.CharField(max_length=64, blank=True, default="")
     response = models.JSONField(help_text="the final response object, output items included")
     input_items = models.JSONField(default=list, help_text="the request's own input items, with ids")
+    # Background mode (gateway/background.py). A foreground response is written once, finished, and
+    # keeps the defaults below. A background one is written `queued` with its request body, claimed
+    # by a worker (`attempts` + 1, `worker_id`, `heartbeat_at`), and ends completed / incomplete /
+    # failed / cancelled. `attempts` is the fence of every write a worker makes: a worker whose
+    # attempt is no longer the row's (its job was re-queued) or whose row is no longer in progress
+    # (cancelled) stops.
+    status = models.CharField(max_length=12, default="completed", db_index=True)
+    background = models.BooleanField(default=False)
+    request_body = models.JSONField(null=True, blank=True, help_text="background: the request, re-run after a restart")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker_id = models.CharField(max_length=200, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class StoredResponseEvent(models.Model):
+    """One stream event of a background response, kept so that `GET /v1/responses/{id}?stream=true
+    &starting_after=N` can replay and tail it. Sequence numbers are unique per response and never
+    reused: a re-run after a worker restart continues after the last number (`attempt` tells runs apart)."""
+
+    response = models.ForeignKey(StoredResponse, on_delete=models.CASCADE, related_name="events")
+    sequence_number = models.PositiveIntegerField()
+    attempt = models.PositiveSmallIntegerField(default=1)
+    type = models.CharField(max_length=80)
+    # the event's JSON text as it is sent (a JSONField would be re-serialised on every replay, and
+    # PostgreSQL's jsonb would reorder its keys)
+    data = models.TextField()
+
+    class Meta:
+        ordering = ["response", "sequence_number"]
+        constraints = [models.UniqueConstraint(fields=["response", "sequence_number"], name="response_event_seq")]
 
 
 class UsageHourly(models.Model):

@@ -143,6 +143,12 @@ def _model_for(*, model_id: str, principal) -> ModelSpec:
     return spec
 
 
+def chat_model_check(*, model_id: str, principal) -> ModelSpec:
+    """The model a request names, if this key may use it: 404 unknown, 403 outside the key's
+    allow-list (a background response checks it before it is queued)."""
+    return _model_for(model_id=model_id, principal=principal)
+
+
 # `created` of every model object: a fixed date (the registry's), so that listings are stable
 # between calls (clients cache and diff them), never the time of the request.
 MODELS_CREATED = 1767225600

@@ -7,6 +7,8 @@ and are shared by every such caller (those keys are one operator credential, not
 
 The row is written once, when the answer ends (services.py calls `response_store` with the final
 object), so the hot path before the first byte touches the database only to resolve a chain.
+Background responses (`background: true`) are written `queued` at once and finished by a worker:
+gateway/background.py.
 """
 from __future__ import annotations
 
@@ -73,35 +75,66 @@ async def response_chain_resolve(*, response_id: str, principal) -> list[dict[st
 
 
 async def response_create(*, raw: bytes, principal):
-    """POST /v1/responses: parse, put the stored chain before the new input, run the chat."""
-    from gateway import services
+    """POST /v1/responses: parse, put the stored chain before the new input, run the chat — or, with
+    `background: true`, queue it for a worker (gateway/background.py) and answer `queued`."""
+    from gateway import background, services
 
     req = services.chat_parse(family="responses", raw=raw)
+    history = []
     if req.previous_response_id:
         history = await response_chain_resolve(response_id=req.previous_response_id, principal=principal)
-        req.turns[req.history_at:req.history_at] = responses_tr.history_turns(history)
+    if req.background:
+        services.chat_model_check(model_id=req.model, principal=principal)  # 404/403 now, not a failed job
+        return await background.response_background_create(req=req, body=orjson.loads(raw), principal=principal)
+    req.turns[req.history_at:req.history_at] = responses_tr.history_turns(history)
     return await services.chat_run(req=req, family="responses", principal=principal)
 
 
 async def response_store(*, principal, req, obj: dict[str, Any]) -> None:
-    """Keep a finished response (completed, incomplete or failed) when the request asked for it."""
-    if not getattr(req, "store", False):
+    """Keep a finished response (completed, incomplete or failed) when the request asked for it.
+    A background run keeps its own (gateway/background.py writes it with its last event)."""
+    if not getattr(req, "store", False) or getattr(req, "background", False):
         return
     await StoredResponse.objects.acreate(
         id=obj["id"], api_key_id=getattr(principal, "key_id", None),
         previous_response_id=getattr(req, "previous_response_id", None) or "",
-        response=obj, input_items=list(getattr(req, "input_items", ()) or ()),
+        response=obj, input_items=list(getattr(req, "input_items", ()) or ()), status=obj.get("status", "completed"),
     )
 
 
-async def response_get(*, response_id: str, principal, query: dict[str, str]) -> dict[str, Any]:
-    if query.get("stream", "false").lower() not in ("false", "0"):
-        raise InvalidRequest("Unsupported parameter: 'stream': a stored response is returned whole, not replayed "
-                             "as a stream.", param="stream", code="unsupported_parameter")
-    row = await _owned(principal).filter(id=response_id).values("response").afirst()
+def _truthy(value: str | None) -> bool:
+    return (value or "false").lower() not in ("false", "0")
+
+
+async def response_get(*, response_id: str, principal, query: dict[str, str]):
+    """GET /v1/responses/{id}: the response object; with `stream=true` (background responses only)
+    its events after `starting_after`, followed until it ends."""
+    from gateway import background
+
+    row = await _owned(principal).filter(id=response_id).values("response", "background").afirst()
     if row is None:
         raise _not_found(response_id)
+    if _truthy(query.get("stream")):
+        if not row["background"]:
+            raise InvalidRequest("Unsupported parameter: 'stream': only a background response (created with "
+                                 "'background': true) can be streamed again; this one is returned whole.",
+                                 param="stream", code="unsupported_parameter")
+        after = background.starting_after_parse(query.get("starting_after"))
+        return background.response_events_stream(response_id=response_id, starting_after=after)
+    if query.get("starting_after"):
+        raise InvalidRequest("'starting_after' is a sequence number of the event stream: send it with 'stream': true.",
+                             param="starting_after")
     return row["response"]
+
+
+async def response_cancel(*, response_id: str, principal) -> dict[str, Any]:
+    """POST /v1/responses/{id}/cancel."""
+    from gateway import background
+
+    row = await _owned(principal).filter(id=response_id).values("id", "background", "status", "response").afirst()
+    if row is None:
+        raise _not_found(response_id)
+    return await background.response_cancel(row=row)
 
 
 async def response_delete(*, response_id: str, principal) -> dict[str, Any]:

@@ -229,6 +229,11 @@ class ResponsesRequest(ChatRequest):
     input_items: list[dict[str, Any]] = field(default_factory=list)
     history_at: int = 0  # where turns of a previous_response_id chain go (after the instructions)
     encrypted_reasoning: bool = False  # include=["reasoning.encrypted_content"]: reasoning items carry it
+    background: bool = False
+    # Set by the background runner (gateway/background.py): the id and creation time the queued
+    # response already has, so the run's events and final object carry them instead of new ones.
+    response_id: str | None = None
+    created_at: int | None = None
 
 
 # Seals a reasoning text into an opaque `encrypted_content` string; the service passes the
@@ -339,8 +344,6 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
                                  "'instructions'.")):
         if body.get(name) is not None:
             raise _refuse(name, why)
-    if body.get("background"):
-        raise _refuse("background", "background mode is not available yet; send the request without it.")
     raw_input = body.get("input")
     if raw_input is None:
         raise InvalidRequest("Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
@@ -367,7 +370,11 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
                              "this gateway.", param="top_logprobs", code="unsupported_parameter")
     max_calls = opt_int(body, "max_tool_calls", "max_tool_calls", 1)
     store = opt_bool(body, "store", "store")
-    opt_bool(body, "background", "background")
+    background = bool(opt_bool(body, "background", "background"))
+    if background and store is False:
+        # the queued response is polled and streamed from storage: it cannot exist without it
+        raise InvalidRequest("Background mode requires 'store' to be true; send 'store': true or leave it out.",
+                             param="store")
     parallel = opt_bool(body, "parallel_tool_calls", "parallel_tool_calls")
     metadata = _metadata(body)
     text = _text_echo(body)
@@ -394,7 +401,7 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
         "tools": [_tool_echo(t) for t in body.get("tools") or []],
         "tool_choice": _choice_echo(body.get("tool_choice"), choice),
         "temperature": temperature, "top_p": top_p, "max_output_tokens": max_output, "max_tool_calls": max_calls,
-        "text": text, "truncation": truncation, "store": True if store is None else store, "background": False,
+        "text": text, "truncation": truncation, "store": True if store is None else store, "background": background,
         "metadata": metadata, "parallel_tool_calls": True if parallel is None else parallel,
         "previous_response_id": previous,
         "reasoning": {"effort": effort, "summary": (reasoning or {}).get("summary")},
@@ -407,7 +414,7 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
         stream=default_stream if stream is None else stream, show_reasoning=show, include_usage=True,
         family="responses", max_tokens=max_output, echo=echo, store=echo["store"], previous_response_id=previous,
         input_items=_input_items(raw_input), history_at=1 if instructions else 0, output_format=output_format,
-        encrypted_reasoning=_ENCRYPTED_REASONING in include,
+        encrypted_reasoning=_ENCRYPTED_REASONING in include, background=background,
     )
 
 
@@ -509,8 +516,10 @@ class StreamEncoder:
         self._seal = _seal_for(request, seal)
         self.echo: dict[str, Any] | None = getattr(request, "echo", None)
         self.final: dict[str, Any] | None = None  # the last response object sent (completed/incomplete/failed)
-        self.id = self._ids("resp_", 8)
+        self.id = getattr(request, "response_id", None) or self._ids("resp_", 8)
         self.model = model
+        if created is None:
+            created = getattr(request, "created_at", None)
         self.created = int(time.time()) if created is None else created
         self.prompt_tokens = prompt_tokens
         self.started = False
@@ -682,6 +691,14 @@ def body(
     return _response(rid=rid, created=int(time.time()) if created is None else created, model=model,
                      status=_status(result), output=output, usage=usage, sources=result.search_sources,
                      echo=getattr(request, "echo", None))
+
+
+def snapshot(*, request: ResponsesRequest, rid: str, created: int, status: str,
+             error: dict | None = None) -> dict[str, Any]:
+    """The response object of a background response before (queued, in_progress) or without an
+    answer (cancelled, failed): the request's settings echoed, no output."""
+    return _response(rid=rid, created=created, model=request.model, status=status, output=[], usage=None,
+                     echo=request.echo, error=error)
 
 
 def _status(result: TurnResult) -> str:

@@ -203,7 +203,7 @@ def test_responses_mid_stream_failure_is_response_failed_then_error(env):
          "include[1]"),
         ({"model": FAST, "input": [{"type": "reasoning", "summary": [], "encrypted_content": 7},
                                    {"role": "user", "content": "hi"}]}, "input[0].encrypted_content"),
-        ({"model": FAST, "input": "hi", "background": True}, "background"),
+        ({"model": FAST, "input": "hi", "background": True, "store": False}, "store"),
         ({"model": FAST, "input": "hi", "truncation": "sometimes"}, "truncation"),
         ({"model": FAST, "input": "hi", "metadata": {"n": 1}}, "metadata.n"),
         ({"model": FAST, "input": "hi", "previous_response_id": ""}, "previous_response_id"),

@@ -172,3 +172,18 @@ def test_anthropic_errors_are_worded_like_anthropics_own(body, message):
         anthropic.parse_request(body, default_stream=False, default_thinking=True)
     assert info.value.message.startswith(message), info.value.message
     assert info.value.anthropic_body()["error"] == {"type": "invalid_request_error", "message": info.value.message}
+
+
+def test_a_background_request_and_its_queued_object():
+    from openai.types.responses import Response
+
+    fx = load("responses_request__background")
+    req = responses.parse_request(fx["body"], default_stream=False, default_thinking=True)
+    assert req.background is True and req.store is True and req.echo["background"] is True
+    queued = fx["expect"]["queued"]
+    obj = responses.snapshot(request=req, rid=queued["id"], created=queued["created_at"], status="queued")
+    assert {k: obj[k] for k in queued} == queued
+    Response.model_validate(obj, strict=True)
+    req.response_id, req.created_at = queued["id"], queued["created_at"]
+    encoder = responses.StreamEncoder(model=req.model, prompt_tokens=1, request=req)
+    assert b'"id":"resp_1"' in encoder.begin()  # a background run streams under the queued id
