@@ -48,7 +48,7 @@ class ResponseCreateRequest(RequestBody):
     max_output_tokens: Annotated[int, Field(ge=1)] | None = None
     max_tool_calls: Annotated[int, Field(ge=1)] | None = None
     store: bool | None = Field(None, description="default true")
-    background: Literal[False] | None = Field(None, description="background mode is refused")
+    background: bool | None = Field(None, description="run on a worker: answers `queued` at once; needs storage (store not false)")
     parallel_tool_calls: bool | None = None
     include: list[str] | None = None
     previous_response_id: Annotated[str, Field(min_length=1)] | None = None
