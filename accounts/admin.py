@@ -1,6 +1,4 @@
-"""Account admin (issue 4). Runtime config / proxy / alert admin lives in admin_runtime."""
-from accounts import admin_runtime  # noqa: F401
-
+"""Account admin (issue 4). Runtime config / proxy / alert admin lives in grok2api/admin_runtime.py."""
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django import forms

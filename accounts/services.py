@@ -32,13 +32,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts import pool as P
-from accounts.config import config, status_codes_parse
+from grok2api.config import config
+from grokweb.classify import status_codes_parse
 from accounts.inflight import slots
-from accounts.models import Account, AccountStatus, OperatorAlert, TierChange
+from accounts.models import Account, AccountStatus, TierChange
+from grok2api.models import OperatorAlert
 from accounts.tokenfile import TokenLine, tokens_parse
-from gateway.errors import InvalidRequest, RateLimited, ServiceUnavailable
-from gateway.registry import MODELS, POOL_MODES, ModelSpec
-from gateway.upstream.errors import UpstreamError, UpstreamKind
+from grokweb.errors import InvalidRequest, RateLimited, ServiceUnavailable
+from grokweb.registry import MODELS, POOL_MODES, ModelSpec
+from grokweb.classify import UpstreamError, UpstreamKind
 from grok2api.metrics import metrics_inflight_add, metrics_upstream_observe
 from grok2api.snapshots import Snapshot, stamp_bump
 from grok2api.text import text_clip

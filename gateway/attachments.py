@@ -17,7 +17,7 @@ import base64
 import binascii
 from typing import Any
 
-from gateway.errors import GatewayError, InvalidRequest
+from grokweb.errors import GatewayError, InvalidRequest
 
 DEFAULT_ATTACHMENT_MAX_BYTES = 20 * 1024 * 1024
 _max_bytes = DEFAULT_ATTACHMENT_MAX_BYTES
@@ -65,7 +65,7 @@ def attachment_base64_decode(*, text: str, param: str | None) -> bytes:
 
 async def attachment_fetch(*, url: str, param: str | None, accept: tuple[str, ...]) -> Any:
     """Fetch a client-supplied URL (credential-free, SSRF-guarded) under the cap; errors name `param`."""
-    from gateway.upstream.transport import fetch_untrusted
+    from grokweb.transport import fetch_untrusted
 
     try:
         return await fetch_untrusted(url, max_bytes=attachment_max_bytes(), accept=accept)

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from gateway.errors import ServiceUnavailable
+from grokweb.errors import ServiceUnavailable
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from django.core.exceptions import RequestDataTooBig
 
-from gateway.errors import AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
+from grokweb.errors import AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
 from grok2api.apidocs import LocalSwagger
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import Count, Sum
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from accounts.config import config
+from grok2api.config import config
 from media.models import CachedMedia
 from media.params import sniff_content_type
 
@@ -133,7 +133,7 @@ def media_file_get(*, media_type: str, media_id: str, sig: str, principal) -> Ca
     `principal` is gateway.auth.authenticate()'s answer (None = no or a wrong key).
     """
     from gateway.auth import OPEN
-    from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
+    from grokweb.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
 
     if not media_id_valid(media_id or ""):
         raise InvalidRequest("Invalid value for 'id': expected 8-64 letters, digits, '-' or '_'.", param="id")

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.attachments import attachment_size_check
-from gateway.errors import InvalidRequest, ModelNotFound
-from gateway.registry import ModelSpec, model_get
+from grokweb.errors import InvalidRequest, ModelNotFound
+from grokweb.registry import ModelSpec, model_get
 
 IMAGE_SIZES = {
     "1280x720": "16:9",
@@ -168,7 +168,7 @@ def media_model(value: Any, *, capabilities: tuple[str, ...], default: str | Non
 
 
 def _ids_for(capabilities: tuple[str, ...]) -> list[str]:
-    from gateway.registry import MODELS
+    from grokweb.registry import MODELS
 
     return [m.id for m in MODELS if m.capability in capabilities]
 

@@ -50,11 +50,11 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.config import config
+from grok2api.config import config
 from gateway.attachments import attachment_fetch
-from gateway.errors import Conflict, GatewayError, InternalError, InvalidRequest, NotFound, PermissionDenied, RateLimited
-from gateway.registry import ModelSpec
-from gateway.upstream.errors import UpstreamError, UpstreamKind
+from grokweb.errors import Conflict, GatewayError, InternalError, InvalidRequest, NotFound, PermissionDenied, RateLimited
+from grokweb.registry import ModelSpec
+from grokweb.classify import UpstreamError, UpstreamKind
 from media import cache
 from media.models import VideoJob, VideoJobStatus
 from media.params import (
@@ -155,7 +155,7 @@ def _media_links_alert(reason: str) -> None:
 
 
 def media_links_alert_raise(*, reason: str) -> None:
-    from accounts.models import AlertKind, OperatorAlert
+    from grok2api.models import AlertKind, OperatorAlert
 
     now = timezone.now()
     message = (
@@ -192,7 +192,7 @@ class _Flag:
 async def _on_account(spec: ModelSpec, work: Callable[[Any, Any], Awaitable[Any]], *, flag: _Flag | None = None) -> Any:
     """Lease an account, run `work(client, lease)`, report the outcome; retry elsewhere when allowed."""
     from accounts.services import account_lease, account_report
-    from gateway.upstream.client import GrokClient
+    from grokweb.client import GrokClient
 
     tried: set[int] = set()
     last: UpstreamError | None = None
@@ -284,7 +284,7 @@ def _chat_flags() -> dict[str, Any]:
 
 
 async def _lite_one(prompt: str, index: int, spec: ModelSpec, progress: ProgressFn, flag: _Flag | None) -> _Img:
-    from gateway.upstream.events import ImageProgress, ImageResult
+    from grokweb.events import ImageProgress, ImageResult
 
     async def work(client: Any, lease: Any) -> _Img:
         payload = client.build_chat_payload(message=f"Drawing: {prompt}", mode=lease.mode)
@@ -326,7 +326,7 @@ async def _gather_images(coros: list[Awaitable[_Img]]) -> list[_Img]:
 
 
 async def _imagine(params: ImageParams, progress: ProgressFn, flag: _Flag | None) -> list[_Img]:
-    from gateway.upstream.events import ImageProgress, ImageResult
+    from grokweb.events import ImageProgress, ImageResult
 
     pro = params.spec.id.endswith("-pro")
 
@@ -384,8 +384,8 @@ def _edit_prompt(prompt: str, file_ids: list[str]) -> str:
 
 
 async def _edit(params: ImageParams, images: list[ImageInput], progress: ProgressFn, flag: _Flag | None) -> list[_Img]:
-    from gateway.upstream.events import ImageProgress, ImageResult
-    from gateway.upstream.payloads import image_edit_payload
+    from grokweb.events import ImageProgress, ImageResult
+    from grokweb.payloads import image_edit_payload
 
     async def work(client: Any, lease: Any) -> list[_Img]:
         uploads = [await client.upload_file(name=img.name, mime=img.mime, data=img.data) for img in images]
@@ -590,8 +590,8 @@ async def _video_generate(
     save_state: Callable[[dict], Awaitable[None]],
 ) -> _VideoOut:
     """Run (or resume, from `state`) the segments of one video on one account."""
-    from gateway.upstream.events import VideoProgress, VideoResult
-    from gateway.upstream.payloads import video_extension_payload, video_payload, video_segments
+    from grokweb.events import VideoProgress, VideoResult
+    from grokweb.payloads import video_extension_payload, video_payload, video_segments
 
     segments = video_segments(params.seconds)
     temporary = _chat_flags()["temporary"]
@@ -849,7 +849,7 @@ def _job_complete(job_id: str, *, size: int, account_id: int | None) -> None:
 
 
 async def _video_job_async(job: VideoJob) -> None:
-    from gateway.registry import model_get
+    from grokweb.registry import model_get
 
     spec = model_get(job.model)
     if spec is None:

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 
-from accounts.config import config
-from gateway.errors import GatewayError, InvalidRequest, RateLimited
+from grok2api.config import config
+from grokweb.errors import GatewayError, InvalidRequest, RateLimited
 from gateway.jsonbody import json_body_parse
-from gateway.registry import ModelSpec, model_get
-from gateway.upstream.errors import UpstreamError, UpstreamKind
+from grokweb.registry import ModelSpec, model_get
+from grokweb.classify import UpstreamError, UpstreamKind
 from webui.access import WEBUI_PRINCIPAL
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def voice_params_parse(body: Any) -> dict[str, Any]:
 
 async def voice_token_issue(*, voice: str, personality: str, speed: float, instruction: str) -> dict[str, Any]:
     from accounts.services import account_lease, account_report
-    from gateway.upstream.client import GrokClient
+    from grokweb.client import GrokClient
 
     tried: set[int] = set()
     last: UpstreamError | None = None
@@ -247,8 +247,8 @@ def _image_event(req: WallRequest, src: str, image_id: str) -> dict[str, Any]:
 
 async def _imagine_round(req: WallRequest, emit: Emit) -> int:
     from accounts.services import account_lease, account_release, account_report
-    from gateway.upstream.client import GrokClient
-    from gateway.upstream.events import ImageProgress, ImageResult
+    from grokweb.client import GrokClient
+    from grokweb.events import ImageProgress, ImageResult
 
     tried: set[int] = set()
     last: UpstreamError | None = None

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
-from gateway.errors import RequestTooLarge
+from grokweb.errors import RequestTooLarge
 
 
 def _too_large(limit: int) -> RequestTooLarge:

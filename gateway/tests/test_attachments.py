@@ -159,7 +159,7 @@ def test_media_inputs_are_held_to_the_same_cap_as_files_and_data_uris(cenv):
 @pytest.mark.parametrize("size,ok", [(999, True), (1000, True), (1001, False)])
 def test_the_cap_applies_to_the_decoded_size_with_or_without_padding_and_whitespace(monkeypatch, size, ok):
     from gateway import attachments
-    from gateway.errors import InvalidRequest
+    from grokweb.errors import InvalidRequest
 
     monkeypatch.setattr(attachments, "_max_bytes", 1000)
     text = base64.b64encode(b"\x89" * size).decode()

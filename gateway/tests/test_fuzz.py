@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from gateway.errors import InvalidRequest, ModelNotFound
+from grokweb.errors import InvalidRequest, ModelNotFound
 from gateway.jsonbody import json_body_parse
 from gateway.translate import anthropic, openai_chat, responses
 from gateway.translate.common import flatten

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.attachments import attachment_base64_decode
-from gateway.errors import InvalidRequest
+from grokweb.errors import InvalidRequest
 
 IdFactory = Callable[[str, int], str]
 

@@ -3,7 +3,7 @@
 Wire format (protocol docs/upstream-protocol.md §2–§10):
 - REST (web base, `upstream.web_base_url`, path prefixes kept): E1 chat
   `POST /rest/app-chat/conversations/new` (JSON → NDJSON stream, parsed by
-  gateway/upstream/parse.py into neutral events), E3 `POST /rest/app-chat/upload-file`, E4
+  grokweb/parse.py into neutral events), E3 `POST /rest/app-chat/upload-file`, E4
   `POST /http/upload-file-v2/direct` (multipart), E5 `GET /rest/assets`, E6
   `DELETE /rest/assets-metadata/{id}`, E8 `POST /rest/rate-limits`, E9
   `POST /rest/media/imagine/quota_info`, E10 `POST /rest/media/post/create`, E12
@@ -17,7 +17,7 @@ x-xai-request-id, optional static x-statsig-id) go ONLY to the credentialed orig
 and port of the web, assets and WebSocket bases. Public Imagine URLs, LiveKit and any other host
 get a credential-free request. Redirects are re-checked hop by hop.
 
-Every failure leaves as an UpstreamError built by gateway/upstream/errors.py (HTTP status and body,
+Every failure leaves as an UpstreamError built by grokweb/classify.py (HTTP status and body,
 transport exceptions, in-band stream errors, WebSocket frames and handshakes).
 """
 from __future__ import annotations
@@ -40,27 +40,21 @@ from urllib.parse import urlsplit
 import httpx2
 import orjson
 
-from gateway.upstream.errors import (
+from grokweb.classify import (
     UpstreamError,
     UpstreamKind,
     classify_http,
     classify_transport,
     classify_ws_error,
+    status_codes_parse,
 )
-from gateway.upstream.events import ImageProgress, ImageResult
-from gateway.upstream.transport import (
-    Egress,
-    RedirectRefused,
-    egress_choose,
-    egress_report,
-    quote_path,
-    send_with_redirects,
-    upstream_client,
-    ws_connect,
-)
+from grokweb.events import ImageProgress, ImageResult
+from grokweb.egress import Egress, egress_report
+from grokweb.host import host_get, settings_current
+from grokweb.transport import RedirectRefused, quote_path, send_with_redirects, upstream_client, ws_connect
 
 # Re-exported payload builders (pure): chat_payload, image_edit_payload, video_payload, …
-from gateway.upstream.payloads import (  # noqa: F401
+from grokweb.payloads import (  # noqa: F401
     chat_payload,
     image_edit_payload,
     imagine_frames,
@@ -305,18 +299,16 @@ def _semaphore(name: str, size: int) -> asyncio.Semaphore:
 class GrokClient:
     """One account's view of grok.com. Cheap to build (the httpx2 client underneath is pooled).
 
-    `cfg` (a ConfigView) defaults to the current runtime config snapshot; it is read once here.
+    `cfg` (settings with `.get(key, default)`) and `egress` default to the host's (grokweb/host.py:
+    the runtime config snapshot and the proxy pool of the core); `cfg` is read once here.
     """
 
     def __init__(self, *, token: str, user_id: str = "", egress: Egress | None = None, cfg: Any = None) -> None:
-        from accounts.config import config, status_codes_parse  # late: payload builders import this module without Django
-
-        if cfg is None:
-            cfg = config()
+        cfg = settings_current(cfg)
         self.cfg = cfg
         self.token = token
         self.user_id = user_id
-        self.egress = egress if egress is not None else egress_choose(cfg=cfg)
+        self.egress = egress if egress is not None else host_get().egress_pick(cfg=cfg)
         self.web_base = cfg.get("upstream.web_base_url").rstrip("/")
         self.assets_base = cfg.get("upstream.assets_base_url").rstrip("/")
         self.ws_base = cfg.get("upstream.ws_base_url").rstrip("/")
@@ -557,7 +549,7 @@ class GrokClient:
         idle_timeout: float | None = None,
         total_timeout: float | None = None,
     ) -> AsyncIterator[AsyncIterator[Any]]:
-        """POST E1 and yield an async iterator of neutral events (gateway/upstream/events.py).
+        """POST E1 and yield an async iterator of neutral events (grokweb/events.py).
 
         Non-200 answers raise the classified UpstreamError before anything is yielded. The idle
         timeout (gap between chunks, also the wait for the response headers) defaults to
@@ -568,7 +560,7 @@ class GrokClient:
         read in the background (≤ DRAIN_TAIL_SECONDS)
         — so the connection returns to the pool.
         """
-        from gateway.upstream.parse import ChatStreamParser
+        from grokweb.parse import ChatStreamParser
 
         endpoint = EP_CHAT
         model_name = payload.get("modelName")
@@ -624,7 +616,7 @@ class GrokClient:
         self, response: httpx2.Response, parser: Any, idle: float, deadline_at: float, endpoint: str,
         chunks: AsyncIterator[bytes] | None = None,
     ) -> AsyncIterator[Any]:
-        # Consumption pattern of gateway/upstream/parse.py: yield what feed() returned, then
+        # Consumption pattern of grokweb/parse.py: yield what feed() returned, then
         # check() (an in-band error after those events raises here), stop at Completed / [DONE],
         # finish() only when the body ended before completion.
         loop = asyncio.get_running_loop()
