@@ -36,7 +36,7 @@ from django.http import StreamingHttpResponse
 
 from grok2api.config import config
 from accounts.services import account_lease, account_release, account_report, account_retry_allowed, accounts_available_models
-from gateway.attachments import attachment_fetch
+from media.attachments import attachment_fetch
 from gateway.jsonbody import json_body_parse
 from grokweb.errors import (
     GatewayError,

@@ -1,6 +1,6 @@
 """The local media cache: files under DATA_DIR/files/{images,videos}/<id>.<ext>, indexed by CachedMedia.
 
-Wire format served (media/views.py): `GET /v1/files/image?id=<id>&sig=<sig>` and
+Wire format served (gateway/api/files.py): `GET /v1/files/image?id=<id>&sig=<sig>` and
 `GET /v1/files/video?id=<id>&sig=<sig>` (owner rule: media_file_get) return the bytes with their content type (jpg/png/webp/gif for images, mp4 for videos); videos
 honour a single HTTP `Range: bytes=a-b` (206 + Content-Range, 416 when unsatisfiable).
 
@@ -121,7 +121,7 @@ def media_local_url(*, media_type: str, media_id: str) -> str:
     return f"{base}/v1/files/{media_type}?id={media_id}&sig={sig}"
 
 
-def media_file_get(*, media_type: str, media_id: str, sig: str, principal) -> CachedFile:
+def media_file_get(*, media_type: str, media_id: str, sig: str, principal, open_api: bool) -> CachedFile:
     """The file behind `GET /v1/files/<type>?id=…&sig=…`, under one owner rule.
 
     - A video job's file (`video_<32 hex>`) belongs to the API key that created the job: the rule
@@ -130,9 +130,9 @@ def media_file_get(*, media_type: str, media_id: str, sig: str, principal) -> Ca
       `sig`), with or without a key; without it, 401 to a caller without a key and 404 to a key,
       whichever key (the link is the only record of who received the file). With /v1 open (no key
       configured at all) there are no owners and unsigned links are served as before.
-    `principal` is gateway.auth.authenticate()'s answer (None = no or a wrong key).
+    `principal` is gateway.auth.authenticate()'s answer (None = no or a wrong key); `open_api` says
+    it is the open-access principal (no key configured at all).
     """
-    from gateway.auth import OPEN
     from grokweb.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
 
     if not media_id_valid(media_id or ""):
@@ -153,7 +153,7 @@ def media_file_get(*, media_type: str, media_id: str, sig: str, principal) -> Ca
                 f"This {media_type} link is incomplete: use the whole link the gateway returned (with its 'sig').",
                 param="sig",
             )
-        if principal is not OPEN:
+        if not open_api:
             raise NotFound(f"No cached {media_type} with id '{media_id}'.", param="id")
     found = media_cache_path(media_type=media_type, media_id=media_id)
     if found is None:

@@ -11,7 +11,7 @@ Limits (protocol docs/upstream-protocol.md §6, §7, §12.7):
 - videos: `seconds` 6/10/12/16/20, `size` one of VIDEO_SIZES, `resolution_name` 480p/720p,
   `preset` fun/normal/spicy/custom, at most MAX_VIDEO_REFERENCES reference images;
 - every uploaded image must be PNG, JPEG, WebP or GIF by its magic bytes, within the one attachment
-  cap (gateway/attachments.py, MAX_ATTACHMENT_MB).
+  cap (media/attachments.py, MAX_ATTACHMENT_MB).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.attachments import attachment_size_check
+from media.attachments import attachment_size_check
 from grokweb.errors import InvalidRequest, ModelNotFound
 from grokweb.registry import ModelSpec, model_get
 

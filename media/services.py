@@ -51,7 +51,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from grok2api.config import config
-from gateway.attachments import attachment_fetch
+from media.attachments import attachment_fetch
 from grokweb.errors import Conflict, GatewayError, InternalError, InvalidRequest, NotFound, PermissionDenied, RateLimited
 from grokweb.registry import ModelSpec
 from grokweb.classify import UpstreamError, UpstreamKind

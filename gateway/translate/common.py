@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.attachments import attachment_base64_decode
+from media.attachments import attachment_base64_decode
 from grokweb.errors import InvalidRequest
 
 IdFactory = Callable[[str, int], str]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.attachments import attachment_max_bytes
+from media.attachments import attachment_max_bytes
 from grokweb.errors import InvalidRequest, ModelNotFound
 from media.params import (
     image_edit_params,

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.attachments import DEFAULT_ATTACHMENT_MAX_BYTES
+from media.attachments import DEFAULT_ATTACHMENT_MAX_BYTES
 from media.tests.e2e import image_ok, media_gateway, menv, tiny_png, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)

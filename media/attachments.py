@@ -4,7 +4,7 @@ An attachment is an image, document or audio clip given inline (`data:…;base64
 `data` fields of the three chat families, data URIs in media form fields), as an http(s) URL the
 gateway fetches, or as a multipart file part (image edits, video references). All of them are held
 to `attachment_max_bytes()` — the `MAX_ATTACHMENT_MB` deployment variable (default 20), installed
-by GatewayConfig.ready() — and refused the same way: 400 `file_too_large` naming the parameter,
+by MediaConfig.ready() — and refused the same way: 400 `file_too_large` naming the parameter,
 in the caller's envelope. Inline base64 is refused from its length before anything is decoded
 when that length already proves the decoded bytes too big.
 
@@ -28,7 +28,7 @@ def attachment_max_bytes() -> int:
 
 
 def attachment_max_bytes_set(*, max_bytes: int) -> None:
-    """Install the deployment's cap (GatewayConfig.ready(), from settings.MAX_ATTACHMENT_BYTES)."""
+    """Install the deployment's cap (MediaConfig.ready(), from settings.MAX_ATTACHMENT_BYTES)."""
     global _max_bytes
     _max_bytes = int(max_bytes)
 
