@@ -11,7 +11,7 @@ What it speaks:
   never followed implicitly; environment proxies are ignored (`trust_env=False`) so only the
   configured egress is used; the client's cookie jar stores nothing, so a `Set-Cookie` from one
   host can never ride along to another. Credentials are per-request headers chosen by
-  grokweb/client.py.
+  grokweb/core.py.
 - Egress: the client is built for one `Egress` (grokweb/egress.py: direct or one proxy URL);
   which one, from the config and the proxy rows, is the core's choice (grok2api/egress.py).
   `socks4a://` proxies, which httpx2 cannot speak, fail with an actionable error.

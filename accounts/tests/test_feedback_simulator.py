@@ -27,7 +27,8 @@ def upstream(sim, monkeypatch, set_config):
 
 
 async def _call(lease) -> UpstreamError | None:
-    from grokweb.client import GrokClient, chat_payload
+    from grokweb.client import GrokClient
+    from grokweb.payloads import chat_payload
 
     client = GrokClient(token=lease.account.token, user_id=lease.account.user_id)
     try:

@@ -10,7 +10,9 @@ import pytest
 from grokweb.errors import InvalidRequest
 from grokweb.tests._config import make_cfg, sim_cfg
 from grokweb import payloads
-from grokweb.client import GrokClient, chat_drains_settle, cookie_header, join_url, origin_of, user_id_from_path
+from grokweb.client import GrokClient
+from grokweb.chat import chat_drains_settle
+from grokweb.core import cookie_header, join_url, origin_of, user_id_from_path
 from grokweb.egress import DIRECT
 
 # --------------------------------------------------------------------------------------------
