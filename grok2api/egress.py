@@ -13,8 +13,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone as dt_tz
 from typing import Any
 
+from django.db import close_old_connections
+from django.db.models import F
+
+from grok2api.config import config
+from grok2api.models import Proxy
 from grok2api.snapshots import Snapshot
 from grokweb.egress import (
     DIRECT,
@@ -39,8 +45,6 @@ class _ProxyRow:
 
 
 def _load_proxies() -> tuple[_ProxyRow, ...]:
-    from grok2api.models import Proxy
-
     rows = []
     for proxy in Proxy.objects.filter(enabled=True).order_by("id"):
         try:
@@ -60,11 +64,7 @@ _flusher_started = False
 
 
 def _cfg(cfg: Any | None) -> Any:
-    if cfg is not None:
-        return cfg
-    from grok2api.config import config
-
-    return config()
+    return cfg if cfg is not None else config()
 
 
 def egress_candidates(*, cfg: Any | None = None) -> list[Egress]:
@@ -112,12 +112,6 @@ def egress_pick(*, cfg: Any | None = None) -> Egress:
 
 def egress_flush() -> int:
     """Write the buffered proxy outcomes to the Proxy rows (sync; one UPDATE per proxy). Returns rows touched."""
-    from datetime import datetime, timezone as dt_tz
-
-    from django.db.models import F
-
-    from grok2api.models import Proxy
-
     pending = egress_outcomes_take()
     touched = 0
     for proxy_id, (ok_n, fail_n, last_error, used_ts, fail_ts, healthy) in pending.items():
@@ -150,8 +144,6 @@ def _ensure_flusher() -> None:
     interval = float(os.environ.get("EGRESS_FLUSH_INTERVAL", "5"))
 
     def run() -> None:
-        from django.db import close_old_connections
-
         while True:
             time.sleep(interval)
             try:

@@ -16,6 +16,7 @@ import orjson
 from grokweb.classify import classify_transport
 from grokweb.core import ERROR_BODY_CAP, GrokCore, read_capped
 from grokweb.egress import egress_report
+from grokweb.parse import ChatStreamParser
 from grokweb.payloads import chat_payload
 from grokweb.transport import upstream_client
 
@@ -104,8 +105,6 @@ class ChatCalls(GrokCore):
         read in the background (≤ DRAIN_TAIL_SECONDS)
         — so the connection returns to the pool.
         """
-        from grokweb.parse import ChatStreamParser
-
         endpoint = EP_CHAT
         model_name = payload.get("modelName")
         mode = mode if mode is not None else payload.get("modeId")
