@@ -29,10 +29,8 @@ bench: install-dev
 
 # Real agent clients, unmodified, against a scratch gateway + simulator on loopback (conformance/*.sh;
 # each installs its pinned client into a scratch folder, never into the venv). All run; any failure fails.
-# Known failure, left out of the lane until fixed (docs/conformance.md): Codex CLI sends
-# include=["reasoning.encrypted_content"], which /v1/responses refuses with a 400 (it is not honoured yet).
-# Run it alone with `bash conformance/codex.sh`.
-CONFORMANCE_KNOWN_FAILING := conformance/codex.sh
+# A script listed here is left out of the lane as a known failure (none today; say why next to it).
+CONFORMANCE_KNOWN_FAILING :=
 conformance: install
 	@rc=0; for s in $(filter-out $(CONFORMANCE_KNOWN_FAILING),$(wildcard conformance/[!_]*.sh)); do \
 		echo "== $$s"; bash "$$s" || rc=1; done; \

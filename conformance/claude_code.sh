@@ -34,8 +34,9 @@ PYEOF
 echo "ok   claude_code: plain answer"
 
 # 2. A Bash tool round trip: the simulator answers the `#sim:tool=Bash` prompt with a call to the
-#    Bash tool; Claude Code runs it and sends the tool_result back; the gateway answers in text.
-claude -p "Show the date #sim:tool=Bash" --allowedTools Bash --output-format stream-json --verbose \
+#    Bash tool, its command scripted by #sim:args; Claude Code runs it and sends the tool_result
+#    (the command's output) back; the gateway answers in text.
+claude -p 'Say it #sim:tool=Bash #sim:args={"command":"echo%20conformance-ok"}' --allowedTools Bash --output-format stream-json --verbose \
   >"$G2A_SCRATCH/tool.jsonl" 2>"$G2A_SCRATCH/tool.err" || fail "claude -p (tool) exited $? ($(tail -c 400 "$G2A_SCRATCH/tool.err"))"
 "$PY" - "$G2A_SCRATCH/tool.jsonl" <<'PYEOF' || fail "Bash round trip: $(tail -c 800 "$G2A_SCRATCH/tool.jsonl")"
 import json, sys
@@ -45,9 +46,12 @@ for line in open(sys.argv[1]):
     if event.get("type") in ("assistant", "user"):
         blocks += [(event["type"], b) for b in event["message"]["content"] if isinstance(b, dict)]
 uses = [b for who, b in blocks if who == "assistant" and b["type"] == "tool_use" and b["name"] == "Bash"]
-assert uses and isinstance(uses[0]["input"].get("command"), str), "no Bash tool_use"
-assert any(who == "user" and b["type"] == "tool_result" and b["tool_use_id"] == uses[0]["id"] for who, b in blocks), \
-    "no tool_result for the call"
+assert uses and uses[0]["input"].get("command") == "echo conformance-ok", "no Bash tool_use with the scripted command"
+results = [b for who, b in blocks if who == "user" and b["type"] == "tool_result" and b["tool_use_id"] == uses[0]["id"]]
+assert results, "no tool_result for the call"
+content = results[0]["content"]
+text = content if isinstance(content, str) else " ".join(c.get("text", "") for c in content if isinstance(c, dict))
+assert "conformance-ok" in text and not results[0].get("is_error"), "the command did not run: " + text[:400]
 at = next(i for i, (who, b) in enumerate(blocks) if b is uses[0])
 assert any(who == "assistant" and b["type"] == "text" and b["text"].strip() for who, b in blocks[at:]), \
     "no text answer after the tool result"

@@ -24,6 +24,12 @@ name = "grok2api"
 base_url = "$G2A_BASE/v1"
 env_key = "G2A_KEY"
 wire_api = "responses"
+
+# No traffic but to the gateway: no curated-plugin sync from GitHub at start-up, no connectors.
+[features]
+plugins = false
+remote_plugin = false
+apps = false
 TOML
 codex() { (cd "$work" && G2A_KEY="$G2A_KEY" timeout 180 "$codex_bin" exec --json --skip-git-repo-check "$@" </dev/null); }
 
@@ -39,10 +45,11 @@ assert any(e.get("type") == "turn.completed" for e in events), "the turn did not
 PYEOF
 echo "ok   codex: plain answer"
 
-# 2. A function-call round trip: the simulator calls exec_command (arguments filled from its JSON
-#    schema); Codex answers with a function_call_output and the gateway answers in text. The
-#    simulator's request log shows the call's output coming back.
-codex "Show the date #sim:tool=exec_command" >"$G2A_SCRATCH/tool.jsonl" 2>"$G2A_SCRATCH/tool.err" \
+# 2. A function-call round trip: the simulator calls exec_command with `cmd` scripted by #sim:args
+#    (the other required arguments filled from its JSON schema); Codex runs the command and answers
+#    with a function_call_output, and the gateway answers in text. The simulator's request log shows
+#    the command's output coming back.
+codex 'Say it #sim:tool=exec_command #sim:args={"cmd":"echo%20conformance-ok"}' >"$G2A_SCRATCH/tool.jsonl" 2>"$G2A_SCRATCH/tool.err" \
   || fail "codex exec (tool) exited $? ($(tail -c 400 "$G2A_SCRATCH/tool.err"))"
 curl -fsS "$G2A_SIM/__sim/log?endpoint=chat" >"$G2A_SCRATCH/simlog.json" || fail "the simulator log cannot be read"
 "$PY" - "$G2A_SCRATCH/tool.jsonl" "$G2A_SCRATCH/simlog.json" <<'PYEOF' || fail "function-call round trip: $(tail -c 800 "$G2A_SCRATCH/tool.jsonl")"
@@ -53,6 +60,10 @@ at = next(i for i, m in enumerate(messages) if "#sim:tool=exec_command" in m and
 later = messages[at + 1:]
 assert later and re.search(r"\[assistant\]:\s*\n<tool_calls>.*exec_command", later[0], re.S), "the call is not in the history"
 assert "[tool result for call_" in later[0], "no function_call_output came back"
+result = later[0].split("[tool result for call_", 1)[1]
+assert "conformance-ok" in result, "the command did not run: " + result[:400]
+ran = [e for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "command_execution"]
+assert ran and "conformance-ok" in ran[0]["item"].get("aggregated_output", ""), "Codex reports no command run"
 texts = [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"]
 assert texts and texts[-1].strip(), "no text answer after the call"
 PYEOF

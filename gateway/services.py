@@ -58,6 +58,7 @@ from grokweb.client import GrokClient
 from grokweb.classify import UpstreamError
 from grokweb.events import AnswerDelta, ThinkingDelta
 from gateway.usage import UsageEntry, usage_record
+from grok2api import crypto
 
 log = logging.getLogger(__name__)
 
@@ -382,6 +383,7 @@ def _assembler(req):
         video_format=str(cfg.get("features.video_format") or "grok_url"),
         max_tokens=getattr(req, "max_tokens", None),
         stop=tuple(getattr(req, "stop", ()) or ()),
+        output_format=getattr(req, "output_format", None),
     )
 
 
@@ -466,8 +468,9 @@ async def _run_complete(ctx: _Ctx) -> dict:
 
 
 def _echo_of(ctx: _Ctx) -> dict:
-    """The Responses encoders echo the request's settings in every response object."""
-    return {"request": ctx.req} if ctx.family == "responses" else {}
+    """The Responses encoders echo the request's settings in every response object, and seal
+    reasoning for include=["reasoning.encrypted_content"] with the at-rest cipher."""
+    return {"request": ctx.req, "seal": crypto.encrypt} if ctx.family == "responses" else {}
 
 
 async def _keep(ctx: _Ctx, obj: dict | None) -> None:
@@ -595,6 +598,10 @@ async def _stream_body(ctx: _Ctx, attempt: _Attempt, assembler, encoder, pending
 
 async def _media_dispatch(*, req, spec: ModelSpec, family: str, principal):
     """Image, image-edit and video model ids through a chat endpoint (media/services.py)."""
+    fmt = getattr(req, "output_format", None)
+    if fmt is not None and fmt.active:  # media answers are images or video: no JSON to give
+        raise InvalidRequest(f"Invalid value for '{fmt.param}': '{fmt.kind}' needs a chat model; '{spec.id}' answers "
+                             "with images or video.", param=fmt.param, code="unsupported_value")
     from media.services import media_chat_run  # media imports the pool and client too: import late
 
     return await media_chat_run(req=req, spec=spec, family=family, principal=principal)

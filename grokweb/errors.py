@@ -146,6 +146,14 @@ class ToolCallMissing(GatewayError):
     code = "tool_call_missing"
 
 
+class StructuredOutputInvalid(GatewayError):
+    """response_format / text.format asked for JSON (a schema) and the model's answer could not be made valid."""
+
+    status = 502
+    type = "upstream_error"
+    code = "structured_output_invalid"
+
+
 class InternalError(GatewayError):
     status = 500
     type = "server_error"

@@ -46,6 +46,7 @@ from gateway.translate.common import (
     require_body,
 )
 from gateway.translate.openai_chat import FUNCTION_NAME
+from gateway.translate.structured import TEXT, OutputFormat, format_parse
 from gateway.translate.tokens import anthropic_usage, prompt_tokens, usage_for
 
 _THINKING_TYPES = frozenset({"enabled", "disabled", "adaptive"})
@@ -321,6 +322,7 @@ def _parse(body: Any, *, default_stream: bool, default_thinking: bool, require_m
     opt_int(body, "top_k", "top_k", 0)
     stops = opt_stop(body, "stop_sequences", "stop_sequences", max_items=MAX_STOP_SEQUENCES, allow_string=False)
     opt_dict(body, "metadata", "metadata")
+    output_format = _output_format(body)
     show = default_thinking
     thinking = opt_dict(body, "thinking", "thinking")
     if thinking is not None:
@@ -335,8 +337,35 @@ def _parse(body: Any, *, default_stream: bool, default_thinking: bool, require_m
     return ChatRequest(
         model=model, turns=turns, tools=tools, tool_choice=choice,
         stream=default_stream if stream is None else stream, show_reasoning=show, include_usage=True,
-        family="anthropic", max_tokens=max_tokens, stop=stops,
+        family="anthropic", max_tokens=max_tokens, stop=stops, output_format=output_format,
     )
+
+
+def _output_format(body: dict) -> OutputFormat:
+    """Anthropic's structured outputs, `output_config.format` (or the beta `output_format`):
+    `{"type": "json_schema", "schema": {…}}`, emulated like OpenAI's (structured.py). Claude Code
+    sends them on its side requests (memory selection, classifiers). The OpenAI spelling
+    `response_format` is refused by name rather than ignored."""
+    if body.get("response_format") is not None:
+        raise InvalidRequest("response_format: Extra inputs are not permitted; on /v1/messages structured outputs "
+                             "are output_config.format", param="response_format", code="unsupported_parameter")
+    config = opt_dict(body, "output_config", "output_config")
+    beta = opt_dict(body, "output_format", "output_format")
+    ga = opt_dict(config, "format", "output_config.format") if config is not None else None
+    if beta is not None and ga is not None:
+        raise InvalidRequest("output_format: Both output_format and output_config.format were provided; send only "
+                             "output_config.format", param="output_format")
+    raw, param = (beta, "output_format") if beta is not None else (ga, "output_config.format")
+    if raw is None:
+        return TEXT
+    if raw.get("type") != "json_schema":
+        raise InvalidRequest(f"{param}.type: Input should be 'json_schema'", param=f"{param}.type")
+    if raw.get("schema") is None:
+        raise InvalidRequest(f"{param}.schema: Field required", param=f"{param}.schema",
+                             code="missing_required_parameter")
+    # No `strict` flag on this API: the schema is applied as written.
+    return format_parse(raw={"type": "json_schema", "name": "output", "schema": raw["schema"]}, param=param,
+                        nested=False, label=param)
 
 
 def count_tokens(body: Any) -> dict[str, int]:

@@ -12,6 +12,8 @@ the optional "## Sources" block, and fixes `.result` for non-stream bodies and u
 Output limits (limits.py: max_tokens, stop sequences) cut text and reasoning here; `done` then
 tells the service to stop reading upstream. With tool_choice required / a named function, text
 is held until the call arrives; `finish()` raises ToolCallMissing when it never does.
+With a structured `output_format` (structured.py) the answer text is held too: `finish()` turns it
+into the clean JSON (one TextPiece) or raises StructuredOutputInvalid; a tool call releases it.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from gateway.translate.common import SOURCES_MARKER, IdFactory, ToolCall, ToolCh
 from gateway.translate.limits import LENGTH, STOP_SEQUENCE, OutputLimit
 from gateway.translate.reasoning import ReasoningFormatter, tool_line
 from gateway.translate.render import RenderCleaner
+from gateway.translate.structured import OutputFormat, structured_answer
 from gateway.translate.tools import ToolSieve
 from grokweb.events import (
     AnswerDelta,
@@ -107,6 +110,7 @@ class TurnAssembler:
         ids: IdFactory | None = None,
         max_tokens: int | None = None,
         stop: tuple[str, ...] = (),
+        output_format: OutputFormat | None = None,
     ) -> None:
         choice = tool_choice or ToolChoice()
         # Grok Web has no length or stop knob: both are enforced here, for all three encoders.
@@ -131,6 +135,8 @@ class TurnAssembler:
         self._must_call = active and choice.mode in ("required", "function")
         self._forced_name = choice.name if active and choice.mode == "function" else None
         self._held_text: list[str] = []
+        # response_format / text.format: the answer must be JSON, so text is held and cleaned at the end
+        self._format = output_format if output_format is not None and output_format.active else None
         self._fmt = ReasoningFormatter()
         self._text_parts: list[str] = []
         self._reasoning_parts: list[str] = []
@@ -141,8 +147,9 @@ class TurnAssembler:
 
     @property
     def holding(self) -> bool:
-        """Answer text is held until a tool call decides it (tool_choice required / named)."""
-        return self._must_call and not self.started
+        """Answer text is held until a tool call decides it (tool_choice required / named), or until
+        the end with a structured output_format: the service opens no stream while this is true."""
+        return (self._must_call or self._format is not None) and not self.started
 
     @property
     def done(self) -> bool:
@@ -283,7 +290,7 @@ class TurnAssembler:
     def _text(self, text: str, out: list[Piece]) -> None:
         if self._limit is not None:
             text = self._limit.text(text)
-        if text and self._must_call and not self.result.tool_calls:
+        if text and (self._must_call or self._format is not None) and not self.result.tool_calls:
             self._held_text.append(text)
             return
         if text:
@@ -313,7 +320,7 @@ class TurnAssembler:
             if self._sieve is not None:
                 for item in self._sieve.finish():
                     self._item(item, out)
-        if not self.result.tool_calls and not self.done:
+        if not self.result.tool_calls and not self.done and self._format is None:
             extra = self._media_text(media_urls or {}) + self._sources_text()
             if extra:
                 text_so_far = "".join(self._text_parts)
@@ -322,7 +329,7 @@ class TurnAssembler:
                 self._text(extra, out)
         if self._limit is not None:
             held = self._limit.flush()
-            if held and self._must_call and not self.result.tool_calls:
+            if held and (self._must_call or self._format is not None) and not self.result.tool_calls:
                 self._held_text.append(held)
             elif held:
                 self._text_parts.append(held)
@@ -341,11 +348,23 @@ class TurnAssembler:
                                       "Retry the request, or use tool_choice 'auto'.", param="tool_choice")
             self._must_call = False  # cut at max_tokens before a call could complete: show the text
             self._release_held(out)
+        if self._format is not None and not self.result.tool_calls:
+            held = "".join(self._held_text)
+            self._held_text = []
+            # Cut at max_tokens the JSON is unfinished: it is shown as it is with "length", the way
+            # OpenAI does (its SDK's parse() then reports the cut); otherwise only clean JSON goes out.
+            shown = held if self.result.finish_reason == LENGTH else structured_answer(held, self._format)
+            if shown:
+                self._text_parts.append(shown)
+                self.started = True
+                out.append(TextPiece(shown))
         res = self.result
         res.text = "".join(self._text_parts)
         res.reasoning = "".join(self._reasoning_parts)
         limit = len(res.text)
-        res.annotations = [a for a in self._cleaner.annotations if a["end_index"] <= limit]
+        # citation offsets point into the raw answer, not into the re-serialised JSON
+        res.annotations = [] if self._format is not None else [
+            a for a in self._cleaner.annotations if a["end_index"] <= limit]
         return out
 
     def _media_text(self, media_urls: Mapping[str, str]) -> str:

@@ -15,10 +15,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from media.attachments import attachment_base64_decode
 from grokweb.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from gateway.translate.structured import OutputFormat
 
 IdFactory = Callable[[str, int], str]
 
@@ -95,6 +98,7 @@ class ChatRequest:
     family: str = "openai"  # "openai" | "responses" | "anthropic"
     max_tokens: int | None = None  # answer budget (reasoning + text), enforced by TurnAssembler
     stop: tuple[str, ...] = ()  # stop sequences, enforced by TurnAssembler
+    output_format: OutputFormat | None = None  # response_format / text.format (structured.py)
 
     @property
     def attachments(self) -> list[Attachment]:
@@ -307,4 +311,8 @@ def flatten(req: ChatRequest) -> str:
             blocks.append(f"[{role}]: {last}\n{xml}" if last else f"[{role}]:\n{xml}")
             continue
         blocks.extend(f"[{role}]: {p}" for p in parts)
+    if req.output_format is not None and req.output_format.active:
+        from gateway.translate.structured import format_prompt
+
+        blocks.append(f"[system]: {format_prompt(req.output_format, tools=req.tools_active)}")  # last: the rule nearest to the answer
     return "\n\n".join(blocks)

@@ -46,6 +46,7 @@ from gateway.translate.common import (
     req_str,
     require_body,
 )
+from gateway.translate.structured import format_parse
 from gateway.translate.tokens import openai_usage, usage_for
 from gateway.translate.tools import normalise_arguments
 
@@ -291,7 +292,7 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
     if body.get("top_logprobs") is not None:
         raise InvalidRequest("Unsupported parameter: 'top_logprobs': log probabilities are not available through "
                              "this gateway.", param="top_logprobs", code="unsupported_parameter")
-    opt_dict(body, "response_format", "response_format")
+    output_format = format_parse(raw=body.get("response_format"), param="response_format", nested=True)
     opt_dict(body, "metadata", "metadata")
     req_str(body, "user", "user")
     include_usage = False
@@ -318,6 +319,7 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
         # max_completion_tokens supersedes the deprecated max_tokens when both are sent
         max_tokens=max_completion if max_completion is not None else max_tokens,
         stop=stop,
+        output_format=output_format,
     )
 
 
@@ -422,7 +424,8 @@ def _annotation(a: dict) -> dict:
 def body(
     *, result: TurnResult, model: str, prompt_tokens: int, ids: IdFactory | None = None, created: int | None = None
 ) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": result.text}
+    # `refusal` stays null: Grok Web gives no refusal signal apart from the text itself (docs/api.md)
+    message: dict[str, Any] = {"role": "assistant", "content": result.text, "refusal": None}
     if result.tool_calls:
         message["content"] = None
         message["tool_calls"] = [c.as_openai() for c in result.tool_calls]

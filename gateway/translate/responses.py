@@ -14,10 +14,13 @@ Wire format out (streaming): `event: <type>` + `data: {json}` frames, each with 
 Failure after the start: `response.failed` (response.status "failed", response.error {code,message})
 then an `error` event `{"type":"error","code":…,"message":…,"param":…}`, then `[DONE]`.
 Ids: resp_/rs_/msg_/fc_ + <epoch-ms><8 hex>; function calls carry `id` (fc_) and `call_id` (call_).
+With include=["reasoning.encrypted_content"], reasoning items carry `encrypted_content` (null while in
+progress): the reasoning text sealed by the `seal` function the caller passes; accepted back in `input`.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +51,7 @@ from gateway.translate.common import (
     require_body,
 )
 from gateway.translate.openai_chat import FUNCTION_NAME, check_choice, show_reasoning_from_effort
+from gateway.translate.structured import format_parse
 from gateway.translate.tokens import Usage, responses_usage, usage_for
 from gateway.translate.tools import normalise_arguments
 
@@ -153,7 +157,12 @@ def _items(items: list) -> list[Turn]:
                 raise InvalidRequest(f"Missing required parameter: '{p}.output'.", param=f"{p}.output")
             turns.append(Turn("tool", [_output_text(item["output"], f"{p}.output")], tool_call_id=call_id))
         elif kind == "reasoning":
-            continue  # earlier reasoning is not replayed upstream
+            # Earlier reasoning is not replayed upstream: the model sees the conversation as
+            # flattened text and re-thinks each turn. An `encrypted_content` this gateway issued
+            # (include=["reasoning.encrypted_content"]) is accepted and dropped with it.
+            if item.get("encrypted_content") is not None and not isinstance(item["encrypted_content"], str):
+                raise bad_type(f"{p}.encrypted_content", "a string", item["encrypted_content"])
+            continue
         elif isinstance(kind, str):
             raise InvalidRequest(f"Unsupported input item type '{kind}' in '{p}.type'.", param=f"{p}.type")
         else:
@@ -219,10 +228,17 @@ class ResponsesRequest(ChatRequest):
     previous_response_id: str | None = None
     input_items: list[dict[str, Any]] = field(default_factory=list)
     history_at: int = 0  # where turns of a previous_response_id chain go (after the instructions)
+    encrypted_reasoning: bool = False  # include=["reasoning.encrypted_content"]: reasoning items carry it
 
 
-# `include` values that need data the upstream never gives (token logprobs, encrypted reasoning).
-_UNAVAILABLE_INCLUDES = frozenset({"message.output_text.logprobs", "reasoning.encrypted_content"})
+# Seals a reasoning text into an opaque `encrypted_content` string; the service passes the
+# project's at-rest cipher (grok2api.crypto.encrypt) so this module stays free of Django.
+Seal = Callable[[str], str]
+
+
+# `include` values that need data the upstream never gives (token logprobs).
+_UNAVAILABLE_INCLUDES = frozenset({"message.output_text.logprobs"})
+_ENCRYPTED_REASONING = "reasoning.encrypted_content"
 _MAX_METADATA = 16
 
 
@@ -258,6 +274,7 @@ def _choice_echo(raw: Any, choice: ToolChoice) -> Any:
 
 
 def _text_echo(body: dict) -> dict[str, Any]:
+    """`text` as the response object echoes it; `text.format` itself is parsed by format_parse."""
     text = opt_dict(body, "text", "text") or {}
     fmt = opt_dict(text, "format", "text.format") or {"type": "text"}
     verbosity = text.get("verbosity") or "medium"
@@ -354,12 +371,14 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
     parallel = opt_bool(body, "parallel_tool_calls", "parallel_tool_calls")
     metadata = _metadata(body)
     text = _text_echo(body)
-    for i, entry in enumerate(opt_list(body, "include", "include") or []):
+    output_format = format_parse(raw=text["format"], param="text.format", nested=False)
+    include = opt_list(body, "include", "include") or []
+    for i, entry in enumerate(include):
         if not isinstance(entry, str):
             raise bad_type(f"include[{i}]", "a string", entry)
         if entry in _UNAVAILABLE_INCLUDES:
             raise _refuse(f"include[{i}]", f"'{entry}' is not available through this gateway (the upstream gives "
-                                           "no log probabilities and no encrypted reasoning).")
+                                           "no log probabilities).")
     previous = req_str(body, "previous_response_id", "previous_response_id", nonempty=True)
     truncation = req_str(body, "truncation", "truncation") or "disabled"
     if truncation not in ("auto", "disabled"):
@@ -387,16 +406,30 @@ def parse_request(body: Any, *, default_stream: bool, default_thinking: bool) ->
         model=model, turns=turns, tools=tools, tool_choice=choice,
         stream=default_stream if stream is None else stream, show_reasoning=show, include_usage=True,
         family="responses", max_tokens=max_output, echo=echo, store=echo["store"], previous_response_id=previous,
-        input_items=_input_items(raw_input), history_at=1 if instructions else 0,
+        input_items=_input_items(raw_input), history_at=1 if instructions else 0, output_format=output_format,
+        encrypted_reasoning=_ENCRYPTED_REASONING in include,
     )
 
 
 # --------------------------------------------------------------------------- output items
 
 
-def _reasoning_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+def _reasoning_item(item_id: str, text: str, status: str = "completed", seal: Seal | None = None) -> dict[str, Any]:
     summary = [{"type": "summary_text", "text": text}] if status == "completed" else []
-    return {"id": item_id, "type": "reasoning", "summary": summary, "status": status}
+    item = {"id": item_id, "type": "reasoning", "summary": summary, "status": status}
+    if seal is not None:  # only when the request included reasoning.encrypted_content
+        item["encrypted_content"] = seal(text) if status == "completed" else None
+    return item
+
+
+def _seal_for(request: ChatRequest | None, seal: Seal | None) -> Seal | None:
+    """The seal to use, or None when the request did not include encrypted reasoning (a request
+    that did, rendered without a seal, is a caller's bug: it must not answer without the field)."""
+    if not getattr(request, "encrypted_reasoning", False):
+        return None
+    if seal is None:
+        raise ValueError("include=reasoning.encrypted_content needs a seal function")
+    return seal
 
 
 def _message_item(item_id: str, text: str, annotations: list[dict], status: str = "completed") -> dict[str, Any]:
@@ -470,8 +503,10 @@ class StreamEncoder:
         ids: IdFactory | None = None,
         created: int | None = None,
         request: ChatRequest | None = None,
+        seal: Seal | None = None,
     ) -> None:
         self._ids = ids or new_id
+        self._seal = _seal_for(request, seal)
         self.echo: dict[str, Any] | None = getattr(request, "echo", None)
         self.final: dict[str, Any] | None = None  # the last response object sent (completed/incomplete/failed)
         self.id = self._ids("resp_", 8)
@@ -512,7 +547,7 @@ class StreamEncoder:
         if kind == "reasoning":
             self._open_id = self._ids("rs_", 8)
             self._ev(out, "response.output_item.added", output_index=idx,
-                     item=_reasoning_item(self._open_id, "", "in_progress"))
+                     item=_reasoning_item(self._open_id, "", "in_progress", self._seal))
             self._ev(out, "response.reasoning_summary_part.added", item_id=self._open_id, output_index=idx,
                      summary_index=0, part={"type": "summary_text", "text": ""})
         else:
@@ -533,7 +568,7 @@ class StreamEncoder:
                      text=text)
             self._ev(out, "response.reasoning_summary_part.done", item_id=iid, output_index=idx, summary_index=0,
                      part={"type": "summary_text", "text": text})
-            item = _reasoning_item(iid, text)
+            item = _reasoning_item(iid, text, seal=self._seal)
         else:
             for n, a in enumerate(annotations):
                 self._ev(out, "response.output_text.annotation.added", item_id=iid, output_index=idx,
@@ -630,13 +665,13 @@ class StreamEncoder:
 
 def body(
     *, result: TurnResult, model: str, prompt_tokens: int, ids: IdFactory | None = None, created: int | None = None,
-    request: ChatRequest | None = None,
+    request: ChatRequest | None = None, seal: Seal | None = None,
 ) -> dict[str, Any]:
     make = ids or new_id
     rid = make("resp_", 8)
     output: list[dict[str, Any]] = []
     if result.reasoning:
-        output.append(_reasoning_item(make("rs_", 8), result.reasoning))
+        output.append(_reasoning_item(make("rs_", 8), result.reasoning, seal=_seal_for(request, seal)))
     if result.text or not result.tool_calls:
         output.append(_message_item(make("msg_", 8), result.text,
                                     [] if result.tool_calls else [_annotation(a) for a in result.annotations],

@@ -464,10 +464,12 @@ def plan_chat(ctx: ChatContext) -> list:
         extra["webSearchResults"] = searched["web"]
         extra["steps"] = searched["steps"]
     else:
-        if prompt.last_role.startswith("tool result"):
+        if prompt.response_schema is not None:  # structured output (docs/simulator.md)
+            tokens = content.split_tokens(content.structured_answer(prompt), ctx.rng)
+        elif prompt.last_role.startswith("tool result"):
             tokens = content.split_tokens(content.tool_result_answer(prompt), ctx.rng)
-        elif prompt.directives.get("say"):  # #sim:say=<text>: exactly this answer (no spaces or '#')
-            tokens = content.split_tokens(prompt.directives["say"], ctx.rng)
+        elif prompt.directives.get("say"):  # #sim:say=<text>: exactly this answer (percent-decoded)
+            tokens = content.split_tokens(content.directive_text(prompt, "say"), ctx.rng)
         else:
             tokens = content.canned_text(ctx.rng, n_tokens, knobs["chars_per_token"])
         gap = len(tokens) // 2 if prompt.has("gap") and len(tokens) >= 3 else None

@@ -6,9 +6,15 @@ ends with a tool result gets a plain text answer even if an earlier user turn as
 
     #sim:think  #sim:search  #sim:xsearch  #sim:browse  #sim:code  #sim:searchimages  #sim:rawthink
     #sim:tool=<name>[,<name>…]  #sim:tool-fenced  #sim:tool-json  #sim:tool-prose
-    #sim:image  #sim:len=<n>  #sim:untagged  #sim:gap  #sim:say=<text>  #sim:search=<url>
+    #sim:image  #sim:len=<n>  #sim:untagged  #sim:gap  #sim:say=<text>  #sim:search=<url>  #sim:args=<json>
+    #sim:json-fenced  #sim:json-invalid
+
+Directive values stop at whitespace or ``#``: ``say`` and ``args`` values are percent-decoded (``%20`` a space,
+``%0A`` a newline, ``%23`` a ``#``), so an exact multi-line answer or a scripted tool argument fits in one word.
 
 Tool schemas come from the injected tool prompt (docs/upstream-protocol.md §5.1): ``Tool: <name>`` … ``Parameters: <json>``.
+A structured-output prompt (gateway/translate/structured.py) is answered with JSON satisfying the schema on its
+``RESPONSE JSON SCHEMA: <json>`` line (an object when there is only the ``RESPONSE FORMAT:`` line).
 """
 from __future__ import annotations
 
@@ -17,11 +23,14 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 _BLOCK = re.compile(r"(?m)^\[(system|developer|user|assistant|tool result for [^\]\n]*)\]:")
 _DIRECTIVE = re.compile(r"#sim:([a-z][a-z-]*)(?:=([^\s#]+))?")
 _TOOL_DECL = re.compile(r"(?m)^(?:\[[^\]\n]*\]:)?\s*Tool:\s*(\S+)\s*$")
 _PARAMS = re.compile(r"(?m)^\s*Parameters:\s*(.+?)\s*$")
+_FORMAT = re.compile(r"(?m)^(?:\[system\]:\s*)?RESPONSE FORMAT:")
+_SCHEMA = re.compile(r"(?m)^RESPONSE JSON SCHEMA:\s*(.+?)\s*$")
 
 WORDS = (
     "the simulator answers with a steady stream of plain words so every gateway path can be "
@@ -39,6 +48,7 @@ class Prompt:
     last_text: str
     directives: dict[str, str] = field(default_factory=dict)
     tools: dict[str, dict] = field(default_factory=dict)  # name -> JSON schema (may be {})
+    response_schema: dict | None = None  # structured output asked for ({} = any JSON object)
 
     def has(self, name: str) -> bool:
         return name in self.directives
@@ -75,7 +85,18 @@ def parse_prompt(message: str) -> Prompt:
             except ValueError:
                 schema = {}
         tools.setdefault(name, schema)
-    return Prompt(message=message, last_role=role, last_text=text, directives=directives, tools=tools)
+    response_schema = None
+    if _FORMAT.search(message):
+        response_schema = {}
+        sm = _SCHEMA.search(message)
+        if sm:
+            try:
+                parsed = json.loads(sm.group(1))
+                response_schema = parsed if isinstance(parsed, dict) else {}
+            except ValueError:
+                response_schema = {}
+    return Prompt(message=message, last_role=role, last_text=text, directives=directives, tools=tools,
+                  response_schema=response_schema)
 
 
 def is_drawing(prompt: Prompt) -> bool:
@@ -127,23 +148,31 @@ def title_for(text: str) -> str:
 
 # ---------------------------------------------------------------- tools
 
-def value_for(schema: dict, name: str, depth: int = 0):
-    """A value satisfying a (simple) JSON schema: types, enums, const, min/max, required props."""
+def value_for(schema: dict, name: str, depth: int = 0, root: dict | None = None):
+    """A value satisfying a (simple) JSON schema: types, enums, const, min/max, required props,
+    local ``$ref``s (``#/$defs/…``, as pydantic writes nested models)."""
     if not isinstance(schema, dict):
         return f"example {name}"
+    root = schema if root is None else root
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/") and depth <= 8:
+        target: object = root
+        for key in ref[2:].split("/"):
+            target = target.get(key) if isinstance(target, dict) else None
+        return value_for(target if isinstance(target, dict) else {}, name, depth + 1, root)
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
         return schema["enum"][0]
     for key in ("anyOf", "oneOf"):
         if schema.get(key):
-            return value_for(schema[key][0], name, depth)
+            return value_for(schema[key][0], name, depth, root)
     if schema.get("allOf"):
         merged: dict = {}
         for part in schema["allOf"]:
             if isinstance(part, dict):
                 merged.update(part)
-        return value_for(merged, name, depth)
+        return value_for(merged, name, depth, root)
     typ = schema.get("type")
     if isinstance(typ, list):
         typ = next((t for t in typ if t != "null"), typ[0] if typ else None)
@@ -175,7 +204,9 @@ def value_for(schema: dict, name: str, depth: int = 0):
         v = 1 if lo is None else lo + (1 if "exclusiveMinimum" in schema and "minimum" not in schema else 0)
         if hi is not None and v > hi:
             v = hi
-        return int(v) if typ == "integer" else float(v)
+        # A whole number is written without a fraction even for "number": clients that declare
+        # "number" often parse into an integer type (Codex's exec_command rejects 1.0 for a usize).
+        return int(v) if typ == "integer" or float(v).is_integer() else float(v)
     if typ == "boolean":
         return True
     if typ == "null":
@@ -184,13 +215,32 @@ def value_for(schema: dict, name: str, depth: int = 0):
         n = max(1, int(schema.get("minItems", 1) or 1))
         if depth > 4:
             return []
-        return [value_for(schema.get("items", {}), name, depth + 1) for _ in range(n)]
+        return [value_for(schema.get("items", {}), name, depth + 1, root) for _ in range(n)]
     if typ == "object":
         props = schema.get("properties") or {}
         if depth > 4:
             return {}
-        return {k: value_for(v, k, depth + 1) for k, v in props.items()}
+        # Only the required properties when the schema lists them, as a model would: optional ones
+        # filled with placeholders (a `workdir`, a `shell`) would make a client's tool fail.
+        required = schema.get("required")
+        if isinstance(required, list):
+            props = {k: v for k, v in props.items() if k in required}
+        return {k: value_for(v, k, depth + 1, root) for k, v in props.items()}
     return f"example {name}"
+
+
+def directive_text(prompt: Prompt, name: str) -> str:
+    """A directive's value, percent-decoded ("" when absent)."""
+    return unquote(prompt.directives.get(name) or "")
+
+
+def scripted_args(prompt: Prompt) -> dict:
+    """``#sim:args=<json object>``: arguments laid over the schema-filled ones of every call."""
+    try:
+        value = json.loads(directive_text(prompt, "args") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def tool_calls_for(prompt: Prompt) -> list[tuple[str, dict]]:
@@ -199,7 +249,9 @@ def tool_calls_for(prompt: Prompt) -> list[tuple[str, dict]]:
         names = [next(iter(prompt.tools))]
     if not names:
         names = ["get_weather"]
-    return [(n, value_for(prompt.tools.get(n, {}), n) if prompt.tools.get(n) else {}) for n in names]
+    scripted = scripted_args(prompt)
+    filled = [(n, value_for(prompt.tools.get(n, {}), n) if prompt.tools.get(n) else {}) for n in names]
+    return [(n, {**args, **scripted}) for n, args in filled]
 
 
 def tool_answer(prompt: Prompt) -> str:
@@ -222,3 +274,21 @@ def tool_result_answer(prompt: Prompt) -> str:
     body = prompt.last_text.strip().splitlines()
     first = body[0][:80] if body else ""
     return f"Based on the tool result ({first}), here is the answer."
+
+
+# ---------------------------------------------------------------- structured output
+
+def structured_answer(prompt: Prompt) -> str:
+    """JSON for the response schema; ``#sim:json-fenced`` wraps it in prose and a fence (the gateway
+    must extract it), ``#sim:json-invalid`` answers with prose around a JSON array, which no object
+    schema (nor json_object) accepts."""
+    schema = prompt.response_schema or {}
+    value = value_for(schema, "answer") if schema else {"answer": "example answer"}
+    if not isinstance(value, dict) and not schema:
+        value = {"answer": value}
+    body = json.dumps(value, ensure_ascii=False)
+    if prompt.has("json-invalid"):
+        return 'I cannot give that as an object, sorry: ["not", "an", "object"]'
+    if prompt.has("json-fenced"):
+        return f"Here is the JSON you asked for:\n```json\n{json.dumps(value, ensure_ascii=False, indent=2)}\n```"
+    return body

@@ -119,6 +119,40 @@ def test_responses_reasoning_shown_and_hidden(env):
 
 
 @pytest.mark.parametrize("stream", [False, True])
+def test_encrypted_reasoning_is_included_and_accepted_back(env, stream):
+    """Codex CLI's shape: include=["reasoning.encrypted_content"], store false, the whole output sent
+    back as input on the next turn."""
+    from grok2api.crypto import decrypt
+
+    env.account("super", f"enc{int(stream)}")
+    env.ready(EXPERT)
+    client = env.openai()
+    ask = {"role": "user", "content": "Think about orchards"}
+    asked = {"model": EXPERT, "input": [ask], "include": ["reasoning.encrypted_content"], "store": False}
+    if stream:
+        with client.responses.stream(**asked) as events:
+            done = [e.item for e in events if e.type == "response.output_item.done"]
+            resp = events.get_final_response()
+        assert done[0].type == "reasoning" and done[0].encrypted_content == resp.output[0].encrypted_content
+    else:
+        resp = client.responses.create(**asked)
+    reasoning = resp.output[0]
+    assert reasoning.type == "reasoning" and isinstance(reasoning.encrypted_content, str)
+    # opaque to the client, the reasoning text sealed with the gateway's at-rest key
+    assert reasoning.summary[0].text not in reasoning.encrypted_content
+    assert decrypt(reasoning.encrypted_content) == reasoning.summary[0].text
+
+    again = client.responses.create(**{**asked, "input": [ask, *[o.model_dump(exclude_none=True) for o in resp.output],
+                                                          {"role": "user", "content": "And now?"}]})
+    assert again.status == "completed" and again.output_text
+    assert again.output[0].type == "reasoning" and again.output[0].encrypted_content
+
+    env.reset_simulator()
+    plain = client.responses.create(model=EXPERT, input="Think about orchards")
+    assert plain.output[0].type == "reasoning" and plain.output[0].encrypted_content is None
+
+
+@pytest.mark.parametrize("stream", [False, True])
 def test_responses_tool_round_trip(env, stream):
     env.account("basic", f"rt{int(stream)}")
     env.ready(FAST)
@@ -165,8 +199,10 @@ def test_responses_mid_stream_failure_is_response_failed_then_error(env):
         ({"model": FAST, "input": "hi", "conversation": "conv_1"}, "conversation"),
         ({"model": FAST, "input": "hi", "prompt": {"id": "pmpt_1"}}, "prompt"),
         ({"model": FAST, "input": "hi", "include": ["message.output_text.logprobs"]}, "include[0]"),
-        ({"model": FAST, "input": "hi", "include": ["file_search_call.results", "reasoning.encrypted_content"]},
+        ({"model": FAST, "input": "hi", "include": ["reasoning.encrypted_content", "message.output_text.logprobs"]},
          "include[1]"),
+        ({"model": FAST, "input": [{"type": "reasoning", "summary": [], "encrypted_content": 7},
+                                   {"role": "user", "content": "hi"}]}, "input[0].encrypted_content"),
         ({"model": FAST, "input": "hi", "background": True}, "background"),
         ({"model": FAST, "input": "hi", "truncation": "sometimes"}, "truncation"),
         ({"model": FAST, "input": "hi", "metadata": {"n": 1}}, "metadata.n"),

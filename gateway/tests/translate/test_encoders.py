@@ -253,6 +253,34 @@ def check_item_grammar(events):
     assert open_item is None
 
 
+def _seal(text: str) -> str:
+    return "sealed:" + text[::-1]
+
+
+def test_responses_reasoning_items_carry_encrypted_content_only_when_included():
+    fx = load("chat_stream__reasoning")
+    asked = responses.parse_request({"model": "m", "input": "hi", "include": ["reasoning.encrypted_content"]},
+                                    default_stream=True, default_thinking=True)
+    result, raw = stream_through(fx, responses, request=asked, seal=_seal)
+    events = [json.loads(data) for _, data in sse_frames(raw)[:-1]]
+    for obj in events:
+        RESPONSE_EVENT.validate_python(obj)
+    added = next(e["item"] for e in events if e["type"] == "response.output_item.added")
+    assert added["type"] == "reasoning" and added["encrypted_content"] is None  # sealed once complete
+    done = next(e["item"] for e in events if e["type"] == "response.output_item.done")
+    assert result.reasoning and done["encrypted_content"] == _seal(result.reasoning)
+    assert events[-1]["response"]["output"][0] == done
+    body = responses.body(result=result, model="m", prompt_tokens=PROMPT, ids=Ids(), request=asked, seal=_seal)
+    Response.model_validate(body)
+    assert body["output"][0]["encrypted_content"] == _seal(result.reasoning)
+
+    plain = responses.parse_request({"model": "m", "input": "hi"}, default_stream=True, default_thinking=True)
+    _, raw = stream_through(fx, responses, request=plain, seal=_seal)
+    assert b"encrypted_content" not in raw
+    assert "encrypted_content" not in responses.body(result=result, model="m", prompt_tokens=PROMPT, request=plain,
+                                                     seal=_seal)["output"][0]
+
+
 def test_responses_failure_emits_response_failed_then_error_event_typed_error():
     enc = responses.StreamEncoder(model="m", prompt_tokens=3, ids=Ids())
     from gateway.translate.assembler import TextPiece

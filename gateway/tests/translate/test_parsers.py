@@ -30,7 +30,7 @@ def test_it_parses_the_fixture_request(name):
     exp = fx["expect"]
     assert req.family == fx["family"]
     assert req.model == fx["body"]["model"]
-    for key in ("stream", "show_reasoning", "include_usage"):
+    for key in ("stream", "show_reasoning", "include_usage", "encrypted_reasoning"):
         if key in exp:
             assert getattr(req, key) == exp[key], key
     if "tool_choice" in exp:

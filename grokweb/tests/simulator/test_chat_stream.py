@@ -133,7 +133,8 @@ TOOL_PROMPT = (
     "Tool: get_weather\nDescription: weather for a city\n"
     'Parameters: {"type":"object","properties":{"city":{"type":"string","minLength":3},'
     '"unit":{"type":"string","enum":["c","f"]},"days":{"type":"integer","minimum":1,"maximum":7},'
-    '"detailed":{"type":"boolean"},"tags":{"type":"array","items":{"type":"string"}}},"required":["city","unit"]}\n\n'
+    '"detailed":{"type":"boolean"},"tags":{"type":"array","items":{"type":"string"}},"note":{"type":"string"}},'
+    '"required":["city","unit","days","detailed","tags"]}\n\n'
     "Tool: lookup\nDescription: lookup\nParameters: {\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\"}}}\n\n"
 )
 
@@ -152,6 +153,7 @@ def test_tool_directive_answers_with_canonical_xml_and_schema_valid_arguments(si
     assert args["unit"] in ("c", "f") and len(args["city"]) >= 3
     assert isinstance(args["days"], int) and 1 <= args["days"] <= 7
     assert args["detailed"] is True and isinstance(args["tags"], list)
+    assert "note" not in args  # optional properties are left out, as a model would
     assert len([r for r in responses(objs) if r.get("messageTag") == "final"]) > 3  # streamed in pieces
 
 

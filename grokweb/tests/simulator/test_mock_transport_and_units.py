@@ -11,7 +11,7 @@ from PIL import Image
 
 from grokweb.simulator import Simulator, media
 from grokweb.simulator.chat import ChatContext, plan_chat
-from grokweb.simulator.content import parse_prompt, value_for
+from grokweb.simulator.content import directive_text, parse_prompt, tool_calls_for, value_for
 from grokweb.simulator.tokens import Scenario, TokenError, cookie_safe, parse_token
 
 COOKIE = {"Cookie": "sso=sim-super-mt; sso-rw=sim-super-mt"}
@@ -117,8 +117,24 @@ def test_schema_values_follow_types_enums_bounds_and_nesting():
         "o": {"type": "object", "properties": {"k": {"type": "array", "items": {"type": "integer"}, "minItems": 2}}},
         "c": {"const": 7}, "a": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}}
     v = value_for(schema, "root")
-    assert len(v["s"]) <= 4 and v["e"] == "x" and v["i"] == 5 and isinstance(v["n"], float)
+    assert len(v["s"]) <= 4 and v["e"] == "x" and v["i"] == 5 and v["n"] == 1 and isinstance(v["n"], int)
     assert v["b"] is True and v["d"] == "2026-01-01" and v["o"]["k"] == [1, 1] and v["c"] == 7 and isinstance(v["a"], str)
+    assert value_for({"type": "number", "minimum": 0.5}, "x") == 0.5  # a fraction only where one is needed
+
+
+def test_schema_values_fill_only_the_required_properties_when_listed():
+    # Codex CLI's exec_command, abridged: placeholders in the optional shell/workdir would break the call
+    schema = {"type": "object", "required": ["cmd"], "properties": {
+        "cmd": {"type": "string"}, "workdir": {"type": "string"}, "yield_time_ms": {"type": "number"}}}
+    assert value_for(schema, "root") == {"cmd": "example cmd"}
+
+
+def test_scripted_tool_arguments_and_answers_are_percent_decoded():
+    p = parse_prompt('[system]: Tool: exec_command\nParameters: {"type":"object","required":["cmd","n"],'
+                     '"properties":{"cmd":{"type":"string"},"n":{"type":"integer"}}}\n\n'
+                     '[user]: run it #sim:tool=exec_command #sim:args={"cmd":"echo%20ok%23"}')
+    assert tool_calls_for(p) == [("exec_command", {"cmd": "echo ok#", "n": 1})]
+    assert directive_text(parse_prompt("[user]: #sim:say=a%0A%60b%20c"), "say") == "a\n`b c"
 
 
 def test_prompt_directives_come_from_the_last_block_only():
