@@ -6,5 +6,5 @@ os.environ.setdefault("SNAPSHOT_POLLER", "0")
 
 pytest_plugins = [
     "grok2api.testing.fixtures",
-    "gateway.upstream.simulator.fixtures",
+    "grokweb.simulator.fixtures",
 ]

@@ -1,6 +1,4 @@
-"""Account admin (issue 4). Runtime config / proxy / alert admin lives in admin_runtime."""
-from accounts import admin_runtime  # noqa: F401
-
+"""Account admin (issue 4). Runtime config / proxy / alert admin lives in grok2api/admin_runtime.py."""
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django import forms
@@ -150,13 +148,6 @@ class AccountAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ("grok2api/admin-lists.css",)}
-
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None and obj.pk:  # the account's own charts (templates/admin/accounts/account/change_form.html)
-            from gateway.charts import account_charts
-
-            context["g2a_charts"] = account_charts(account=obj)
-        return super().render_change_form(request, context, add, change, form_url, obj)
 
     # -- columns ------------------------------------------------------------------------------
 

@@ -33,10 +33,10 @@ from typing import TypeVar
 
 from accounts.feedback import account_retry_allowed
 from accounts.lease import Lease, account_lease, account_release, account_report
-from gateway.errors import RateLimited
-from gateway.registry import ModelSpec
-from gateway.upstream.client import GrokClient
-from gateway.upstream.errors import UpstreamError
+from grokweb.errors import RateLimited
+from grokweb.registry import ModelSpec
+from grokweb.client import GrokClient
+from grokweb.classify import UpstreamError
 
 log = logging.getLogger(__name__)
 

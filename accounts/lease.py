@@ -21,12 +21,12 @@ from datetime import datetime, timezone as dt_timezone
 
 from accounts import pool as P
 from accounts import refresh, snapshot, writer
-from accounts.config import config
+from grok2api.config import config
 from accounts.feedback import outcome_effect
 from accounts.inflight import slots
-from gateway.errors import RateLimited, ServiceUnavailable
-from gateway.registry import MODELS, POOL_MODES, ModelSpec
-from gateway.upstream.errors import UpstreamError
+from grokweb.errors import RateLimited, ServiceUnavailable
+from grokweb.registry import MODELS, POOL_MODES, ModelSpec
+from grokweb.classify import UpstreamError
 from grok2api.metrics import metrics_inflight_add, metrics_upstream_observe
 
 SELECT_K = 4  # candidates offered to the shared backend per round trip

@@ -19,8 +19,8 @@ from accounts.inflight import slots
 from accounts.models import Account, AccountStatus, TierChange
 from accounts.quota import quota_probe_tokens
 from accounts.tokenfile import TokenLine, tokens_parse
-from gateway.errors import InvalidRequest
-from gateway.registry import POOL_MODES
+from grokweb.errors import InvalidRequest
+from grokweb.registry import POOL_MODES
 from grok2api import crypto
 from grok2api.snapshots import stamp_bump
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.registry import AUTO_FALLBACK, POOL_MODES
+from grokweb.registry import AUTO_FALLBACK, POOL_MODES
 
 ACTIVE, COOLING, EXPIRED, DISABLED = "active", "cooling", "expired", "disabled"
 USABLE_STATUSES = frozenset({ACTIVE, COOLING})

@@ -39,12 +39,12 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts import pool as P
-from accounts.config import config
+from grok2api.config import config
 from accounts.feedback import outcome_effect
 from accounts.models import Account, AccountStatus, TierChange
 from accounts.writer import SNAPSHOT_FIELDS, flusher, row_values, view_from_row
-from gateway.registry import POOL_MODES
-from gateway.upstream.errors import UpstreamError, UpstreamKind
+from grokweb.registry import POOL_MODES
+from grokweb.classify import UpstreamError, UpstreamKind
 from grok2api.snapshots import stamp_bump
 from grok2api.text import text_clip
 
@@ -209,7 +209,7 @@ def _apply_account_error(account: Account, err: UpstreamError, *, now: float) ->
 
 
 async def _probe_one(token: str, user_id: str, modes: Iterable[str], sem: asyncio.Semaphore) -> ProbeResult:
-    from gateway.upstream.client import GrokClient
+    from grokweb.client import GrokClient
 
     result = ProbeResult()
     client = GrokClient(token=token, user_id=user_id)
@@ -223,7 +223,7 @@ async def _probe_one(token: str, user_id: str, modes: Iterable[str], sem: asynci
                 return
             except Exception as exc:  # transport problems the client did not classify
                 try:
-                    from gateway.upstream.errors import classify_transport
+                    from grokweb.classify import classify_transport
 
                     result.errors[mode] = classify_transport(exc, endpoint="/rest/rate-limits")
                 except Exception:

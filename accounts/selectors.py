@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from accounts.models import Account, AccountStatus, OperatorAlert
+from accounts.models import Account, AccountStatus
+from grok2api.models import OperatorAlert
 
 
 def accounts_export(*, include_secrets: bool = False, pool: str | None = None, include_deleted: bool = False) -> list[dict[str, Any]]:

@@ -24,7 +24,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts import pool as P
-from accounts.models import Account, OperatorAlert
+from accounts.models import Account
+from grok2api.models import OperatorAlert
 from grok2api.snapshots import stamp_bump
 
 log = logging.getLogger(__name__)

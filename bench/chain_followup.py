@@ -7,7 +7,7 @@ Measures, for an N-turn chain against the simulator on a real socket, both ways 
   items → gateway/translate/responses.history_turns → flatten);
 - follow-up: turn 1 as E1, every later turn as E2 on the conversation of turn 1 with
   `parentResponseId` = the previous answer's responseId and only the new turn in `message`.
-Each request body is the gateway's own (gateway/upstream/payloads.chat_payload). Reported per arm:
+Each request body is the gateway's own (grokweb/payloads.chat_payload). Reported per arm:
 request bytes (sum over the chain and the last turn) and the simulator's time per request
 (loopback round trip, request sent → last byte of the NDJSON body), at pace 0 (the simulator's own
 processing, no generated delays) and at pace 1 (its realistic first-byte and token delays).
@@ -27,9 +27,9 @@ import orjson
 
 from gateway.translate import responses as responses_tr
 from gateway.translate.common import flatten
-from gateway.upstream.payloads import chat_payload
-from gateway.upstream.simulator.core import Simulator
-from gateway.upstream.simulator.server import SimServer
+from grokweb.payloads import chat_payload
+from grokweb.simulator.core import Simulator
+from grokweb.simulator.server import SimServer
 
 E1 = "/rest/app-chat/conversations/new"
 E2 = "/rest/app-chat/conversations/{cid}/responses"

@@ -50,7 +50,7 @@ BASELINE = {"gateway": "direct-grok", "peer": "direct-openai"}
 def body_for(target: Target, prompt: str, *, stream: bool) -> bytes:
     """The request each target gets for one prompt; all four carry the same upstream `message`."""
     if target.kind == GROK:
-        from gateway.upstream.payloads import chat_payload
+        from grokweb.payloads import chat_payload
 
         # exactly what the gateway sends upstream for a one-message chat (flatten → "[user]: ...")
         return orjson.dumps(chat_payload(message=f"[user]: {prompt}", mode="fast"))

@@ -15,7 +15,7 @@ import sys
 import time
 
 from accounts import pool as P
-from gateway.registry import BY_ID
+from grokweb.registry import BY_ID
 
 
 def build_snapshot(n_accounts: int, *, seed: int = 7) -> P.PoolSnapshot:

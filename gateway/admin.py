@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils.html import format_html
 
 from gateway.models import ApiKey, UsageHourly, UsageRecord
-from gateway.registry import BY_ID
+from grokweb.registry import BY_ID
 from grok2api.crypto import hash_api_key
 
 KEY_PREFIX = "sk-g2a-"

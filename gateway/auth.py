@@ -27,8 +27,8 @@ from django.dispatch import receiver
 
 from django.utils import timezone
 
-from accounts.config import config
-from gateway.errors import AuthenticationFailed
+from grok2api.config import config
+from grokweb.errors import AuthenticationFailed
 from gateway.limits import NO_LIMITS, KeyLimitReached, KeyLimits, key_limits_acquire
 from gateway.models import ApiKey
 from gateway.requestid import request_trace

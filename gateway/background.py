@@ -50,8 +50,8 @@ from django.db.models import F, Max
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from accounts.config import config
-from gateway.errors import GatewayError, InternalError, InvalidRequest
+from grok2api.config import config
+from grokweb.errors import GatewayError, InternalError, InvalidRequest
 from gateway.models import StoredResponse, StoredResponseEvent
 from gateway.sse import KEEPALIVE, KEEPALIVE_COMMENT, SSE_HEADERS, StreamCut, with_keepalive
 from gateway.translate import responses as responses_tr

@@ -192,7 +192,7 @@ def _windows(pool: str, quotas: Any) -> dict[str, dict]:
     """An account's quota windows per mode of its pool, the spec §9.3 defaults where none is known yet
     (as the selection and /metrics count them: accounts/pool.py default_window)."""
     from accounts.pool import default_window
-    from gateway.registry import POOL_MODES
+    from grokweb.registry import POOL_MODES
 
     quotas = quotas if isinstance(quotas, dict) else {}
     out = {}

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidRequest
+from grokweb.errors import InvalidRequest
 
 _REQUIRED = object()
 

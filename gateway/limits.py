@@ -43,7 +43,7 @@ from django.conf import settings
 
 from redis.exceptions import RedisError
 
-from gateway.errors import RateLimited, ServiceUnavailable
+from grokweb.errors import RateLimited, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Every answer carries `x-request-id`: the client's own when it is well formed (1–128 characters of
 `A-Z a-z 0-9 . _ : -`, so it is safe in a header, a log line and the ledger), else a new
 `req_<32 hex>`. The id reaches the usage row (gateway/usage.py), the request's log line and the
-message of every error rendered for it ("… (request id: X)", gateway/errors.py), through the
+message of every error rendered for it ("… (request id: X)", grokweb/errors.py), through the
 `RequestTrace` held in a context variable for the request's task.
 
 One log line per /v1 request (logger `grok2api.requests`) is written when its answer is over — for a
@@ -32,6 +32,8 @@ from typing import Any
 import orjson
 from asgiref.sync import markcoroutinefunction
 
+from grokweb.errors import request_id as error_request_id
+
 log = logging.getLogger("grok2api.requests")
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -48,6 +50,13 @@ class RequestTrace:
 
 
 _trace: ContextVar[RequestTrace | None] = ContextVar("request_trace", default=None)
+
+
+def _trace_set(trace: RequestTrace | None) -> None:
+    """The trace, and its id for the messages of errors (grokweb/errors.py keeps its own variable:
+    the client package imports no app)."""
+    _trace.set(trace)
+    error_request_id.set(trace.request_id if trace is not None else None)
 
 
 def request_trace() -> RequestTrace | None:
@@ -68,7 +77,7 @@ def request_id_pick(presented: str | None) -> str:
 
 def request_trace_start(presented: str | None) -> RequestTrace:
     trace = RequestTrace(request_id=request_id_pick(presented))
-    _trace.set(trace)  # not reset after the view: a streamed body is sent later in this same task
+    _trace_set(trace)  # not reset after the view: a streamed body is sent later in this same task
     return trace
 
 
@@ -87,7 +96,7 @@ async def _settled_at_end(content, trace: RequestTrace, request, status: int):
             if trace.grant is not None:
                 await key_limits_release(grant=trace.grant)
             _log_request(trace, request, status)
-            _trace.set(None)
+            _trace_set(None)
 
 
 def _log_format() -> str:
@@ -143,5 +152,5 @@ async def request_trace_finish(trace: RequestTrace, *, request, response):
     _log_request(trace, request, response.status_code)
     # Over: asgiref copies context changes back to a sync caller (Django's test client, a sync
     # server), where a leftover trace would lend its id to unrelated work.
-    _trace.set(None)
+    _trace_set(None)
     return response

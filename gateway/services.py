@@ -36,12 +36,12 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 
-from accounts.config import config
+from grok2api.config import config
 from accounts.attempt import AccountAttempt, account_attempt
 from accounts.lease import accounts_available_models
-from gateway.attachments import attachment_fetch
+from media.attachments import attachment_fetch
 from gateway.jsonbody import json_body_parse
-from gateway.errors import (
+from grokweb.errors import (
     GatewayError,
     InternalError,
     InvalidRequest,
@@ -49,15 +49,15 @@ from gateway.errors import (
     PermissionDenied,
 )
 from gateway.auth import principal_allows
-from gateway.registry import ModelSpec, model_get
+from grokweb.registry import ModelSpec, model_get
 from gateway.sse import SSE_HEADERS, sse_turn_body
 from gateway.translate import anthropic as anthropic_tr
 from gateway.translate import openai_chat, responses
 from gateway.translate.assembler import TurnAssembler
 from gateway.translate.common import flatten
 from gateway.translate.tokens import prompt_tokens, usage_for
-from gateway.upstream.client import GrokClient
-from gateway.upstream.events import AnswerDelta, ThinkingDelta
+from grokweb.client import GrokClient
+from grokweb.events import AnswerDelta, ThinkingDelta
 from gateway.usage import UsageEntry, usage_record
 from grok2api import crypto
 from media.chatbridge import media_chat_pieces, media_chat_result, media_chat_urls
@@ -97,7 +97,7 @@ def chat_parse(*, family: str, raw: bytes):
     """Raw request bytes → ChatRequest, with the reasoning default from the runtime config.
 
     A request that omits `stream` gets JSON whatever features.stream says: that is both APIs'
-    documented default, and their SDKs omit the field on non-streaming calls (accounts.config.
+    documented default, and their SDKs omit the field on non-streaming calls (grok2api.config.
     config_warnings tells the operator the key has no effect)."""
     body = _body_object(raw)
     cfg = config()

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from gateway.errors import GatewayError, InternalError, ServiceUnavailable
+from grokweb.errors import GatewayError, InternalError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 

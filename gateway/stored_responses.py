@@ -20,8 +20,8 @@ import orjson
 from django.conf import settings
 from django.utils import timezone
 
-from accounts.config import config
-from gateway.errors import InvalidRequest, NotFound
+from grok2api.config import config
+from grokweb.errors import InvalidRequest, NotFound
 from gateway.models import StoredResponse
 from gateway.translate import responses as responses_tr
 

@@ -18,7 +18,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from django.core.exceptions import RequestDataTooBig
 
-from gateway.errors import AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
+from grokweb.errors import AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, RequestTooLarge
 from gateway.api._common import BodyParser
 from grok2api.apidocs import LocalSwagger
 
@@ -111,15 +111,14 @@ def _unexpected(request, exc: Exception):
 
 
 def _register_routers() -> None:
-    from gateway.api import anthropic, images, openai, responses, videos
-    from media import views as media_views
+    from gateway.api import anthropic, files, images, openai, responses, videos
 
     api.add_router("", openai.router)
     api.add_router("", responses.router)
     api.add_router("", anthropic.router)
     api.add_router("", images.router)
     api.add_router("", videos.router)
-    api.add_router("", media_views.router)
+    api.add_router("", files.router)
 
 
 _register_routers()

@@ -25,7 +25,7 @@ class Grok2apiConfig(AppConfig):
 
         from django.conf import settings
 
-        from accounts.config import ConfigError, defaults, env_overrides, env_unknown
+        from grok2api.config import ConfigError, defaults, env_overrides, env_unknown
         from grok2api.envcheck import EnvError
 
         try:
@@ -40,6 +40,14 @@ class Grok2apiConfig(AppConfig):
             raise EnvError(str(exc)) from None
         for name in env_unknown():
             log.warning("%s names no runtime config key and is ignored (see the README's configuration table)", name)
+
+        # The Grok Web client takes its settings and egress as arguments; when a caller gives
+        # none it uses these: the runtime config snapshot and the proxy pool (grokweb/host.py).
+        from grok2api.config import config
+        from grok2api.egress import egress_pick
+        from grokweb.host import Host, host_install
+
+        host_install(Host(settings=config, egress_pick=egress_pick))
 
         import gateway.auth  # noqa: F401  (connects the ApiKey signals that bump the "api_keys" stamp)
 

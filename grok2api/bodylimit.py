@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import orjson
 
-from gateway.errors import RequestTooLarge
+from grokweb.errors import RequestTooLarge
 from grok2api.api import is_anthropic_path
 
 

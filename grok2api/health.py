@@ -68,8 +68,8 @@ def _check_broker() -> dict:
 
 
 def _details() -> dict:
-    from accounts.config import config
-    from accounts.models import OperatorAlert
+    from grok2api.config import config
+    from grok2api.models import OperatorAlert
 
     alerts = [
         {

@@ -1,4 +1,6 @@
-"""Prometheus metrics: the instruments, the scrape-time collector and the /metrics view (docs/metrics.md).
+"""Prometheus metrics: the instruments (docs/metrics.md). The scrape-time collector and the /metrics
+view are grok2api/metrics_view.py: they read the pool and the media tables, so they sit on top of the
+apps, while these counters sit below them (the pool and the gateway count into them).
 
 Three kinds of numbers, each kept where it is cheapest:
 - events counted where they happen, once each: a finished /v1 request (`metrics_request_observe`,
@@ -6,7 +8,7 @@ Three kinds of numbers, each kept where it is cheapest:
   outcome (`metrics_upstream_observe`, from accounts/lease.py `account_report`) and the
   in-flight slot of a leased account (`metrics_inflight_add`). These are plain prometheus-client
   counters, histograms and a gauge: in memory, no I/O on the request path;
-- state read at scrape time by `_StateCollector` from what the process already holds or from one
+- state read at scrape time by `_StateCollector` (grok2api/metrics_view.py) from what the process already holds or from one
   aggregate query each: accounts by pool and status and the remaining quota (the in-memory pool
   snapshot, no query), video jobs by status and the media cache size (one GROUP BY each);
 - nothing per request touches the ORM.
@@ -24,18 +26,13 @@ a dead worker stay counted, as Prometheus expects of counters.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import os
-import re
 import shutil
 from pathlib import Path
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 log = logging.getLogger(__name__)
 
@@ -119,128 +116,3 @@ def metrics_multiproc_setup(*, data_dir: Path | str | None = None, environ=None)
     path.mkdir(parents=True, exist_ok=True)
     environ[MULTIPROC_ENV] = str(path)
     return path
-
-
-_LIVE_FILE = re.compile(r"^gauge_live\w*_(\d+)\.db$")
-
-
-def _mark_dead_workers(path: str) -> None:
-    """Drop the live-gauge files of processes that no longer exist (a crashed or restarted worker)."""
-    from prometheus_client import multiprocess
-
-    for name in os.listdir(path):
-        m = _LIVE_FILE.match(name)
-        if not m:
-            continue
-        pid = int(m.group(1))
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            multiprocess.mark_process_dead(pid, path)
-        except PermissionError:
-            pass  # exists, owned by someone else
-
-
-# --------------------------------------------------------------------------- scrape-time state
-
-
-class _StateCollector:
-    """Gauges computed when scraped: accounts, quota, video jobs, media cache."""
-
-    def describe(self):
-        return []  # computed on demand; nothing to check at registration
-
-    def collect(self):
-        yield from _pool_families()
-        yield from _media_families()
-
-    def __repr__(self) -> str:
-        return "grok2api state collector"
-
-
-def _pool_families():
-    from accounts.pool import POOL_MODES, default_window
-    from accounts.snapshot import pool_snapshot
-
-    accounts = GaugeMetricFamily("grok2api_accounts", "Accounts by pool and status.", labels=["pool", "status"])
-    quota = GaugeMetricFamily("grok2api_quota_remaining",
-                              "Remaining requests in the current rate-limit window, summed over the usable accounts of a pool.",
-                              labels=["pool", "mode"])
-    by_status: dict[tuple[str, str], int] = {}
-    remaining: dict[tuple[str, str], int] = {}
-    snap = pool_snapshot()
-    with snap.lock:
-        for view in snap.accounts.values():
-            by_status[(view.pool, view.status)] = by_status.get((view.pool, view.status), 0) + 1
-            if not view.usable:
-                continue
-            for mode in POOL_MODES.get(view.pool, ()):
-                # read without view.window(): that caches a default window into the view
-                w = view.quotas.get(mode) or default_window(view.pool, mode)
-                if w is not None:
-                    remaining[(view.pool, mode)] = remaining.get((view.pool, mode), 0) + max(0, int(w.remaining))
-    for (pool, status), n in sorted(by_status.items()):
-        accounts.add_metric([pool, status], n)
-    for (pool, mode), n in sorted(remaining.items()):
-        quota.add_metric([pool, mode], n)
-    yield accounts
-    yield quota
-
-
-def _media_families():
-    from django.db.models import Count
-
-    from media.cache import media_cache_stats
-    from media.models import VideoJob, VideoJobStatus
-
-    jobs = GaugeMetricFamily("grok2api_video_jobs", "Video jobs by status.", labels=["status"])
-    counts = dict(VideoJob.objects.order_by().values("status").annotate(n=Count("id")).values_list("status", "n"))
-    for status in VideoJobStatus.values:
-        jobs.add_metric([status], counts.get(status, 0))
-    yield jobs
-    size = GaugeMetricFamily("grok2api_media_cache_bytes", "Bytes in the local media cache by type.", labels=["type"])
-    files = GaugeMetricFamily("grok2api_media_cache_files", "Files in the local media cache by type.", labels=["type"])
-    for media_type, stats in media_cache_stats().items():
-        size.add_metric([media_type], stats["size_bytes"])
-        files.add_metric([media_type], stats["count"])
-    yield size
-    yield files
-
-
-_STATE = _StateCollector()
-REGISTRY.register(_STATE)
-
-
-def metrics_render() -> bytes:
-    """The Prometheus text exposition of this deployment (every worker when multiprocess)."""
-    path = os.environ.get(MULTIPROC_ENV)
-    if not path:
-        return generate_latest(REGISTRY)
-    from prometheus_client import multiprocess
-
-    _mark_dead_workers(path)
-    registry = CollectorRegistry(auto_describe=True)
-    multiprocess.MultiProcessCollector(registry, path=path)
-    registry.register(_STATE)
-    return generate_latest(registry)
-
-
-# --------------------------------------------------------------------------- the view
-
-
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """GET /metrics: 404 while METRICS_TOKEN is empty, 401 without the right bearer token."""
-    token = settings.METRICS_TOKEN
-    if not token:
-        return HttpResponse("Not Found\n", status=404, content_type="text/plain")
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
-        response = HttpResponse("metrics: missing or wrong bearer token\n", status=401, content_type="text/plain")
-        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
-    if request.method not in ("GET", "HEAD"):
-        response = HttpResponse(status=405)
-        response["Allow"] = "GET, HEAD"
-        return response
-    return HttpResponse(metrics_render(), content_type=CONTENT_TYPE_LATEST)

@@ -22,7 +22,7 @@ def is_api_path(path: str) -> bool:
 
 def api_error_page(status: int):
     """A Django error handler (handler400/404/500) that answers /v1 paths in the family's envelope."""
-    from gateway.errors import GatewayError, InternalError, InvalidRequest, NotFound
+    from grokweb.errors import GatewayError, InternalError, InvalidRequest, NotFound
 
     django_view = {400: defaults.bad_request, 404: defaults.page_not_found, 500: defaults.server_error}[status]
 
@@ -49,7 +49,7 @@ def api_error_page(status: int):
 def envelope_405(request, response):
     if response.status_code != 405 or response.get("Content-Type", "").startswith("application/json"):
         return response
-    from gateway.errors import GatewayError
+    from grokweb.errors import GatewayError
     from grok2api.api import render_error
 
     allowed = response.get("Allow", "")

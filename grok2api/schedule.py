@@ -63,7 +63,7 @@ USAGE_PRUNE_NAME = "gateway: usage prune"
 
 def schedule_managed(*, cfg=None) -> list[ManagedTask]:
     """The managed rows as the runtime config `cfg` (default: the current snapshot) wants them."""
-    from accounts.config import config
+    from grok2api.config import config
     from gateway.tasks import PRUNE_EVERY, ROLLUP_EVERY
     from grok2api.heartbeat import WORKER_EVERY
 
@@ -95,8 +95,8 @@ def schedule_managed(*, cfg=None) -> list[ManagedTask]:
 def schedule_config_read():
     """The runtime config read once from the database, without the snapshot (whose first use starts a
     poller thread): for the post_migrate path, which runs in `migrate` and in `serve`'s supervisor."""
-    from accounts.config import build_view
-    from accounts.models import RuntimeConfig
+    from grok2api.config import build_view
+    from grok2api.models import RuntimeConfig
 
     row = RuntimeConfig.objects.filter(pk=1).first()
     return build_view(row.data if row else {})

@@ -112,7 +112,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_MEMORY_SIZE = E.max_body_bytes
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 MAX_BODY_BYTES = E.max_body_bytes
-MAX_ATTACHMENT_BYTES = E.max_attachment_bytes  # one cap for inline, fetched and uploaded files (gateway/attachments.py)
+MAX_ATTACHMENT_BYTES = E.max_attachment_bytes  # one cap for inline, fetched and uploaded files (media/attachments.py)
 
 # Celery: the broker is Redis when REDIS_URL is set, else kombu's filesystem transport.
 CELERY_BROKER_URL = E.celery_broker_url

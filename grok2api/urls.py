@@ -7,7 +7,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from grok2api import health
-from grok2api.metrics import metrics_view
+from grok2api.metrics_view import metrics_view
 from grok2api.api import api
 from grok2api.middleware import api_error_page
 

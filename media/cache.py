@@ -1,6 +1,6 @@
 """The local media cache: files under DATA_DIR/files/{images,videos}/<id>.<ext>, indexed by CachedMedia.
 
-Wire format served (media/views.py): `GET /v1/files/image?id=<id>&sig=<sig>` and
+Wire format served (gateway/api/files.py): `GET /v1/files/image?id=<id>&sig=<sig>` and
 `GET /v1/files/video?id=<id>&sig=<sig>` (owner rule: media/files.py) return the bytes with their content type (jpg/png/webp/gif for images, mp4 for videos); videos
 honour a single HTTP `Range: bytes=a-b` (206 + Content-Range, 416 when unsatisfiable).
 
@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import Count, Sum
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from accounts.config import config
+from grok2api.config import config
 from media.models import CachedMedia
 from media.params import sniff_content_type
 

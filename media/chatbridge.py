@@ -18,10 +18,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from accounts.attempt import AccountAttempt, account_attempt
-from accounts.config import config
-from gateway.attachments import attachment_fetch
-from gateway.errors import InvalidRequest
-from gateway.registry import ModelSpec
+from grok2api.config import config
+from media.attachments import attachment_fetch
+from grokweb.errors import InvalidRequest
+from grokweb.registry import ModelSpec
 from gateway.translate.assembler import ReasoningPiece, TextPiece, TurnResult
 from media import cache
 from media.common import VIDEO_DOWNLOAD_MAX, Served, app_url, call_sync, download_to_cache, media_links_alert, principal_check

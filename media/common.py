@@ -20,11 +20,11 @@ from asgiref.sync import sync_to_async
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.config import config
-from accounts.models import AlertKind, OperatorAlert
-from gateway.errors import GatewayError, InternalError, PermissionDenied
-from gateway.registry import ModelSpec
-from gateway.upstream.errors import UpstreamError, UpstreamKind
+from grok2api.config import config
+from grok2api.models import AlertKind, OperatorAlert
+from grokweb.errors import GatewayError, InternalError, PermissionDenied
+from grokweb.registry import ModelSpec
+from grokweb.classify import UpstreamError, UpstreamKind
 from gateway import usage
 from media import cache
 

@@ -1,18 +1,17 @@
 """Who may read a file of the local media cache: the one owner rule of GET /v1/files/image and
-GET /v1/files/video (media/views.py).
+GET /v1/files/video (gateway/api/files.py).
 
 Above media/cache.py (the storage) and media/videos.py (whose jobs own their files), so neither of
 those has to import the other's caller.
 """
 from __future__ import annotations
 
-from gateway.auth import OPEN
-from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
+from grokweb.errors import AuthenticationFailed, GatewayError, InvalidRequest, NotFound
 from media import cache
 from media.videos import video_job_content
 
 
-def media_file_get(*, media_type: str, media_id: str, sig: str, principal) -> cache.CachedFile:
+def media_file_get(*, media_type: str, media_id: str, sig: str, principal, open_api: bool) -> cache.CachedFile:
     """The file behind `GET /v1/files/<type>?id=…&sig=…`, under one owner rule.
 
     - A video job's file (`video_<32 hex>`) belongs to the API key that created the job: the rule
@@ -21,7 +20,8 @@ def media_file_get(*, media_type: str, media_id: str, sig: str, principal) -> ca
       `sig`), with or without a key; without it, 401 to a caller without a key and 404 to a key,
       whichever key (the link is the only record of who received the file). With /v1 open (no key
       configured at all) there are no owners and unsigned links are served as before.
-    `principal` is gateway.auth.authenticate()'s answer (None = no or a wrong key).
+    `principal` is gateway.auth.authenticate()'s answer (None = no or a wrong key); `open_api` says
+    it is the open-access principal (no key configured at all).
     """
     if not cache.media_id_valid(media_id or ""):
         raise InvalidRequest("Invalid value for 'id': expected 8-64 letters, digits, '-' or '_'.", param="id")
@@ -39,7 +39,7 @@ def media_file_get(*, media_type: str, media_id: str, sig: str, principal) -> ca
                 f"This {media_type} link is incomplete: use the whole link the gateway returned (with its 'sig').",
                 param="sig",
             )
-        if principal is not OPEN:
+        if not open_api:
             raise NotFound(f"No cached {media_type} with id '{media_id}'.", param="id")
     found = cache.media_cache_path(media_type=media_type, media_id=media_id)
     if found is None:

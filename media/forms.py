@@ -2,16 +2,16 @@
 
 An image input is a file part (`image`, `image[]`, `input_reference`, `input_reference[]`) or a
 text part holding an http(s) URL (fetched credential-free and SSRF-guarded by
-gateway.upstream.transport.fetch_untrusted) or a `data:image/...;base64,` URI. Every input is
+grokweb.transport.fetch_untrusted) or a `data:image/...;base64,` URI. Every input is
 checked by media.params.image_input (magic bytes) before anything goes upstream; all three ways are
-held to the one attachment cap of gateway/attachments.py (MAX_ATTACHMENT_MB).
+held to the one attachment cap of media/attachments.py (MAX_ATTACHMENT_MB).
 """
 from __future__ import annotations
 
 from django.http import HttpRequest
 
-from gateway.attachments import attachment_base64_decode, attachment_fetch, attachment_size_check
-from gateway.errors import InvalidRequest
+from media.attachments import attachment_base64_decode, attachment_fetch, attachment_size_check
+from grokweb.errors import InvalidRequest
 from media.params import ImageInput, image_input
 
 

@@ -29,12 +29,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from accounts.attempt import AccountAttempt, account_attempt
-from accounts.config import config
-from gateway.errors import GatewayError, InternalError, InvalidRequest
-from gateway.registry import ModelSpec
-from gateway.upstream.errors import UpstreamError, UpstreamKind
-from gateway.upstream.events import ImageProgress, ImageResult
-from gateway.upstream.payloads import image_edit_payload
+from grok2api.config import config
+from grokweb.errors import GatewayError, InternalError, InvalidRequest
+from grokweb.registry import ModelSpec
+from grokweb.classify import UpstreamError, UpstreamKind
+from grokweb.events import ImageProgress, ImageResult
+from grokweb.payloads import image_edit_payload
 from media import cache
 from media.common import (
     IMAGE_DOWNLOAD_MAX,

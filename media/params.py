@@ -11,7 +11,7 @@ Limits (protocol docs/upstream-protocol.md §6, §7, §12.7):
 - videos: `seconds` 6/10/12/16/20, `size` one of VIDEO_SIZES, `resolution_name` 480p/720p,
   `preset` fun/normal/spicy/custom, at most MAX_VIDEO_REFERENCES reference images;
 - every uploaded image must be PNG, JPEG, WebP or GIF by its magic bytes, within the one attachment
-  cap (gateway/attachments.py, MAX_ATTACHMENT_MB).
+  cap (media/attachments.py, MAX_ATTACHMENT_MB).
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.attachments import attachment_size_check
-from gateway.errors import InvalidRequest, ModelNotFound
-from gateway.registry import ModelSpec, model_get
+from media.attachments import attachment_size_check
+from grokweb.errors import InvalidRequest, ModelNotFound
+from grokweb.registry import ModelSpec, model_get
 
 IMAGE_SIZES = {
     "1280x720": "16:9",
@@ -168,7 +168,7 @@ def media_model(value: Any, *, capabilities: tuple[str, ...], default: str | Non
 
 
 def _ids_for(capabilities: tuple[str, ...]) -> list[str]:
-    from gateway.registry import MODELS
+    from grokweb.registry import MODELS
 
     return [m.id for m in MODELS if m.capability in capabilities]
 

@@ -31,10 +31,10 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.attempt import AccountAttempt, account_attempt
-from gateway.errors import Conflict, GatewayError, InternalError, InvalidRequest, NotFound
-from gateway.registry import model_get
-from gateway.upstream.events import VideoProgress, VideoResult
-from gateway.upstream.payloads import video_extension_payload, video_payload, video_segments
+from grokweb.errors import Conflict, GatewayError, InternalError, InvalidRequest, NotFound
+from grokweb.registry import model_get
+from grokweb.events import VideoProgress, VideoResult
+from grokweb.payloads import video_extension_payload, video_payload, video_segments
 from grok2api.celery import app as celery_app
 from media import cache
 from media.common import (

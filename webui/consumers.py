@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from gateway.errors import GatewayError
+from grokweb.errors import GatewayError
 from webui.access import access_granted, webui_enabled
 from webui.services import WallRequest, wall_request_parse, wall_round
 

@@ -28,11 +28,11 @@ from typing import Any
 
 from accounts.attempt import AccountAttempt, account_attempt
 from gateway import services
-from gateway.errors import GatewayError, InvalidRequest, RateLimited
+from grokweb.errors import GatewayError, InvalidRequest, RateLimited
 from gateway.jsonbody import json_body_parse
-from gateway.registry import ModelSpec, model_get
-from gateway.upstream.errors import UpstreamError
-from gateway.upstream.events import ImageProgress, ImageResult
+from grokweb.registry import ModelSpec, model_get
+from grokweb.classify import UpstreamError
+from grokweb.events import ImageProgress, ImageResult
 from media.images import images_generate
 from webui.access import WEBUI_PRINCIPAL
 

@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from gateway.errors import AuthenticationFailed, GatewayError, NotFound
+from grokweb.errors import AuthenticationFailed, GatewayError, NotFound
 from gateway.jsonbody import json_body_parse
 from webui import services
 from axes.helpers import get_lockout_response

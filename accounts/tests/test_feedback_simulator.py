@@ -6,10 +6,11 @@ import time
 import pytest
 
 from accounts import feedback, lease as leasing, writer
-from accounts.models import Account, OperatorAlert
-from gateway.errors import RateLimited
-from gateway.registry import BY_ID
-from gateway.upstream.errors import UpstreamError, UpstreamKind
+from accounts.models import Account
+from grok2api.models import OperatorAlert
+from grokweb.errors import RateLimited
+from grokweb.registry import BY_ID
+from grokweb.classify import UpstreamError, UpstreamKind
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +27,8 @@ def upstream(sim, monkeypatch, set_config):
 
 
 async def _call(lease) -> UpstreamError | None:
-    from gateway.upstream.client import GrokClient, chat_payload
+    from grokweb.client import GrokClient
+    from grokweb.payloads import chat_payload
 
     client = GrokClient(token=lease.account.token, user_id=lease.account.user_id)
     try:

@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 
 from accounts import maintenance
 from accounts.models import Account
-from gateway.errors import InvalidRequest
+from grokweb.errors import InvalidRequest
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,11 @@ import time
 import pytest
 
 from accounts import feedback, lease as leasing, maintenance, snapshot, writer
-from accounts.models import Account, OperatorAlert
-from gateway.errors import RateLimited
-from gateway.registry import BY_ID
-from gateway.upstream.errors import UpstreamError, UpstreamKind
+from accounts.models import Account
+from grok2api.models import OperatorAlert
+from grokweb.errors import RateLimited
+from grokweb.registry import BY_ID
+from grokweb.classify import UpstreamError, UpstreamKind
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -299,7 +300,7 @@ def test_large_pools_reload_only_changed_rows(make_account, monkeypatch):
 
 def test_an_unreachable_redis_is_a_clear_503(make_account, monkeypatch):
     from accounts import inflight
-    from gateway.errors import ServiceUnavailable
+    from grokweb.errors import ServiceUnavailable
 
     make_account("sim-super-noredis", quotas={"auto": quota(30)})
     monkeypatch.setattr(inflight, "_backend", inflight.RedisSlots("redis://127.0.0.1:1/0"))

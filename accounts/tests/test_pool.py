@@ -2,7 +2,7 @@
 import random
 
 from accounts import pool as P
-from gateway.registry import BY_ID
+from grokweb.registry import BY_ID
 
 NOW = 1_800_000_000.0
 

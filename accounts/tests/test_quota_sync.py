@@ -10,7 +10,7 @@ from django.core.management import call_command
 from accounts import lease as leasing, maintenance
 from accounts.models import Account, TierChange
 from accounts.quota import quota_refresh
-from gateway.registry import BY_ID
+from grokweb.registry import BY_ID
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

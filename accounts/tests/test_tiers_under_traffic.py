@@ -26,7 +26,7 @@ from django.core.management import call_command
 
 from accounts import tasks
 from accounts.models import Account, TierChange
-from gateway.registry import MODELS
+from grokweb.registry import MODELS
 from grok2api.crypto import fingerprint
 from media.tests.e2e import tiny_png
 

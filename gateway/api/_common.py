@@ -16,7 +16,7 @@ from ninja.parser import Parser
 from ninja.security.base import AuthBase
 
 from gateway.auth import api_auth
-from gateway.errors import RequestTooLarge
+from grokweb.errors import RequestTooLarge
 from gateway.jsonbody import json_body_parse
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, ClassVar
 from ninja import Schema
 from pydantic import BaseModel, ConfigDict, ValidationError, WithJsonSchema, model_validator
 
-from gateway.errors import InvalidRequest
+from grokweb.errors import InvalidRequest
 
 
 class Part(BaseModel):

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from django.test import RequestFactory
 
-from accounts.config import config_save
+from grok2api.config import config_save
 from gateway.auth import OPEN, Principal, authenticate, principal_allows
 from gateway.models import ApiKey
 from grok2api.crypto import hash_api_key

@@ -37,7 +37,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from gateway.errors import InvalidRequest, ModelNotFound
+from grokweb.errors import InvalidRequest, ModelNotFound
 from gateway.jsonbody import json_body_parse
 from gateway.translate import anthropic, openai_chat, responses
 from gateway.translate.common import flatten
@@ -67,7 +67,7 @@ def test_every_post_operation_documents_its_body_security_and_errors(gateway_ser
             if method == "post":
                 assert "requestBody" in operation, label
             if path.startswith("/v1/files/"):
-                continue  # signed media links: no API key (media/views.py)
+                continue  # signed media links: no API key (gateway/api/files.py)
             assert operation["security"] == [{"BearerKey": []}, {"HeaderKey": []}], label
             envelope = "AnthropicError" if path.startswith("/v1/messages") else "OpenAIError"
             for status in ("401", "404", "429", "500"):

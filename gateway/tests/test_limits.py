@@ -89,7 +89,7 @@ def test_headers_name_only_the_limits_the_key_has_in_each_familys_format():
 
 
 def test_it_refuses_with_a_503_when_redis_cannot_be_reached(settings):
-    from gateway.errors import ServiceUnavailable
+    from grokweb.errors import ServiceUnavailable
 
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     key_limits_reset()

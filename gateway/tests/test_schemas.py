@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gateway.errors import GatewayError, InvalidRequest
+from grokweb.errors import GatewayError, InvalidRequest
 from gateway.schemas.anthropic import CountTokensRequest, MessageCreateRequest
 from gateway.schemas.chat import ChatCompletionRequest
 from gateway.schemas.media import ImageGenerationRequest, VideoCreateRequest

@@ -3,7 +3,7 @@ import pytest
 
 from gateway import services
 from gateway import usage as usage_module
-from gateway.errors import InvalidRequest, ModelNotFound, PermissionDenied
+from grokweb.errors import InvalidRequest, ModelNotFound, PermissionDenied
 from gateway.models import ApiKey, UsageRecord
 from gateway.usage import UsageEntry, usage_flush, usage_pending, usage_record
 
@@ -50,7 +50,7 @@ def test_chat_parse_rejects_bodies_that_are_not_json_objects(raw):
 
 
 def test_model_retrieve_knows_every_registry_model_and_404s_the_rest():
-    from gateway.registry import MODELS
+    from grokweb.registry import MODELS
 
     for spec in MODELS:
         obj = services.model_retrieve(model_id=spec.id, principal=None)

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.config import config_save
+from grok2api.config import config_save
 from gateway.models import StoredResponse
 from gateway.tasks import responses_prune as prune_task
 from grok2api.celery import app

@@ -1,5 +1,5 @@
 """TurnAssembler: the one state machine between the neutral upstream events
-(gateway/upstream/events.py) and the three client encoders.
+(grokweb/events.py) and the three client encoders.
 
 In: events, one at a time, on the streaming hot path. Out: Pieces —
   ReasoningPiece(text)   reasoning/thinking text to show (docs/upstream-protocol.md §4.8)
@@ -21,14 +21,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import ToolCallMissing
+from grokweb.errors import ToolCallMissing
 from gateway.translate.common import SOURCES_MARKER, IdFactory, ToolCall, ToolChoice, ToolSpec
 from gateway.translate.limits import LENGTH, STOP_SEQUENCE, OutputLimit
 from gateway.translate.reasoning import ReasoningFormatter, tool_line
 from gateway.translate.render import RenderCleaner
 from gateway.translate.structured import OutputFormat, structured_answer
 from gateway.translate.tools import ToolSieve
-from gateway.upstream.events import (
+from grokweb.events import (
     AnswerDelta,
     Card,
     Completed,

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gateway.attachments import attachment_base64_decode
-from gateway.errors import InvalidRequest
+from media.attachments import attachment_base64_decode
+from grokweb.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from gateway.translate.structured import OutputFormat

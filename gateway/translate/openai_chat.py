@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError, InvalidRequest
+from grokweb.errors import GatewayError, InvalidRequest
 from gateway.translate.assembler import Piece, ReasoningPiece, TextPiece, ToolCallsPiece, TurnResult
 from gateway.translate.common import (
     REASONING_EFFORTS,

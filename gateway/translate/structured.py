@@ -41,7 +41,7 @@ from referencing import Resource
 from referencing.exceptions import Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from gateway.errors import InvalidRequest, StructuredOutputInvalid
+from grokweb.errors import InvalidRequest, StructuredOutputInvalid
 from gateway.translate.common import bad_type
 from gateway.translate.tools import _FAIL, json_end, loads_tolerant
 

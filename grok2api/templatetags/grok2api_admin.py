@@ -10,8 +10,9 @@ register = template.Library()
 
 @register.simple_tag
 def pool_health() -> dict:
-    from accounts.config import config
-    from accounts.models import Account, AccountStatus, OperatorAlert, Pool
+    from grok2api.config import config
+    from accounts.models import Account, AccountStatus, Pool
+    from grok2api.models import OperatorAlert
 
     statuses = [s.value for s in AccountStatus]
     counts = {(row["pool"], row["status"]): row["n"] for row in

@@ -244,7 +244,7 @@ def set_config(monkeypatch):
 
     `set_config(chat__timeout=5)` or `set_config(**{"chat.timeout": 5})`; undone after the test.
     """
-    from accounts.config import config_snapshot, env_name
+    from grok2api.config import config_snapshot, env_name
 
     def apply(**values):
         for key, value in values.items():

@@ -10,8 +10,9 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.config import config_get, config_saved, config_seed
-from accounts.models import Account, OperatorAlert, Proxy, RuntimeConfig
+from grok2api.config import config_get, config_saved, config_seed
+from accounts.models import Account
+from grok2api.models import OperatorAlert, Proxy, RuntimeConfig
 from gateway.models import ApiKey, UsageRecord
 from grok2api.crypto import hash_api_key
 
@@ -62,7 +63,7 @@ def test_admin_requires_login(client):
     response = client.get("/admin/")
     assert response.status_code == 302
     assert response["Location"].startswith("/admin/login/")
-    assert client.get(reverse("admin:accounts_runtimeconfig_changelist")).status_code == 302
+    assert client.get(reverse("admin:grok2api_runtimeconfig_changelist")).status_code == 302
 
 
 @pytest.mark.django_db
@@ -100,20 +101,20 @@ def test_the_index_charts_the_last_24_hours_of_usage_by_model_with_the_vendored_
 
 @pytest.mark.django_db
 def test_secrets_never_appear_in_admin_pages(staff, rows):
-    from accounts.config import config_save
+    from grok2api.config import config_save
 
     config_save(values={"app.api_key": "sk-config-secret-9876"})
-    for url in (reverse("admin:accounts_runtimeconfig_change", args=[1]),
-                reverse("admin:accounts_proxy_changelist"),
-                reverse("admin:accounts_proxy_change", args=[Proxy.objects.get().pk])):
+    for url in (reverse("admin:grok2api_runtimeconfig_change", args=[1]),
+                reverse("admin:grok2api_proxy_changelist"),
+                reverse("admin:grok2api_proxy_change", args=[Proxy.objects.get().pk])):
         html = staff.get(url).content.decode()
         assert "sk-config-secret" not in html and "secretpw" not in html, url
-    assert "••••••9876" in staff.get(reverse("admin:accounts_runtimeconfig_change", args=[1])).content.decode()
+    assert "••••••9876" in staff.get(reverse("admin:grok2api_runtimeconfig_change", args=[1])).content.decode()
 
 
 def _config_post(staff, **changes):
     """Submit the runtime config form as a browser would: every current initial value plus changes."""
-    url = reverse("admin:accounts_runtimeconfig_change", args=[1])
+    url = reverse("admin:grok2api_runtimeconfig_change", args=[1])
     form = staff.get(url).context["adminform"].form
     data = {}
     for name, field in form.fields.items():
@@ -167,7 +168,7 @@ def test_an_invalid_config_edit_is_refused_with_field_errors_and_nothing_saved(s
 @pytest.mark.django_db
 def test_environment_overrides_are_shown_read_only_with_their_source(staff, rows, monkeypatch):
     monkeypatch.setenv("GROK_CHAT_TIMEOUT", "33")
-    page = staff.get(reverse("admin:accounts_runtimeconfig_change", args=[1]))
+    page = staff.get(reverse("admin:grok2api_runtimeconfig_change", args=[1]))
     form = page.context["adminform"].form
     assert form.fields["chat__timeout"].disabled
     assert "Source: environment" in form.fields["chat__timeout"].help_text
@@ -226,10 +227,10 @@ def test_usage_is_read_only(staff, rows):
 @pytest.mark.django_db
 def test_a_proxy_url_is_validated_masked_and_kept_when_left_blank(staff, rows):
     proxy = Proxy.objects.get()
-    url = reverse("admin:accounts_proxy_change", args=[proxy.pk])
+    url = reverse("admin:grok2api_proxy_change", args=[proxy.pk])
     assert staff.post(url, {"url": "", "label": "renamed", "enabled": "on"}).status_code == 302
     proxy.refresh_from_db()
     assert proxy.url == "http://u:secretpw@10.0.0.9:3128" and proxy.label == "renamed"
-    bad = staff.post(reverse("admin:accounts_proxy_add"), {"url": "ftp://x", "label": "bad", "enabled": "on"})
+    bad = staff.post(reverse("admin:grok2api_proxy_add"), {"url": "ftp://x", "label": "bad", "enabled": "on"})
     assert bad.status_code == 200 and "url" in bad.context["adminform"].form.errors
-    assert "10.0.0.9:3128" in staff.get(reverse("admin:accounts_proxy_changelist")).content.decode()
+    assert "10.0.0.9:3128" in staff.get(reverse("admin:grok2api_proxy_changelist")).content.decode()

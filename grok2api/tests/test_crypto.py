@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from accounts.models import Account, Proxy
+from accounts.models import Account
+from grok2api.models import Proxy
 from grok2api import crypto
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzZXNzaW9uX2lkIjoiYWJjIn0.sig-0123456789wxyz"

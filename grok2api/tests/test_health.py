@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from accounts.models import OperatorAlert
+from grok2api.models import OperatorAlert
 
 
 @pytest.mark.django_db

@@ -12,7 +12,8 @@ import pytest
 from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from grok2api.metrics import metrics_multiproc_setup, metrics_render
+from grok2api.metrics import metrics_multiproc_setup
+from grok2api.metrics_view import metrics_render
 from grok2api.testing.fixtures import BASE_DIR
 
 TOKEN = "metrics-token-0123456789"

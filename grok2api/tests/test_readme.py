@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from accounts.config import defaults
+from grok2api.config import defaults
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 README = (BASE_DIR / "README.md").read_text()

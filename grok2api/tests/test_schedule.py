@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from accounts.config import config_save
+from grok2api.config import config_save
 from grok2api.models import Heartbeat
 from grok2api.schedule import (
     USAGE_PRUNE_NAME, USAGE_ROLLUP_NAME, WORKER_HEARTBEAT_NAME, ManagedScheduler, quota_refresh_name,

@@ -123,7 +123,7 @@ def bump_unique(*names: str) -> None:
     the server's poller (which compares with !=) would then miss the change. A random version
     cannot collide.
     """
-    from accounts.models import VersionStamp
+    from grok2api.models import VersionStamp
 
     for name in names:
         VersionStamp.objects.update_or_create(name=name, defaults={"version": secrets.randbelow(10**12) + 10})
@@ -184,7 +184,7 @@ class MediaEnv:
 
     def set_config(self, values: dict, *, probe=None) -> None:
         """Save runtime config overrides; `probe()` (truthy once the server applied them) is awaited."""
-        from accounts.config import config_save, defaults
+        from grok2api.config import config_save, defaults
 
         for key in values:
             self._saved.setdefault(key, defaults()[key])
@@ -195,7 +195,7 @@ class MediaEnv:
 
     def restore(self) -> None:
         if self._saved:
-            from accounts.config import config_save
+            from grok2api.config import config_save
 
             config_save(values=self._saved)
             bump_unique("config")

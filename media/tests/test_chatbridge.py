@@ -7,10 +7,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from accounts.config import config_save
+from grok2api.config import config_save
 from gateway.translate.assembler import ImagePiece
-from gateway.upstream.client import GrokClient
-from gateway.upstream.events import ImageResult
+from grokweb.client import GrokClient
+from grokweb.events import ImageResult
 from media import cache
 from media.chatbridge import media_chat_urls
 from media.tests.e2e import image_ok

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.attachments import attachment_max_bytes
-from gateway.errors import InvalidRequest, ModelNotFound
+from media.attachments import attachment_max_bytes
+from grokweb.errors import InvalidRequest, ModelNotFound
 from media.params import (
     image_edit_params,
     image_generation_params,

@@ -12,7 +12,7 @@ import pytest
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.config import config_save
+from grok2api.config import config_save
 from accounts.models import Account
 from grok2api.snapshots import stamp_bump
 from media import videos

@@ -12,7 +12,7 @@ import sys
 import pytest
 from django.conf import settings
 
-from accounts.config import config_save
+from grok2api.config import config_save
 from accounts.models import Account
 from grok2api.snapshots import stamp_bump
 from grok2api.testing.fixtures import BASE_DIR, database_env

@@ -67,7 +67,8 @@ def _seed_accounts() -> None:
     (a flush reset the table, so an ordinary bump could land on the version it already has)."""
     from django.db import transaction
 
-    from accounts.models import Account, VersionStamp
+    from accounts.models import Account
+    from grok2api.models import VersionStamp
 
     with transaction.atomic():
         for token, pool in ACCOUNTS:
@@ -554,7 +555,7 @@ def test_every_page_runs_under_the_csp_without_a_violation(page, gateway, django
     page.click("input[type=submit]")
     expect(page).to_have_url(re.compile(r"/admin/$"))
     for path in ("/admin/", "/admin/accounts/account/", f"/admin/accounts/account/{account.pk}/change/",
-                 "/admin/accounts/account/import/", "/admin/accounts/runtimeconfig/", "/admin/gateway/apikey/add/",
+                 "/admin/accounts/account/import/", "/admin/grok2api/runtimeconfig/", "/admin/gateway/apikey/add/",
                  "/admin/media/cachedmedia/", "/admin/auth/user/", "/admin/django_celery_beat/periodictask/add/"):
         response = page.goto(path)
         assert response.status == 200, path

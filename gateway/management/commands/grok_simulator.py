@@ -10,8 +10,8 @@ import json
 import uvicorn
 from django.core.management.base import BaseCommand, CommandError
 
-from gateway.upstream.simulator import EXAMPLE_TOKENS, Simulator
-from gateway.upstream.simulator.server import bind_socket, uvicorn_config
+from grokweb.simulator import EXAMPLE_TOKENS, Simulator
+from grokweb.simulator.server import bind_socket, uvicorn_config
 
 
 class Command(BaseCommand):

@@ -34,7 +34,7 @@ def bump(name: str) -> None:
     Transactional tests truncate VersionStamp between tests, so plain stamp_bump() restarts at 1
     and the server's poller (which compares versions) could miss a change that lands on the same
     number the previous test ended with."""
-    from accounts.models import VersionStamp
+    from grok2api.models import VersionStamp
 
     stamp_bump(name)
     VersionStamp.objects.filter(name=name).update(version=time.time_ns() // 1000)
@@ -123,7 +123,7 @@ class Env:
 
     def set_config(self, values: dict) -> None:
         """Save runtime config in the test DB; the server reloads it through its snapshot poller."""
-        from accounts.config import config_save
+        from grok2api.config import config_save
 
         config_save(values=values)
         bump("config")

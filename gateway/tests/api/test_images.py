@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.attachments import DEFAULT_ATTACHMENT_MAX_BYTES
+from media.attachments import DEFAULT_ATTACHMENT_MAX_BYTES
 from media.tests.e2e import image_ok, media_gateway, menv, tiny_png, wait_until  # noqa: F401
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,7 +50,7 @@ def test_it_returns_local_urls_built_from_app_url_that_download(menv, model, tie
 
 
 def test_without_app_url_it_returns_upstream_urls_and_alerts_the_operator(menv):
-    from accounts.models import AlertKind, OperatorAlert
+    from grok2api.models import AlertKind, OperatorAlert
 
     menv.account("basic", "noapp")
     menv.ready("grok-imagine-image-lite")

@@ -6,7 +6,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from gateway.upstream import events as ev
+from grokweb import events as ev
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

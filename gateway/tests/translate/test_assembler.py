@@ -89,7 +89,7 @@ def test_it_uses_service_supplied_local_urls_for_local_and_base64_formats():
 
 
 def test_it_formats_videos_as_html_when_asked():
-    from gateway.upstream.events import Completed, VideoProgress, VideoResult
+    from grokweb.events import Completed, VideoProgress, VideoResult
 
     asm = TurnAssembler(video_format="grok_html")
     pieces = asm.feed(VideoProgress("v1", 37))
@@ -110,7 +110,7 @@ def test_finish_is_idempotent():
 
 
 def _forced(choice: ToolChoice, tokens: list[str]):
-    from gateway.upstream.events import AnswerDelta
+    from grokweb.events import AnswerDelta
 
     tools = [ToolSpec("get_weather", "", {}), ToolSpec("get_time", "", {})]
     asm = TurnAssembler(tools=tools, tool_choice=choice, ids=Ids())
@@ -121,7 +121,7 @@ def _forced(choice: ToolChoice, tokens: list[str]):
 
 
 def test_a_required_tool_choice_never_presents_text_as_the_answer():
-    from gateway.errors import ToolCallMissing
+    from grokweb.errors import ToolCallMissing
 
     asm, pieces = _forced(ToolChoice("required"), ["Hello ", "there, no tools today."])
     assert pieces == [] and asm.holding
@@ -131,7 +131,7 @@ def test_a_required_tool_choice_never_presents_text_as_the_answer():
 
 
 def test_a_named_tool_choice_drops_calls_to_other_tools():
-    from gateway.errors import ToolCallMissing
+    from grokweb.errors import ToolCallMissing
 
     xml = '<tool_calls><tool_call><tool_name>get_time</tool_name><parameters>{"zone":"UTC"}</parameters></tool_call></tool_calls>'
     asm, pieces = _forced(ToolChoice("function", "get_weather"), [xml])

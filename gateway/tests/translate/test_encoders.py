@@ -19,12 +19,12 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from gateway.errors import RateLimited
+from grokweb.errors import RateLimited
 from gateway.translate import anthropic, openai_chat, responses
 from gateway.translate.assembler import TurnAssembler
 from gateway.translate.common import ToolChoice, ToolSpec
 from gateway.translate.tokens import count_tokens
-from gateway.upstream.errors import UpstreamError, UpstreamKind
+from grokweb.classify import UpstreamError, UpstreamKind
 from gateway.tests.translate.helpers import Ids, events_of, fixture_names, load, sse_frames
 
 STREAMS = fixture_names("chat_stream")

@@ -7,7 +7,7 @@ from gateway.translate import anthropic, openai_chat, responses
 from gateway.translate.assembler import TextPiece, TurnAssembler
 from gateway.translate.limits import OutputLimit
 from gateway.translate.tokens import count_tokens, usage_for
-from gateway.upstream.events import AnswerDelta, ThinkingDelta
+from grokweb.events import AnswerDelta, ThinkingDelta
 
 ANSWER = "The quick brown fox jumps over the lazy dog. Then it sleeps under the old oak tree until dawn."
 

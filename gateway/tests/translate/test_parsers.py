@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from gateway.errors import InvalidRequest
+from grokweb.errors import InvalidRequest
 from gateway.translate import anthropic, openai_chat, responses
 from gateway.translate.common import ToolChoice, ToolSpec, flatten
 from gateway.translate.tools import tool_prompt

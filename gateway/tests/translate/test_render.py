@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from gateway.translate.assembler import TurnAssembler
 from gateway.translate.render import RenderCleaner
-from gateway.upstream.events import AnswerDelta, Card, Completed, SearchResults, SearchSource
+from grokweb.events import AnswerDelta, Card, Completed, SearchResults, SearchSource
 from gateway.tests.translate.helpers import events_of, load
 
 CITE = ('<grok:render card_id="05a0cb" card_type="citation_card" type="render_inline_citation">'

@@ -10,7 +10,7 @@ import pytest
 
 from gateway.translate import anthropic, openai_chat, responses
 from gateway.translate.assembler import TextPiece
-from gateway.upstream.errors import UpstreamError, UpstreamKind
+from grokweb.classify import UpstreamError, UpstreamKind
 from gateway.tests.translate.test_encoders import stream_through
 from gateway.tests.translate.helpers import load
 

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from gateway.errors import InvalidRequest, StructuredOutputInvalid, ToolCallMissing
+from grokweb.errors import InvalidRequest, StructuredOutputInvalid, ToolCallMissing
 from gateway.translate import openai_chat, responses
 from gateway.translate.assembler import ReasoningPiece, TextPiece, ToolCallsPiece, TurnAssembler
 from gateway.translate.common import ToolChoice, ToolSpec, flatten
 from gateway.translate.structured import SCHEMA_LINE, format_parse, format_prompt, structured_answer
 from gateway.tests.translate.helpers import Ids, events_of, load
-from gateway.upstream.events import AnswerDelta, Completed
-from gateway.upstream.simulator import content
+from grokweb.events import AnswerDelta, Completed
+from grokweb.simulator import content
 
 EXTRACTION = load("structured_answer__extraction")
 BAD = load("structured_request__bad_inputs")
@@ -188,7 +188,7 @@ def test_cut_at_max_tokens_the_unfinished_json_is_shown_with_length():
 def test_sources_and_citations_do_not_break_the_json():
     fmt = _fmt({"type": "json_object"})
     asm = TurnAssembler(output_format=fmt, show_search_sources=True)
-    from gateway.upstream.events import SearchResults, SearchSource
+    from grokweb.events import SearchResults, SearchSource
 
     asm.feed(SearchResults(sources=(SearchSource(url="https://example.com/", title="Ex", type="web"),)))
     asm.feed(AnswerDelta('{"a": 1}'))

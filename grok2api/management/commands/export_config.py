@@ -4,7 +4,7 @@ Defaults plus the database (not GROK_* overrides, which belong to the deployment
 (`app.api_key`, clearance cookies, proxy URLs, ...) are masked to their last 4 characters
 unless --include-secrets; `import_config` keeps the current value for a masked secret.
 """
-from accounts.config import config_export
+from grok2api.config import config_export
 from grok2api.management.base import DatabaseCommand
 
 

@@ -79,7 +79,7 @@ def allowed_hosts_extend() -> list[str]:
     app.app_url (the public address clients use). app.app_url is runtime config, read here once:
     after changing it, restart serve (or set ALLOWED_HOSTS). The workers read the list from the
     environment, so it is put there too."""
-    from accounts.config import config
+    from grok2api.config import config
 
     if os.environ.get("ALLOWED_HOSTS", "").strip():
         return settings.ALLOWED_HOSTS
@@ -159,7 +159,7 @@ class Command(BaseCommand):
         sys.exit(self.run(host=host, port=port, workers=workers, embedded_worker=embedded))
 
     def prepare(self, *, verbosity: int) -> None:
-        from accounts.config import config_seed
+        from grok2api.config import config_seed
         from grok2api.bootstrap import admin_ensure
 
         call_command("migrate", interactive=False, verbosity=max(0, verbosity - 1))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from ninja import Router
 
-from gateway.auth import authenticate
+from gateway.auth import OPEN, authenticate
 from gateway.schemas.answers import OpenAIError
 from media.files import media_file_get
 from media.ranges import file_response
@@ -26,7 +26,9 @@ _ANSWERS = {"response": {200: None, (400, 403, 404, 416, 500): OpenAIError},
 
 
 def _serve(request: HttpRequest, media_type: str, media_id: str, sig: str):
-    found = media_file_get(media_type=media_type, media_id=media_id, sig=sig, principal=authenticate(request))
+    principal = authenticate(request)
+    found = media_file_get(media_type=media_type, media_id=media_id, sig=sig, principal=principal,
+                           open_api=principal is OPEN)
     return file_response(request, found, allow_range=(media_type == "video"))
 
 

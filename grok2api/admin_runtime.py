@@ -20,7 +20,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.config import (
+from grok2api.config import (
     CHOICES,
     SECRET_KEYS,
     config,
@@ -35,7 +35,7 @@ from accounts.config import (
     mask_url,
     mask_value,
 )
-from accounts.models import OperatorAlert, Proxy, RuntimeConfig
+from grok2api.models import OperatorAlert, Proxy, RuntimeConfig
 from grok2api.snapshots import stamp_bump
 
 CLEAR_SUFFIX = "__clear"
@@ -125,7 +125,7 @@ def _field_for(key: str, default: Any, current: Any, source: str, env_value: Any
 
 
 def runtime_config_form() -> type[forms.ModelForm]:
-    from accounts.config import config
+    from grok2api.config import config
 
     saved = config_saved()
     env = env_overrides()
@@ -150,7 +150,7 @@ class RuntimeConfigAdmin(admin.ModelAdmin):
     def changelist_view(self, request, extra_context=None):
         # A singleton: the list is the one form.
         config_seed()
-        return HttpResponseRedirect(reverse("admin:accounts_runtimeconfig_change", args=[1]))
+        return HttpResponseRedirect(reverse("admin:grok2api_runtimeconfig_change", args=[1]))
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         if request.method == "GET":

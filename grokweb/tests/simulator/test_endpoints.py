@@ -9,7 +9,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from gateway.upstream.simulator import media
+from grokweb.simulator import media
 
 from .helpers import CHAT, call, chat, lines, model_response
 

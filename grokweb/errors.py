@@ -4,11 +4,17 @@ Every failure a client can see is a GatewayError carrying HTTP status, an OpenAI
 a machine `code`, the offending `param` and a human message. grok2api/api.py renders it once per
 API family: OpenAI envelope `{"error":{"message","type","param","code"}}` for /v1 OpenAI routes,
 Anthropic envelope `{"type":"error","error":{"type","message"}}` for /v1/messages.
-Upstream failures are UpstreamError (gateway/upstream/errors.py), a subclass with pool hints.
+Upstream failures are UpstreamError (grokweb/classify.py), a subclass with pool hints.
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
+
+# The id of the request being served, set by the gateway's request-id middleware
+# (gateway/requestid.py) in the request's task. It lives here, not there, because this package
+# imports nothing of the apps above it; outside a request it is None.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 class GatewayError(Exception):
@@ -41,10 +47,8 @@ class GatewayError(Exception):
 
     def client_message(self) -> str:
         """The message as the client sees it: with the request's id, so a report can be traced."""
-        from gateway.requestid import current_request_id
-
-        request_id = current_request_id()
-        return f"{self.message} (request id: {request_id})" if request_id else self.message
+        rid = request_id.get()
+        return f"{self.message} (request id: {rid})" if rid else self.message
 
     def openai_body(self) -> dict[str, Any]:
         return {"error": {"message": self.client_message(), "type": self.type, "param": self.param, "code": self.code}}

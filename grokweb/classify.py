@@ -27,7 +27,21 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import GatewayError
+from grokweb.errors import GatewayError
+
+
+def status_codes_parse(raw: Any) -> frozenset[int]:
+    """A status-code list as stored ("429,401,503" or [403]) -> a set; junk entries are skipped
+    (the saved value was validated; this must never fail on the request path). Here, beside the
+    classifier that reads `retry_on_codes`, so the client parses `retry.on_codes` itself."""
+    items = raw if isinstance(raw, (list, tuple)) else str(raw or "").replace(";", ",").split(",")
+    out = set()
+    for item in items:
+        try:
+            out.add(int(str(item).strip()))
+        except ValueError:
+            continue
+    return frozenset(out)
 
 
 class UpstreamKind(str, enum.Enum):

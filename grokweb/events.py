@@ -1,4 +1,4 @@
-"""The neutral event stream: what gateway/upstream/parse.py produces from grok.com's NDJSON chat
+"""The neutral event stream: what grokweb/parse.py produces from grok.com's NDJSON chat
 stream and what every translator in gateway/translate/ consumes.
 
 Events are plain frozen dataclasses (no Django, no httpx). Text is raw upstream text: answer

@@ -1,5 +1,6 @@
-"""transport.py: proxy URLs, egress choice and health feedback, pooled clients, credential-safe
-redirects — with a real origin server and a real HTTP forward proxy on 127.0.0.1."""
+"""transport.py: proxy URLs, pooled clients, credential-safe redirects — with a real origin server
+and a real HTTP forward proxy on 127.0.0.1. The egress pool (choice, health feedback, Proxy rows)
+is the core's: grok2api/tests/test_egress.py."""
 from __future__ import annotations
 
 import asyncio
@@ -10,31 +11,19 @@ from urllib.parse import parse_qsl
 import httpx2
 import pytest
 
-from gateway.tests.upstream._config import make_cfg
-from gateway.tests.upstream.rawservers import h2_server, self_signed_tls, serve
-from gateway.upstream.errors import UpstreamKind, classify_transport
-from gateway.upstream import transport
-from gateway.upstream.transport import (
-    DIRECT,
-    Egress,
-    EgressConfigError,
-    egress_candidates,
-    egress_choose,
-    egress_flush,
-    egress_report,
-    proxy_label,
-    proxy_url_normalize,
-    send_with_redirects,
-    upstream_client,
-    ws_connect,
-)
+from grokweb.tests._config import make_cfg
+from grokweb.tests.rawservers import h2_server, self_signed_tls, serve
+from grokweb.classify import UpstreamKind, classify_transport
+from grokweb import transport
+from grokweb.egress import DIRECT, Egress, EgressConfigError, egress_state_reset, proxy_label, proxy_url_normalize
+from grokweb.transport import send_with_redirects, upstream_client, ws_connect
 
 
 @pytest.fixture(autouse=True)
 def _fresh_egress_state():
-    transport._egress_reset_for_tests()
+    egress_state_reset()
     yield
-    transport._egress_reset_for_tests()
+    egress_state_reset()
 
 
 # --------------------------------------------------------------------------------------------
@@ -60,88 +49,6 @@ def test_bad_proxy_urls_are_rejected(raw):
 def test_proxy_labels_never_contain_credentials():
     assert proxy_label("socks5h://user:secret@10.0.0.1:1080") == "socks5h://10.0.0.1:1080"
     assert "secret" not in proxy_label("http://user:secret@proxy")
-
-
-# --------------------------------------------------------------------------------------------
-# egress choice
-
-
-def test_direct_mode_has_no_proxy():
-    assert egress_choose(cfg=make_cfg()) == DIRECT
-
-
-def test_single_proxy_mode_uses_the_configured_url():
-    cfg = make_cfg({"proxy.egress.mode": "single_proxy", "proxy.egress.proxy_url": "socks5://u:p@10.0.0.9:1080"})
-    egress = egress_choose(cfg=cfg)
-    assert egress.proxy_url == "socks5h://u:p@10.0.0.9:1080"
-    assert egress.label == "socks5h://10.0.0.9:1080"
-
-
-def test_single_proxy_mode_without_a_url_is_a_clear_error():
-    with pytest.raises(EgressConfigError) as info:
-        egress_choose(cfg=make_cfg({"proxy.egress.mode": "single_proxy"}))
-    assert "proxy.egress.proxy_url" in info.value.message
-
-
-def _pool_cfg(*urls):
-    return make_cfg({"proxy.egress.mode": "proxy_pool", "proxy.egress.proxy_pool": list(urls)})
-
-
-@pytest.mark.django_db
-def test_pool_is_sticky_until_a_failure_rotates_it():
-    cfg = _pool_cfg("http://p1:1", "http://p2:2", "http://p3:3")
-    transport.proxies_snapshot.refresh_now()
-    first = egress_choose(cfg=cfg)
-    assert first.proxy_url == "http://p1:1"
-    egress_report(egress=first, ok=True)
-    assert egress_choose(cfg=cfg) == first  # sticky
-    egress_report(egress=first, ok=False, error="connect refused")
-    second = egress_choose(cfg=cfg)
-    assert second.proxy_url == "http://p2:2"
-    assert egress_choose(cfg=cfg) == second
-
-
-@pytest.mark.django_db
-def test_a_proxy_failing_repeatedly_is_skipped_for_a_while():
-    cfg = _pool_cfg("http://p1:1", "http://p2:2")
-    transport.proxies_snapshot.refresh_now()
-    bad = Egress("http://p1:1", "p1")
-    for _ in range(transport.FAIL_STREAK_DOWN):
-        egress_report(egress=bad, ok=False)
-    choices = {egress_choose(cfg=cfg).proxy_url for _ in range(5)}
-    assert choices == {"http://p2:2"}
-
-
-@pytest.mark.django_db
-def test_pool_includes_enabled_proxy_rows_and_feeds_back_their_health():
-    from accounts.models import Proxy
-
-    row = Proxy.objects.create(url="socks5://user:pw@10.9.9.9:1080", label="office")
-    Proxy.objects.create(url="http://10.8.8.8:3128", label="disabled", enabled=False)
-    transport.proxies_snapshot.refresh_now()
-    cfg = _pool_cfg("http://p1:1")
-    candidates = egress_candidates(cfg=cfg)
-    assert [c.proxy_url for c in candidates] == ["http://p1:1", "socks5h://user:pw@10.9.9.9:1080"]
-    office = candidates[1]
-    assert office.proxy_id == row.pk and office.label == "office"
-
-    egress_report(egress=office, ok=True)
-    for _ in range(transport.FAIL_STREAK_DOWN):
-        egress_report(egress=office, ok=False, error="proxy refused")
-    row.refresh_from_db()
-    assert (row.success_count, row.fail_count) == (0, 0)  # nothing written on the request path
-    assert egress_flush() == 1
-    row.refresh_from_db()
-    assert (row.success_count, row.fail_count, row.healthy, row.last_error) == (1, 3, False, "proxy refused")
-    assert row.last_used_at is not None and row.last_fail_at is not None
-    assert egress_flush() == 0  # buffer drained
-
-
-@pytest.mark.django_db
-def test_empty_pool_is_a_clear_error():
-    transport.proxies_snapshot.refresh_now()
-    with pytest.raises(EgressConfigError):
-        egress_choose(cfg=_pool_cfg())
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,20 +327,6 @@ class ForwardProxy:
         await self.server.wait_closed()
 
 
-async def test_single_proxy_egress_really_routes_through_the_proxy(origin):
-    proxy = ForwardProxy()
-    proxy_url = await proxy.start()
-    try:
-        cfg = make_cfg({"proxy.egress.mode": "single_proxy", "proxy.egress.proxy_url": proxy_url})
-        egress = egress_choose(cfg=cfg)
-        client = await upstream_client(egress=egress, cfg=cfg)
-        response = await client.get(f"http://127.0.0.1:{origin}/hello")
-        assert response.text == "ok"
-        assert proxy.requests == [f"GET http://127.0.0.1:{origin}/hello"]
-    finally:
-        await proxy.stop()
-
-
 async def test_the_cookie_jar_never_replays_set_cookie(origin):
     client = await upstream_client(egress=DIRECT, cfg=make_cfg())
     await client.get(f"http://127.0.0.1:{origin}/set-cookie")
@@ -493,34 +386,3 @@ async def test_redirect_loops_are_capped(origin):
     with pytest.raises(transport.RedirectRefused):
         await send_with_redirects(client, client.build_request("GET", f"{base}/redirect?to={base}/redirect%3Fto%3D/x"),
                                   credentialed=lambda u: True, max_redirects=1)
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_a_failing_pool_proxy_is_classified_and_rotated_away(sim):
-    import socket
-
-    from gateway.tests.upstream._config import sim_cfg
-    from gateway.upstream.client import GrokClient
-    from gateway.upstream.errors import UpstreamError, UpstreamKind
-
-    dead = socket.socket()
-    dead.bind(("127.0.0.1", 0))
-    dead_url = f"http://127.0.0.1:{dead.getsockname()[1]}"
-    dead.close()  # nothing listens there any more
-    proxy = ForwardProxy()
-    live_url = await proxy.start()
-    try:
-        await asyncio.to_thread(transport.proxies_snapshot.refresh_now)
-        cfg = sim_cfg(sim, **{"proxy.egress.mode": "proxy_pool", "proxy.egress.proxy_pool": [dead_url, live_url]})
-        first = GrokClient(token="sim-super-a", cfg=cfg)
-        assert first.egress.proxy_url == dead_url
-        with pytest.raises(UpstreamError) as info:
-            await first.rate_limits(mode="auto")
-        assert info.value.kind is UpstreamKind.TRANSPORT and info.value.retry_elsewhere
-        second = GrokClient(token="sim-super-a", cfg=cfg)
-        assert second.egress.proxy_url == live_url
-        assert (await second.rate_limits(mode="auto"))["totalQueries"] == 50
-        assert proxy.requests == [f"POST {sim.url}/rest/rate-limits"]
-        assert GrokClient(token="sim-super-a", cfg=cfg).egress.proxy_url == live_url  # sticky again
-    finally:
-        await proxy.stop()

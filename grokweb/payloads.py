@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.errors import InvalidRequest
+from grokweb.errors import InvalidRequest
 
 CHAT_MODES = ("auto", "fast", "expert", "heavy", "grok-420-computer-use-sa")
 

@@ -1,4 +1,4 @@
-"""One attachment size cap (gateway/attachments.py, MAX_ATTACHMENT_MB) on every input path, end to end:
+"""One attachment size cap (media/attachments.py, MAX_ATTACHMENT_MB) on every input path, end to end:
 a live `serve` with MAX_ATTACHMENT_MB=1 and the simulator as grok.com, driven with the official SDKs
 and raw httpx. Inline data used to be bounded only by MAX_BODY_MB, fetched chat attachments by 20 MB
 and media inputs by 10 MB."""
@@ -158,8 +158,8 @@ def test_media_inputs_are_held_to_the_same_cap_as_files_and_data_uris(cenv):
 @pytest.mark.django_db(transaction=False)
 @pytest.mark.parametrize("size,ok", [(999, True), (1000, True), (1001, False)])
 def test_the_cap_applies_to_the_decoded_size_with_or_without_padding_and_whitespace(monkeypatch, size, ok):
-    from gateway import attachments
-    from gateway.errors import InvalidRequest
+    from media import attachments
+    from grokweb.errors import InvalidRequest
 
     monkeypatch.setattr(attachments, "_max_bytes", 1000)
     text = base64.b64encode(b"\x89" * size).decode()

@@ -9,10 +9,10 @@ import httpx2
 import pytest
 from PIL import Image
 
-from gateway.upstream.simulator import Simulator, media
-from gateway.upstream.simulator.chat import ChatContext, plan_chat
-from gateway.upstream.simulator.content import directive_text, parse_prompt, tool_calls_for, value_for
-from gateway.upstream.simulator.tokens import Scenario, TokenError, cookie_safe, parse_token
+from grokweb.simulator import Simulator, media
+from grokweb.simulator.chat import ChatContext, plan_chat
+from grokweb.simulator.content import directive_text, parse_prompt, tool_calls_for, value_for
+from grokweb.simulator.tokens import Scenario, TokenError, cookie_safe, parse_token
 
 COOKIE = {"Cookie": "sso=sim-super-mt; sso-rw=sim-super-mt"}
 

@@ -1,4 +1,4 @@
-"""Parser tests from fixture files (gateway/tests/upstream/fixtures/chat__<variant>.ndjson).
+"""Parser tests from fixture files (grokweb/tests/fixtures/chat__<variant>.ndjson).
 
 Every fixture is also fed in awkward chunk sizes (1, 7, 64 bytes and whole) and must yield the same
 events: bytes may split a line, a UTF-8 character or a JSON string anywhere.
@@ -12,8 +12,8 @@ import httpx2
 import orjson
 import pytest
 
-from gateway.upstream.errors import UpstreamError, UpstreamKind
-from gateway.upstream.events import (
+from grokweb.classify import UpstreamError, UpstreamKind
+from grokweb.events import (
     AnswerDelta,
     Card,
     Completed,
@@ -30,7 +30,7 @@ from gateway.upstream.events import (
     VideoProgress,
     VideoResult,
 )
-from gateway.upstream.parse import ChatStreamParser, iter_chat_events, split_objects
+from grokweb.parse import ChatStreamParser, iter_chat_events, split_objects
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ASSETS = "https://assets.sim.test"

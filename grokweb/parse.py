@@ -33,8 +33,8 @@ from typing import Any
 
 import orjson
 
-from gateway.upstream.errors import UpstreamError, UpstreamKind, classify_inband, classify_transport
-from gateway.upstream.events import (
+from grokweb.classify import UpstreamError, UpstreamKind, classify_inband, classify_transport
+from grokweb.events import (
     AnswerDelta,
     Card,
     Completed,

@@ -11,14 +11,10 @@ What it speaks:
   never followed implicitly; environment proxies are ignored (`trust_env=False`) so only the
   configured egress is used; the client's cookie jar stores nothing, so a `Set-Cookie` from one
   host can never ride along to another. Credentials are per-request headers chosen by
-  gateway/upstream/client.py.
-- Egress (`proxy.egress.mode`): `direct`, `single_proxy` (`proxy.egress.proxy_url`) or
-  `proxy_pool` (`proxy.egress.proxy_pool` plus enabled `accounts.Proxy` rows, read from the
-  "proxies" snapshot, never per request). HTTP(S) and SOCKS5 proxies; `socks5://` is normalised
-  to `socks5h://` (remote DNS) and `socks4://` to `socks4a://` (which httpx2 cannot speak: such a
-  proxy fails with an actionable error). Pool mode keeps a sticky cursor and advances it when a
-  call through the current proxy fails; outcomes are counted in memory and written to the Proxy
-  rows in batches off the request path (`egress_report` / `egress_flush`).
+  grokweb/core.py.
+- Egress: the client is built for one `Egress` (grokweb/egress.py: direct or one proxy URL);
+  which one, from the config and the proxy rows, is the core's choice (grok2api/egress.py).
+  `socks4a://` proxies, which httpx2 cannot speak, fail with an actionable error.
 - Untrusted fetches (`fetch_untrusted`, docs/upstream-protocol.md §3.5): client-supplied http(s) URLs are fetched by a
   separate credential-free client: the host is resolved once, every address is vetted (loopback,
   private, link-local, multicast, unspecified, reserved, CGNAT and cloud-metadata addresses are
@@ -49,276 +45,11 @@ from urllib.parse import quote, urlsplit
 
 import httpx2
 
-from gateway.errors import GatewayError
-from grok2api.snapshots import Snapshot
+from grokweb.egress import Egress, EgressConfigError, proxy_label
+from grokweb.errors import GatewayError
+from grokweb.host import settings_current
 
 log = logging.getLogger(__name__)
-
-# ---------------------------------------------------------------------------------------------
-# Egress
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Egress:
-    """Where upstream traffic leaves: `proxy_url` None = direct. `label` never contains credentials."""
-
-    proxy_url: str | None
-    label: str
-    proxy_id: int | None = None
-
-
-DIRECT = Egress(None, "direct", None)
-
-PROXY_SCHEMES = ("http", "https", "socks5h", "socks4a")
-
-
-class EgressConfigError(GatewayError):
-    """The configured egress cannot be used (bad proxy URL, unsupported proxy type)."""
-
-    status = 502
-    type = "upstream_error"
-    code = "egress_misconfigured"
-
-
-def proxy_url_normalize(url: str) -> str:
-    """Validate a proxy URL and normalise SOCKS URLs to their remote-DNS forms.
-
-    `socks5://` and `socks://` → `socks5h://`; `socks4://` → `socks4a://`. Raises ValueError with
-    a one-line reason for anything else than http, https, socks5(h), socks4(a).
-    """
-    text = (url or "").strip()
-    if "://" not in text:
-        raise ValueError(f"proxy URL needs a scheme (http://, https://, socks5://): {proxy_label(text)!r}")
-    scheme, rest = text.split("://", 1)
-    scheme = scheme.lower()
-    scheme = {"socks5": "socks5h", "socks": "socks5h", "socks4": "socks4a"}.get(scheme, scheme)
-    if scheme not in PROXY_SCHEMES:
-        raise ValueError(f"unsupported proxy scheme {scheme!r} (use http, https or socks5)")
-    parts = urlsplit(f"{scheme}://{rest}")
-    if not parts.hostname:
-        raise ValueError("proxy URL has no host")
-    try:
-        parts.port
-    except ValueError:
-        raise ValueError("proxy URL has an invalid port") from None
-    return f"{scheme}://{rest}"
-
-
-def proxy_label(url: str) -> str:
-    """scheme://host:port of a proxy URL, credentials removed (safe to log and show)."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-        return f"{parts.scheme}://{host}{port}" if parts.scheme else host
-    except ValueError:
-        return "<invalid proxy url>"
-
-
-@dataclass(frozen=True, slots=True)
-class _ProxyRow:
-    id: int
-    url: str
-    label: str
-    healthy: bool
-
-
-def _load_proxies() -> tuple[_ProxyRow, ...]:
-    from accounts.models import Proxy
-
-    rows = []
-    for proxy in Proxy.objects.filter(enabled=True).order_by("id"):
-        try:
-            url = proxy_url_normalize(proxy.url)
-        except ValueError as exc:
-            log.warning("proxy #%s skipped: %s", proxy.pk, exc)
-            continue
-        rows.append(_ProxyRow(proxy.pk, url, proxy.label or f"proxy #{proxy.pk} ({proxy_label(url)})", proxy.healthy))
-    return tuple(rows)
-
-
-# Writers of accounts.Proxy rows (admin) call grok2api.snapshots.stamp_bump("proxies").
-proxies_snapshot: Snapshot[tuple[_ProxyRow, ...]] = Snapshot("proxies", _load_proxies)
-
-FAIL_STREAK_DOWN = 3  # consecutive failures before a proxy is skipped for a while
-DOWN_SECONDS = 60.0
-
-
-@dataclass
-class _EgressState:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    cursor: int = 0
-    streak: dict[str, int] = field(default_factory=dict)
-    down_until: dict[str, float] = field(default_factory=dict)
-    # proxy_id -> [successes, failures, last_error, last_used_ts, last_fail_ts, healthy or None]
-    pending: dict[int, list[Any]] = field(default_factory=dict)
-
-
-_state = _EgressState()
-_flusher_started = False
-
-
-def _cfg(cfg: Any | None) -> Any:
-    if cfg is not None:
-        return cfg
-    from accounts.config import config
-
-    return config()
-
-
-def egress_candidates(*, cfg: Any | None = None) -> list[Egress]:
-    """Every egress the current config allows, in pool order."""
-    cfg = _cfg(cfg)
-    mode = cfg.get("proxy.egress.mode", "direct")
-    if mode == "single_proxy":
-        raw = (cfg.get("proxy.egress.proxy_url") or "").strip()
-        if not raw:
-            raise EgressConfigError("proxy.egress.mode is single_proxy but proxy.egress.proxy_url is empty.")
-        try:
-            url = proxy_url_normalize(raw)
-        except ValueError as exc:
-            raise EgressConfigError(f"proxy.egress.proxy_url: {exc}") from None
-        return [Egress(url, proxy_label(url))]
-    if mode == "proxy_pool":
-        out: list[Egress] = []
-        for raw in cfg.get("proxy.egress.proxy_pool") or []:
-            try:
-                url = proxy_url_normalize(str(raw))
-            except ValueError as exc:
-                log.warning("proxy.egress.proxy_pool entry skipped: %s", exc)
-                continue
-            out.append(Egress(url, proxy_label(url)))
-        seen = {e.proxy_url for e in out}
-        for row in proxies_snapshot.get():
-            if row.url not in seen:
-                out.append(Egress(row.url, row.label, row.id))
-                seen.add(row.url)
-        if not out:
-            raise EgressConfigError("proxy.egress.mode is proxy_pool but no proxy is configured or enabled.")
-        return out
-    return [DIRECT]
-
-
-def egress_choose(*, cfg: Any | None = None) -> Egress:
-    """The egress for the next upstream call: sticky per process, advanced by failures."""
-    candidates = egress_candidates(cfg=cfg)
-    if len(candidates) == 1:
-        return candidates[0]
-    unhealthy_rows = {row.id for row in proxies_snapshot.get() if not row.healthy}
-    now = time.monotonic()
-    with _state.lock:
-        n = len(candidates)
-        start = _state.cursor % n
-        fallback = None
-        for i in range(n):
-            egress = candidates[(start + i) % n]
-            if _state.down_until.get(egress.proxy_url or "", 0.0) > now:
-                continue
-            if egress.proxy_id in unhealthy_rows and _state.streak.get(egress.proxy_url or "", 0) == 0:
-                # marked unhealthy by an earlier run or another process: use it only as a last resort
-                fallback = fallback or egress
-                continue
-            _state.cursor = (start + i) % n
-            return egress
-        return fallback or candidates[start]
-
-
-def egress_report(*, egress: Egress, ok: bool, error: str = "") -> None:
-    """Feed back the outcome of one call through `egress` (memory only; DB writes are batched)."""
-    if egress.proxy_url is None:
-        return
-    key = egress.proxy_url
-    now = time.monotonic()
-    wall = time.time()
-    with _state.lock:
-        if ok:
-            _state.streak[key] = 0
-            _state.down_until.pop(key, None)
-        else:
-            streak = _state.streak.get(key, 0) + 1
-            _state.streak[key] = streak
-            if streak >= FAIL_STREAK_DOWN:
-                _state.down_until[key] = now + DOWN_SECONDS
-            _state.cursor += 1  # sticky until it fails: rotate to the next proxy
-        if egress.proxy_id is not None:
-            entry = _state.pending.setdefault(egress.proxy_id, [0, 0, None, None, None, None])
-            if ok:
-                entry[0] += 1
-                entry[3] = wall
-                entry[5] = True
-            else:
-                entry[1] += 1
-                entry[2] = error[:300]
-                entry[4] = wall
-                if _state.streak[key] >= FAIL_STREAK_DOWN:
-                    entry[5] = False
-    if egress.proxy_id is not None:
-        _ensure_flusher()
-
-
-def egress_flush() -> int:
-    """Write the buffered proxy outcomes to the Proxy rows (sync; one UPDATE per proxy). Returns rows touched."""
-    from datetime import datetime, timezone as dt_tz
-
-    from django.db.models import F
-
-    from accounts.models import Proxy
-
-    with _state.lock:
-        pending, _state.pending = _state.pending, {}
-    touched = 0
-    for proxy_id, (ok_n, fail_n, last_error, used_ts, fail_ts, healthy) in pending.items():
-        values: dict[str, Any] = {}
-        if ok_n:
-            values["success_count"] = F("success_count") + ok_n
-        if fail_n:
-            values["fail_count"] = F("fail_count") + fail_n
-        if last_error is not None:
-            values["last_error"] = last_error
-        if used_ts is not None:
-            values["last_used_at"] = datetime.fromtimestamp(used_ts, dt_tz.utc)
-        if fail_ts is not None:
-            values["last_fail_at"] = datetime.fromtimestamp(fail_ts, dt_tz.utc)
-        if healthy is not None:
-            values["healthy"] = healthy
-        if values:
-            touched += Proxy.objects.filter(pk=proxy_id).update(**values)
-    return touched
-
-
-def _ensure_flusher() -> None:
-    global _flusher_started
-    if _flusher_started or os.environ.get("SNAPSHOT_POLLER", "1") == "0":
-        return  # tests (no background threads) call egress_flush() themselves
-    with _state.lock:
-        if _flusher_started:
-            return
-        _flusher_started = True
-    interval = float(os.environ.get("EGRESS_FLUSH_INTERVAL", "5"))
-
-    def run() -> None:
-        from django.db import close_old_connections
-
-        while True:
-            time.sleep(interval)
-            try:
-                egress_flush()
-            except Exception:
-                log.warning("proxy health flush failed", exc_info=True)
-            finally:
-                close_old_connections()
-
-    threading.Thread(target=run, name="egress-flush", daemon=True).start()
-
-
-def _egress_reset_for_tests() -> None:
-    with _state.lock:
-        _state.cursor = 0
-        _state.streak.clear()
-        _state.down_until.clear()
-        _state.pending.clear()
-
 
 # ---------------------------------------------------------------------------------------------
 # Pooled httpx2 clients
@@ -352,7 +83,7 @@ _clients_lock = threading.Lock()
 
 def _skip_verify(cfg: Any | None) -> bool:
     try:
-        return bool(_cfg(cfg).get("proxy.egress.skip_ssl_verify", False))
+        return bool(settings_current(cfg).get("proxy.egress.skip_ssl_verify", False))
     except Exception:
         return False
 
@@ -680,7 +411,7 @@ async def fetch_untrusted(
     empty = anything. `allowlist` defaults to `security.fetch_allowlist`. Raises FetchRefused.
     """
     if allowlist is None:
-        allowlist = _cfg(None).get("security.fetch_allowlist") or []
+        allowlist = settings_current(None).get("security.fetch_allowlist") or []
     allow = FetchAllowlist(allowlist)
     client = _pooled(("fetch",), _build_fetch_client)
     accept_header = ", ".join(a + "*" if a.endswith("/") else a for a in accept) or "*/*"
@@ -803,24 +534,14 @@ def quote_path(segment: str) -> str:
 
 
 __all__ = [
-    "DIRECT",
     "CREDENTIAL_HEADERS",
-    "Egress",
-    "EgressConfigError",
     "FetchAllowlist",
     "FetchRefused",
     "Fetched",
     "RedirectRefused",
     "address_refusal",
     "deadline",
-    "egress_candidates",
-    "egress_choose",
-    "egress_flush",
-    "egress_report",
     "fetch_untrusted",
-    "proxy_label",
-    "proxy_url_normalize",
-    "proxies_snapshot",
     "send_with_redirects",
     "transport_aclose",
     "upstream_client",

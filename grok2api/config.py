@@ -199,19 +199,6 @@ def _status_codes(key: str, items: list[Any]) -> list[int]:
     return out
 
 
-def status_codes_parse(raw: Any) -> frozenset[int]:
-    """A status-code list as stored ("429,401,503" or [403]) -> a set; junk entries are skipped
-    (the saved value was validated; this must never fail on the request path)."""
-    items = raw if isinstance(raw, (list, tuple)) else str(raw or "").replace(";", ",").split(",")
-    out = set()
-    for item in items:
-        try:
-            out.add(int(str(item).strip()))
-        except ValueError:
-            continue
-    return frozenset(out)
-
-
 def coerce(key: str, value: Any) -> Any:
     """Convert `value` (from TOML, JSON, admin form or env text) to the type of the key's default.
 
@@ -396,7 +383,7 @@ def build_view(saved: dict[str, Any]) -> ConfigView:
 
 
 def _load() -> ConfigView:
-    from accounts.models import RuntimeConfig
+    from grok2api.models import RuntimeConfig
 
     row = RuntimeConfig.objects.filter(pk=1).first()
     return build_view(row.data if row else {})
@@ -433,7 +420,7 @@ def config_validate(flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str
 
 def config_saved() -> dict[str, Any]:
     """The saved config (defaults filled in), flat and coerced; read from the database."""
-    from accounts.models import RuntimeConfig
+    from grok2api.models import RuntimeConfig
 
     row = RuntimeConfig.objects.filter(pk=1).first()
     out = dict(defaults())
@@ -445,7 +432,7 @@ def config_seed() -> bool:
     """Create the RuntimeConfig row from config.defaults.toml if it does not exist (first start)."""
     from django.db import transaction
 
-    from accounts.models import RuntimeConfig
+    from grok2api.models import RuntimeConfig
 
     with transaction.atomic():
         _, created = RuntimeConfig.objects.get_or_create(pk=1, defaults={"data": unflatten({k: _seal(k, v) for k, v in defaults().items()})})
@@ -459,7 +446,7 @@ def config_save(*, values: dict[str, Any]) -> None:
     config, and bump the stamp, atomically: every process sees it within a poll interval."""
     from django.db import transaction
 
-    from accounts.models import RuntimeConfig
+    from grok2api.models import RuntimeConfig
 
     clean, errors = config_validate(values)
     if errors:

@@ -4,7 +4,7 @@ An attachment is an image, document or audio clip given inline (`data:…;base64
 `data` fields of the three chat families, data URIs in media form fields), as an http(s) URL the
 gateway fetches, or as a multipart file part (image edits, video references). All of them are held
 to `attachment_max_bytes()` — the `MAX_ATTACHMENT_MB` deployment variable (default 20), installed
-by GatewayConfig.ready() — and refused the same way: 400 `file_too_large` naming the parameter,
+by MediaConfig.ready() — and refused the same way: 400 `file_too_large` naming the parameter,
 in the caller's envelope. Inline base64 is refused from its length before anything is decoded
 when that length already proves the decoded bytes too big.
 
@@ -17,7 +17,7 @@ import base64
 import binascii
 from typing import Any
 
-from gateway.errors import GatewayError, InvalidRequest
+from grokweb.errors import GatewayError, InvalidRequest
 
 DEFAULT_ATTACHMENT_MAX_BYTES = 20 * 1024 * 1024
 _max_bytes = DEFAULT_ATTACHMENT_MAX_BYTES
@@ -28,7 +28,7 @@ def attachment_max_bytes() -> int:
 
 
 def attachment_max_bytes_set(*, max_bytes: int) -> None:
-    """Install the deployment's cap (GatewayConfig.ready(), from settings.MAX_ATTACHMENT_BYTES)."""
+    """Install the deployment's cap (MediaConfig.ready(), from settings.MAX_ATTACHMENT_BYTES)."""
     global _max_bytes
     _max_bytes = int(max_bytes)
 
@@ -65,7 +65,7 @@ def attachment_base64_decode(*, text: str, param: str | None) -> bytes:
 
 async def attachment_fetch(*, url: str, param: str | None, accept: tuple[str, ...]) -> Any:
     """Fetch a client-supplied URL (credential-free, SSRF-guarded) under the cap; errors name `param`."""
-    from gateway.upstream.transport import fetch_untrusted
+    from grokweb.transport import fetch_untrusted
 
     try:
         return await fetch_untrusted(url, max_bytes=attachment_max_bytes(), accept=accept)

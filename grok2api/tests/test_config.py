@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.core.management.base import CommandError
 
-from accounts.config import (
+from grok2api.config import (
     ConfigError,
     coerce,
     config,
@@ -27,7 +27,7 @@ from accounts.config import (
     env_name,
     env_overrides,
 )
-from accounts.models import RuntimeConfig, VersionStamp
+from grok2api.models import RuntimeConfig, VersionStamp
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,7 @@ def test_it_applies_defaults_then_database_then_environment(monkeypatch):
     assert config().sources["chat.timeout"] == "database"
 
     monkeypatch.setenv("GROK_CHAT_TIMEOUT", "120")
-    from accounts.config import config_snapshot
+    from grok2api.config import config_snapshot
 
     config_snapshot().refresh_now()
     assert config_get("chat.timeout") == 120
@@ -234,7 +234,7 @@ def test_it_warns_about_imported_settings_that_do_nothing(tmp_path):
 def test_the_runtime_config_page_warns_about_settings_that_do_nothing(admin_client):
     config_seed()
     config_save(values={"proxy.clearance.cf_clearance": "legacy-clearance", "features.stream": True})
-    page = admin_client.get(reverse("admin:accounts_runtimeconfig_change", args=[1])).content.decode()
+    page = admin_client.get(reverse("admin:grok2api_runtimeconfig_change", args=[1])).content.decode()
     assert "Saved but without effect: proxy.clearance.cf_clearance is set but proxy.clearance.mode is &#x27;none&#x27;, so it is never sent" in page
     assert "features.stream = true has no effect" in page
 
@@ -307,7 +307,7 @@ WATCHER = """
 import os, sys, time
 import django
 django.setup()
-from accounts.config import config_get
+from grok2api.config import config_get
 print("ready", config_get("chat.timeout"), flush=True)
 last = None
 deadline = time.monotonic() + 30

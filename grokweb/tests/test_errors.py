@@ -1,6 +1,6 @@
 """Classification tests: one per row of the docs/upstream-protocol.md §11.2 catalogue / §11.3 procedure / §11.4 matrix.
 
-HTTP bodies come from gateway/tests/upstream/fixtures/http__<case>.{json,html}.
+HTTP bodies come from grokweb/tests/fixtures/http__<case>.{json,html}.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, Inv
 from websockets.frames import Close
 from websockets.http11 import Response
 
-from gateway.upstream.errors import (
+from grokweb.classify import (
     UpstreamError,
     UpstreamKind,
     classify_http,
