@@ -64,7 +64,7 @@ def test_every_post_operation_documents_its_body_security_and_errors(gateway_ser
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             label = f"{method.upper()} {path}"
-            if method == "post":
+            if method == "post" and not path.endswith("/cancel"):  # cancel takes no body, as OpenAI's
                 assert "requestBody" in operation, label
             if path.startswith("/v1/files/"):
                 continue  # signed media links: no API key (gateway/api/files.py)

@@ -214,10 +214,10 @@ def test_the_depth_cap_comes_before_the_schema(http):
 
 
 def test_unknown_parameters_pass_the_schema_and_keep_the_translators_wording(http):
-    body = {"model": "grok-4.20-fast", "input": "hi", "background": True}
+    body = {"model": "grok-4.20-fast", "input": "hi", "conversation": "conv_1"}
     expected = _translator_error(lambda: _parse(responses)(body))
     r = http.post("/v1/responses", json=body)
-    assert r.status_code == 400 and r.json()["error"]["param"] == "background"
+    assert r.status_code == 400 and r.json()["error"]["param"] == "conversation"
     assert r.json()["error"]["message"].startswith(expected.message)
 
 
