@@ -5,7 +5,7 @@ Messages "anthropic") share this module; their wire formats live in gateway/tran
 
 Flow of `chat_run` (docs/upstream-protocol.md §11.4, architecture §1/§4):
 1. Resolve the model (404 unknown, 403 outside the key's allow-list); image/video ids go to
-   media/chatbridge.py (`_media_dispatch`).
+   gateway/media_chat.py (`_media_dispatch`).
 2. Client-supplied attachment URLs are fetched ONCE, credential-free and SSRF-guarded
    (transport.fetch_untrusted), before any account is leased.
 3. Attempts (accounts/attempt.py `account_attempt`): lease an account (pool order, fallback)
@@ -60,7 +60,7 @@ from grokweb.client import GrokClient
 from grokweb.events import AnswerDelta, ThinkingDelta
 from gateway.usage import UsageEntry, usage_record
 from grok2api import crypto
-from media.chatbridge import media_chat_pieces, media_chat_result, media_chat_urls
+from gateway.media_chat import media_chat_pieces, media_chat_result, media_chat_urls
 from media.common import media_ledger
 
 log = logging.getLogger(__name__)
@@ -357,7 +357,7 @@ async def _abandon(attempt: _Attempt, exc: BaseException) -> None:
 
 async def _finish(assembler, attempt: _Attempt) -> list:
     """assembler.finish(), first turning in-chat images/videos into local links or data URIs when
-    features.image_format / video_format ask for it (media/chatbridge.py downloads them with the
+    features.image_format / video_format ask for it (gateway/media_chat.py downloads them with the
     account that produced them). A failed download falls back to the upstream URL."""
     res = assembler.result
     media: dict[str, str] = {}
@@ -537,7 +537,7 @@ def _sse_response(body) -> StreamingHttpResponse:
 
 
 async def _media_dispatch(*, req, spec: ModelSpec, family: str, principal):
-    """Image, image-edit and video model ids through a chat endpoint: media/chatbridge.py produces
+    """Image, image-edit and video model ids through a chat endpoint: gateway/media_chat.py produces
     the turn as pieces (progress as reasoning, the result as text), rendered here like any chat
     turn. Validation and failures before the first piece are HTTP errors; later ones the family's
     mid-stream error event. One ledger row per request (media.common.media_ledger)."""

@@ -85,6 +85,12 @@ def usage_record(*, entry: UsageEntry) -> None:
         _wake.set()
 
 
+
+def media_usage_record(sender=None, signal=None, **fields) -> None:
+    """The receiver of media/common.py's media_request_finished: one ledger row per media request."""
+    usage_record(entry=UsageEntry(**fields))
+
+
 def usage_pending() -> int:
     return len(_buffer)
 

@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from asgiref.sync import sync_to_async
 from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
 from grok2api.config import config
@@ -25,7 +26,6 @@ from grok2api.models import AlertKind, OperatorAlert
 from grokweb.errors import GatewayError, InternalError, PermissionDenied
 from grokweb.registry import ModelSpec
 from grokweb.classify import UpstreamError, UpstreamKind
-from gateway import usage
 from media import cache
 
 log = logging.getLogger(__name__)
@@ -128,20 +128,27 @@ class Served:
         return self.started
 
 
+# Sent once per media request as it ends (kwargs: endpoint, model, stream, api_key_id, api_key_label,
+# duration_ms, status, error_code). The usage ledger is the API's (gateway/usage.py, a layer above
+# media), so the gateway connects its writer here at start-up (gateway/apps.py) instead of media
+# importing it.
+media_request_finished = Signal()
+
+
 def media_ledger(*, endpoint: str, model: str, principal: Any, t0: float, error: BaseException | None, stream: bool = False) -> None:
-    """One usage-ledger row per media request (queued in memory, batched by gateway/usage.py)."""
+    """One usage-ledger row per media request (media_request_finished → gateway/usage.py, batched there)."""
     try:
         status = "ok" if error is None else ("cancelled" if isinstance(error, asyncio.CancelledError) else "error")
         code = ""
         if isinstance(error, GatewayError):
             code = (error.code or error.type or "")[:60]
-        usage.usage_record(entry=usage.UsageEntry(
-            endpoint=endpoint, model=model, stream=stream, api_key_id=getattr(principal, "key_id", None),
+        media_request_finished.send(
+            sender=None, endpoint=endpoint, model=model, stream=stream, api_key_id=getattr(principal, "key_id", None),
             api_key_label=getattr(principal, "label", "") or "", duration_ms=int((time.monotonic() - t0) * 1000),
             status=status, error_code=code,
-        ))
+        )
     except Exception:
-        log.debug("usage ledger entry failed", exc_info=True)
+        log.warning("usage ledger entry of a media request failed", exc_info=True)
 
 
 def chat_flags() -> dict[str, Any]:

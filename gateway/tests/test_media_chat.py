@@ -12,7 +12,7 @@ from gateway.translate.assembler import ImagePiece
 from grokweb.client import GrokClient
 from grokweb.events import ImageResult
 from media import cache
-from media.chatbridge import media_chat_urls
+from gateway.media_chat import media_chat_urls
 from media.tests.e2e import image_ok
 
 
