@@ -63,8 +63,8 @@ def heartbeat_warnings(*, now: datetime | None = None) -> list[str]:
     worker, beat = seen["worker"], seen["beat"]
     if worker["stale"]:
         since = "has been seen yet" if worker["age"] is None else f"seen for {worker['age']} s (last: {worker['host']})"
-        warnings.append(f"no Celery worker {since} — {START_WORKER}; until then video jobs stay queued and "
-                        "scheduled maintenance does not run")
+        warnings.append(f"no Celery worker {since} — {START_WORKER}; until then video jobs and background "
+                        "responses stay queued and scheduled maintenance does not run")
     if beat["stale"]:
         since = "has been seen yet" if beat["age"] is None else f"seen for {beat['age']} s (last: {beat['host']})"
         warnings.append(f"no Celery beat {since} — {START_BEAT}; until then quotas are not refreshed on schedule "

@@ -31,7 +31,7 @@ def test_readyz_stays_200_and_names_what_to_start_when_no_worker_or_beat_was_eve
     assert response.status_code == 200 and response.json()["status"] == "ok"
     worker, beat = _celery(response.json()["details"]["warnings"])
     assert worker.startswith("no Celery worker has been seen yet — start `celery -A grok2api worker`")
-    assert "unless --no-worker" in worker and "video jobs stay queued" in worker
+    assert "unless --no-worker" in worker and "video jobs and background responses stay queued" in worker
     assert beat.startswith("no Celery beat has been seen yet — start `celery -A grok2api beat`")
 
 
