@@ -450,21 +450,29 @@ async def _run_complete(ctx: _Ctx) -> dict:
 
 
 def _echo_of(ctx: _Ctx) -> dict:
+    return _echo(family=ctx.family, req=ctx.req)
+
+
+def _echo(*, family: str, req) -> dict:
     """The Responses encoders echo the request's settings in every response object, and seal
     reasoning for include=["reasoning.encrypted_content"] with the at-rest cipher."""
-    return {"request": ctx.req, "seal": crypto.encrypt} if ctx.family == "responses" else {}
+    return {"request": req, "seal": crypto.encrypt} if family == "responses" else {}
 
 
 async def _keep(ctx: _Ctx, obj: dict | None) -> None:
+    await _store(family=ctx.family, req=ctx.req, principal=ctx.principal, obj=obj)
+
+
+async def _store(*, family: str, req, principal, obj: dict | None) -> None:
     """Store a finished Responses answer (`store`), once, before its last byte goes out — so a client
     that chains or fetches it right after the answer finds it. A failed write costs the chain, not
     the answer: it is logged."""
-    if ctx.family != "responses" or obj is None or not getattr(ctx.req, "store", False):
+    if family != "responses" or obj is None or not getattr(req, "store", False):
         return
     from gateway.stored_responses import response_store
 
     try:
-        await response_store(principal=ctx.principal, req=ctx.req, obj=obj)
+        await response_store(principal=principal, req=req, obj=obj)
     except Exception:
         log.exception("storing response %s failed", obj.get("id"))
 
@@ -557,7 +565,9 @@ async def _media_dispatch(*, req, spec: ModelSpec, family: str, principal):
             media_ledger(endpoint=endpoint, model=spec.id, principal=principal, t0=t0, error=exc)
             raise
         media_ledger(endpoint=endpoint, model=spec.id, principal=principal, t0=t0, error=None)
-        return mod.body(result=media_chat_result(got), model=req.model, prompt_tokens=ptokens)
+        obj = mod.body(result=media_chat_result(got), model=req.model, prompt_tokens=ptokens, **_echo(family=family, req=req))
+        await _store(family=family, req=req, principal=principal, obj=obj)
+        return obj
 
     # Hold the response until the first piece: validation errors stay HTTP errors.
     try:
@@ -567,7 +577,8 @@ async def _media_dispatch(*, req, spec: ModelSpec, family: str, principal):
     except BaseException as exc:
         media_ledger(endpoint=endpoint, model=spec.id, principal=principal, t0=t0, error=exc, stream=True)
         raise
-    encoder = mod.StreamEncoder(model=req.model, prompt_tokens=ptokens, include_usage=bool(getattr(req, "include_usage", False)))
+    encoder = mod.StreamEncoder(model=req.model, prompt_tokens=ptokens, include_usage=bool(getattr(req, "include_usage", False)),
+                                **_echo(family=family, req=req))
     seen = [first] if first is not None else []
 
     def feed(piece) -> list:
@@ -577,8 +588,8 @@ async def _media_dispatch(*, req, spec: ModelSpec, family: str, principal):
     async def finish() -> tuple[list, Any]:
         return [], media_chat_result(seen)
 
-    async def keep(_enc) -> None:
-        return None
+    async def keep(enc) -> None:
+        await _store(family=family, req=req, principal=principal, obj=getattr(enc, "final", None))
 
     async def on_end(status: str, error: GatewayError | None) -> None:
         failure = asyncio.CancelledError() if status == "cancelled" else error

@@ -173,3 +173,29 @@ def test_an_unusable_previous_response_id_is_openais_400_naming_it(env, case):
     # every error message ends with the request id (gateway/requestid.py)
     assert err.pop("message").startswith(f"Previous response with id '{rid}' not found. (request id: req_")
     assert err == {"type": "invalid_request_error", "param": "previous_response_id", "code": "previous_response_not_found"}
+
+
+IMAGE = "grok-imagine-image-lite"
+
+
+def test_an_image_models_response_echoes_the_request_and_is_stored(env):
+    env.account("basic", "simgr")
+    env.ready(IMAGE)
+    client = env.openai()
+    created = client.responses.create(stream=False, model=IMAGE, input="a red apple", metadata={"k": "v"})
+    raw = env.http().get(f"/v1/responses/{created.id}", headers={"Authorization": f"Bearer {env.key}"}).json()
+    Response.model_validate(raw, strict=True)
+    assert raw["metadata"] == {"k": "v"} and raw["store"] is True and raw["status"] == "completed"
+    assert client.responses.retrieve(created.id).model_dump() == created.model_dump()
+    follow = client.responses.create(stream=False, model=FAST, input="and a pear?", previous_response_id=created.id)
+    assert follow.previous_response_id == created.id
+
+
+def test_an_image_models_streamed_response_is_stored_when_its_stream_ends(env):
+    env.account("basic", "simgs")
+    env.ready(IMAGE)
+    events = _raw_events(env, {"model": IMAGE, "input": "a blue boat", "metadata": {"k": "s"}})
+    assert events[0]["type"] == "response.created" and events[0]["response"]["metadata"] == {"k": "s"}
+    final = events[-1]["response"]
+    got = env.openai().responses.retrieve(final["id"])
+    assert got.status == "completed" and got.output_text == final["output"][-1]["content"][0]["text"]
