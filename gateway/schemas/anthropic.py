@@ -28,14 +28,19 @@ class AnthropicMessage(Part):
 
 
 class AnthropicTool(Part):
-    type: Literal["custom"] | None = None
-    name: str
+    type: str | None = Field(None, description="custom (or absent) for a client tool; server tool types "
+                                               "(web_search_…, bash_…) are accepted and left out: Grok uses its own")
+    name: str | None = Field(None, description="required for a client tool")
     description: str | None = None
-    input_schema: dict[str, Any]
+    input_schema: dict[str, Any] | None = Field(None, description="required for a client tool")
+
+
+# The translator's own list, so the two cannot drift (Claude Code 2.1 sends "adaptive").
+ThinkingType = Literal[tuple(sorted(anthropic.THINKING_TYPES))]
 
 
 class Thinking(Part):
-    type: Literal["enabled", "disabled"]
+    type: ThinkingType
     budget_tokens: Annotated[int, Field(ge=1)] | None = None
 
 

@@ -22,7 +22,8 @@ class InputItem(Part):
 
 
 class ResponsesTool(Part):
-    type: Literal["function"]
+    type: str = Field(description="function; hosted tool types (web_search, file_search, …) are accepted and "
+                                  "left out: Grok searches the web by itself (Codex CLI sends them)")
     name: str | None = None
     description: str | None = None
     parameters: dict[str, Any] | None = None

@@ -161,6 +161,27 @@ def test_videos_schema_accepts_what_the_media_check_accepts(db, body):
 # --------------------------------------------------------------------------- through a live server
 
 
+# Shapes real agent clients send, which the translators accept: the schema must not refuse them
+# (each of these once did, and Claude Code and Codex CLI failed on their first request).
+REAL_CLIENT_BODIES = [
+    (MessageCreateRequest, _parse(anthropic),  # Claude Code 2.1: adaptive thinking, a server tool
+     {"model": "grok-4.20-fast", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}],
+      "thinking": {"type": "adaptive"},
+      "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 5},
+                {"name": "Bash", "description": "run", "input_schema": {"type": "object"}}]}),
+    (ResponseCreateRequest, _parse(responses),  # Codex CLI: hosted tools beside its functions
+     {"model": "grok-4.20-fast", "input": "hi",
+      "tools": [{"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+                {"type": "web_search"}, {"type": "local_shell"}]}),
+]
+
+
+@pytest.mark.parametrize("schema,translate,body", REAL_CLIENT_BODIES)
+def test_bodies_real_clients_send_pass_the_schema_as_they_pass_the_translator(schema, translate, body):
+    assert _outcome(lambda: translate(body)) is None
+    schema.model_validate(body)
+
+
 @pytest.fixture()
 def http(gateway_server):
     with httpx.Client(base_url=gateway_server.url, timeout=30,

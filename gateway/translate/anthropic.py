@@ -49,7 +49,7 @@ from gateway.translate.openai_chat import FUNCTION_NAME
 from gateway.translate.structured import TEXT, OutputFormat, format_parse
 from gateway.translate.tokens import anthropic_usage, prompt_tokens, usage_for
 
-_THINKING_TYPES = frozenset({"enabled", "disabled", "adaptive"})
+THINKING_TYPES = frozenset({"enabled", "disabled", "adaptive"})
 _ROLES = frozenset({"user", "assistant", "system"})
 MAX_STOP_SEQUENCES = 16  # our bound (Anthropic documents none); each sequence ≤ common.MAX_STOP_CHARS
 
@@ -327,7 +327,7 @@ def _parse(body: Any, *, default_stream: bool, default_thinking: bool, require_m
     thinking = opt_dict(body, "thinking", "thinking")
     if thinking is not None:
         kind = thinking.get("type")
-        if kind not in _THINKING_TYPES:
+        if kind not in THINKING_TYPES:
             raise InvalidRequest(f"Invalid value for 'thinking.type': '{kind}'. Use 'enabled' or 'disabled'.",
                                  param="thinking.type")
         opt_int(thinking, "budget_tokens", "thinking.budget_tokens", 1)
