@@ -37,19 +37,18 @@ import asyncio
 import logging
 import os
 import socket
-import threading
 import time
 from datetime import timedelta
 from typing import Any
 
 import orjson
 from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Max
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
+from grok2api.celery import task_enqueue
 from grok2api.config import config
 from grokweb.errors import GatewayError, InternalError, InvalidRequest
 from gateway.models import StoredResponse, StoredResponseEvent
@@ -109,24 +108,9 @@ async def response_background_create(*, req, body: dict[str, Any], principal) ->
 
 
 def response_background_enqueue(*, response_id: str) -> None:
-    """Hand the run to Celery. In eager mode (no worker) run it on a thread so the POST answers at once."""
-    if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
-        threading.Thread(target=_run_on_thread, args=(response_id,), name=f"bg-{response_id[-8:]}",
-                         daemon=True).start()
-        return
-    from gateway.tasks import response_background_run as task
-
-    task.delay(response_id)
-
-
-def _run_on_thread(response_id: str) -> None:
-    try:
-        response_background_run(response_id=response_id)
-    except Exception:
-        log.exception("background response %s crashed", response_id)
-    finally:
-        close_old_connections()
-        connection.close()
+    """Hand the run to Celery (in eager mode, to a thread, so the POST answers at once)."""
+    task_enqueue(name="gateway.response_background_run", args=(response_id,), what=f"background response {response_id}",
+                 run_eager=lambda: response_background_run(response_id=response_id))
 
 
 # --------------------------------------------------------------------------- run

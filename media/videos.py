@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -35,7 +34,7 @@ from grokweb.errors import Conflict, GatewayError, InternalError, InvalidRequest
 from grokweb.registry import model_get
 from grokweb.events import VideoProgress, VideoResult
 from grokweb.payloads import video_extension_payload, video_payload, video_segments
-from grok2api.celery import app as celery_app
+from grok2api.celery import task_enqueue
 from media import cache
 from media.common import (
     VIDEO_DOWNLOAD_MAX,
@@ -203,22 +202,9 @@ def video_job_create(*, principal: Any, params: VideoParams, references: list[Im
 
 
 def video_job_enqueue(*, job_id: str) -> None:
-    """Hand the job to Celery. In eager mode (no worker) run it on a thread so the POST answers at once."""
-    if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
-        threading.Thread(target=_run_guarded, args=(job_id,), name=f"video-{job_id[-8:]}", daemon=True).start()
-        return
-    # By name: media/tasks.py wraps this module, so importing it here would close a cycle.
-    celery_app.send_task("media.video_job_run", args=(job_id,))
-
-
-def _run_guarded(job_id: str) -> None:
-    try:
-        video_job_run(job_id=job_id)
-    except Exception:
-        log.exception("video job %s crashed", job_id)
-    finally:
-        close_old_connections()
-        connection.close()
+    """Hand the job to Celery (in eager mode, to a thread, so the POST answers at once)."""
+    task_enqueue(name="media.video_job_run", args=(job_id,), what=f"video job {job_id}",
+                 run_eager=lambda: video_job_run(job_id=job_id))
 
 
 def video_job_get(*, principal: Any, job_id: str) -> VideoJob:
