@@ -5,7 +5,8 @@
   vocabulary so the first request does not wait for them (`_warm`); a failing warm-up is reported
   as `lifespan.startup.failed`, which stops the server (and `serve` with it).
 - HTTP goes to Django's ASGI handler — /v1 (Ninja), admin, web pages, /healthz alike — behind the
-  request body cap (grok2api/bodylimit.py); /static/ goes to WhiteNoise (grok2api/staticfiles.py)
+  request body cap (grok2api/bodylimit.py), each request's sync parts on a kept thread
+  (grok2api/requestthreads.py); /static/ goes to WhiteNoise (grok2api/staticfiles.py)
   so Django's middleware chain stays async from end to end.
 - WebSockets go to Channels (webui).
 """
@@ -28,15 +29,18 @@ from django.conf import settings  # noqa: E402
 
 from grok2api import memory  # noqa: E402
 from grok2api.bodylimit import body_limit  # noqa: E402
+from grok2api.requestthreads import request_threads  # noqa: E402
 from gateway.sse import streams_cut_after  # noqa: E402
 from grok2api.staticfiles import static_app  # noqa: E402
 from webui.routing import websocket_urlpatterns  # noqa: E402
 
 STATIC_PREFIX, static = static_app()
 
+django_pooled = request_threads(django_asgi, size=settings.REQUEST_THREADS)
+
 router = ProtocolTypeRouter(
     {
-        "http": body_limit(django_asgi, limit=settings.MAX_BODY_BYTES),
+        "http": body_limit(django_pooled, limit=settings.MAX_BODY_BYTES),
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )
@@ -94,6 +98,8 @@ async def _lifespan(receive, send) -> None:
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             memory.stop()
+            if hasattr(django_pooled, "pool"):
+                django_pooled.pool.shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -131,6 +131,7 @@ SERVER_PORT = E.server_port
 SERVER_WORKERS = E.server_workers
 SERVER_MAX_CONNECTIONS = E.server_max_connections  # per worker; uvicorn answers 503 beyond it
 SERVER_HEAD_TIMEOUT_SECONDS = E.server_head_timeout_seconds  # a request head must arrive within this (grok2api/httpproto.py)
+REQUEST_THREADS = E.request_threads  # kept threads per worker for requests' sync parts (grok2api/requestthreads.py)
 SHUTDOWN_GRACE_SECONDS = E.shutdown_grace_seconds  # open streams at SIGTERM (gateway/sse.py)
 ALLOW_OPEN_API = E.allow_open_api  # serve: may /v1 run without a key on a non-loopback address?
 ADMIN_USERNAME = E.admin_username

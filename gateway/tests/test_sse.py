@@ -98,3 +98,28 @@ async def test_keepalive_frames_fill_the_gaps_of_a_stream_and_never_follow_its_e
     assert first_gap and set(first_gap) == {b": ka\n\n"} and 2 <= len(first_gap) <= 4
     assert second_gap and set(second_gap) == {b": ka\n\n"}
     assert bodies.index(b"data: 2\n\n") + 1 == bodies.index(b"data: 3\n\n")  # no frame between back-to-back parts
+
+
+async def test_the_reader_stays_at_most_read_ahead_items_ahead_and_a_close_then_closes_the_source():
+    from gateway.sse import READ_AHEAD
+
+    log: list = []
+    pulled: list = []
+
+    async def endless():
+        try:
+            n = 0
+            while True:
+                pulled.append(n)
+                yield n
+                n += 1
+        finally:
+            log.append("closed")
+
+    wrapper = with_keepalive(endless(), interval=10)
+    assert await wrapper.__anext__() == 0
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the reader run as far as it may
+    assert READ_AHEAD <= len(pulled) <= READ_AHEAD + 2
+    await wrapper.aclose()  # the reader is parked on a full buffer, not inside the source
+    assert log == ["closed"]
