@@ -100,8 +100,11 @@ def streams_cut_after(grace: float) -> None:
 READ_AHEAD = 32
 
 
-async def with_keepalive(source: AsyncIterator[T], *, interval: float) -> AsyncIterator[T | Any]:
+async def with_keepalive(source: AsyncIterator[T], *, interval: float, batches: bool = False) -> AsyncIterator[Any]:
     """Yield the items of `source`; yield KEEPALIVE whenever `interval` seconds pass without one.
+    With `batches`, yield lists instead: every item that has arrived by then, in order (never
+    empty), so a stream can write what came in one network read with one write, without waiting
+    for anything that has not arrived.
 
     One reader task per stream pulls `source` (at most READ_AHEAD items ahead of the consumer) and
     hands items over through a deque; the consumer waits on a future with one timer only when the
@@ -161,6 +164,14 @@ async def with_keepalive(source: AsyncIterator[T], *, interval: float) -> AsyncI
                                         "(SHUTDOWN_GRACE_SECONDS). Retry the request.")
                     yield KEEPALIVE
                     continue
+            if batches and ready[0][0] is _ITEM:
+                batch = []
+                while ready and ready[0][0] is _ITEM:
+                    batch.append(ready.popleft()[1])
+                if room is not None and not room.done():
+                    room.set_result(None)
+                yield batch
+                continue
             kind, value = ready.popleft()
             if room is not None and not room.done():
                 room.set_result(None)
@@ -210,21 +221,26 @@ async def sse_turn_body(
         # the stream still opens the way the family requires (message_start, response.created).
         yield first or encoder.begin()
         if source is not None:
-            items = with_keepalive(source, interval=interval)
+            # Items that arrived together (one network read) go out in one write; nothing waits.
+            batches = with_keepalive(source, interval=interval, batches=True)
             try:
-                async for item in items:
-                    if item is KEEPALIVE:
+                async for batch in batches:
+                    if batch is KEEPALIVE:
                         yield encoder.keepalive()
                         continue
-                    pieces = feed(item)
-                    if pieces:
-                        out = encoder.feed(pieces)
-                        if out:
-                            yield out
+                    out = b""
+                    for item in batch:
+                        pieces = feed(item)
+                        if pieces:
+                            out += encoder.feed(pieces)
+                        if done():
+                            break  # max_tokens / stop sequence reached: on_end closes the source
+                    if out:
+                        yield out
                     if done():
-                        break  # max_tokens / stop sequence reached: on_end closes the source
+                        break
             finally:
-                await items.aclose()
+                await batches.aclose()
         tail, result = await finish()
         out = encoder.feed(tail) if tail else b""
         last = encoder.finish(result)

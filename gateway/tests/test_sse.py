@@ -123,3 +123,26 @@ async def test_the_reader_stays_at_most_read_ahead_items_ahead_and_a_close_then_
     assert READ_AHEAD <= len(pulled) <= READ_AHEAD + 2
     await wrapper.aclose()  # the reader is parked on a full buffer, not inside the source
     assert log == ["closed"]
+
+
+async def test_batches_hold_what_has_arrived_in_order_and_wait_for_nothing_else():
+    gate = asyncio.Event()
+
+    async def bursts():
+        yield 1
+        yield 2
+        yield 3
+        await gate.wait()
+        yield 4
+        raise ValueError("after four")
+
+    wrapper = with_keepalive(bursts(), interval=10, batches=True)
+    assert await wrapper.__anext__() == [1, 2, 3]
+    gate.set()
+    assert await wrapper.__anext__() == [4]  # the items before an error are handed over first
+    try:
+        await wrapper.__anext__()
+    except ValueError as exc:
+        assert str(exc) == "after four"
+    else:
+        raise AssertionError("the error was swallowed")
