@@ -220,8 +220,11 @@ def _logging(level: str, file_enabled: bool, log_dir: Path, log_format: str = "t
         "django.request": {"level": "ERROR"},
         "axes.apps": {"level": "WARNING"},  # its start-up banner would be the first line of every command
         # uvicorn's own loggers get these handlers (and so the filter) instead of the ones it set up
-        **{name: {"handlers": list(handlers), "propagate": False} for name in ("uvicorn", "uvicorn.error",
-                                                                              "uvicorn.access")},
+        **{name: {"handlers": list(handlers), "propagate": False} for name in ("uvicorn", "uvicorn.error")},
+        # uvicorn writes its access line only when this logger has a handler (it asks hasHandlers()
+        # once per connection): at DEBUG only, since gateway/requestid.py already logs one line per
+        # /v1 request with more in it (request id, key label, model, tokens, timings)
+        "uvicorn.access": {"handlers": list(handlers) if level == "DEBUG" else [], "propagate": False},
     }
     if not library_debug:
         loggers.update({name: {"level": "WARNING"} for name in LIBRARY_LOGGERS})

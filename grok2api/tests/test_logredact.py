@@ -186,3 +186,22 @@ def test_no_secret_reaches_any_log_at_debug_on_every_upstream_path(tmp_path, sim
             assert value not in text, f"{name} found in {where}"
     assert "Cookie: " + MASK in outputs["log file"]  # the handshake was logged, masked
     assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+
+
+def test_uvicorn_writes_its_access_line_only_at_debug(tmp_path):
+    # uvicorn's h11 protocol logs a request only when `uvicorn.access` has a handler (hasHandlers());
+    # below DEBUG the per-request line of gateway/requestid.py is the only one
+    import logging.config
+
+    access = logging.getLogger("uvicorn.access")
+    saved = (list(access.handlers), access.propagate, access.level)
+    try:
+        for level, expected in (("INFO", False), ("DEBUG", True), ("WARNING", False)):
+            logging.config.dictConfig(_logging(level, False, tmp_path))
+            assert access.hasHandlers() is expected, level
+    finally:
+        from django.conf import settings
+
+        logging.config.dictConfig(settings.LOGGING)  # what every other test runs with
+        access.handlers[:], access.propagate = saved[0], saved[1]
+        access.setLevel(saved[2])
