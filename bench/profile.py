@@ -54,13 +54,16 @@ async def _drive(args, gw, sim) -> None:
     b = body_for(t, f"Profile #sim:len={args.tokens}", stream=args.stream)
     pids = worker_pids(gw.pid)
     cpu0, sim0 = cpu_ticks(pids), cpu_ticks([sim.pid])
+    each0 = [cpu_ticks([pid]) for pid in pids]
     r = await closed_loop(t, concurrency=args.concurrency, duration=args.seconds, body=lambda s: b, stream=args.stream,
                           warmup=0.0)
     cpu, sim_cpu = cpu_ticks(pids) - cpu0, cpu_ticks([sim.pid]) - sim0
+    shares = [cpu_ticks([pid]) - c0 for pid, c0 in zip(pids, each0)]
     n = r.ok + r.errors
     print(f"load ({args.server}, {'streamed' if args.stream else 'non-streamed'}, {args.concurrency} clients): "
           f"{r.rps:.1f} req/s, p50 {r.p50 * 1000:.2f} ms, p99 {r.p99 * 1000:.2f} ms, errors {r.errors}, "
-          f"worker CPU {cpu / max(1, n) * 1000:.3f} ms/request, simulator CPU {sim_cpu / max(1, n) * 1000:.3f} ms/request")
+          f"worker CPU {cpu / max(1, n) * 1000:.3f} ms/request, simulator CPU {sim_cpu / max(1, n) * 1000:.3f} ms/request"
+          + (f", per worker (cores) {' / '.join(f'{c / args.seconds:.2f}' for c in shares)}" if len(pids) > 1 else ""))
 
 
 def main() -> int:
@@ -76,6 +79,7 @@ def main() -> int:
     ap.add_argument("--out", default="")
     ap.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (CPU, not waits)")
     ap.add_argument("--no-spy", action="store_true", help="only measure (req/s, latency, worker CPU per request)")
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn workers (with --no-spy; the load line adds each worker's share of the CPU)")
     args = ap.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grok2api.settings")
     import django
@@ -92,7 +96,7 @@ def main() -> int:
     gw = None
     try:
         env = procs.prepare_gateway(out / "gateway", sim, n_accounts=20)
-        gw = procs.start_gateway(out / "gateway", env, workers=1)
+        gw = procs.start_gateway(out / "gateway", env, workers=args.workers if args.no_spy else 1)
         worker = sim.pid if args.spy_simulator else procs.worker_pids(gw.pid)[0]
         procs.sim_pace(sim, args.pace)
         if args.no_spy:

@@ -112,6 +112,10 @@ def _build_upstream_client(proxy_url: str | None, verify: bool) -> httpx2.AsyncC
 
 def _pooled(key: tuple, factory: Callable[[], httpx2.AsyncClient]) -> httpx2.AsyncClient:
     loop = asyncio.get_running_loop()
+    per_loop = _clients.get(loop)
+    client = per_loop.get(key) if per_loop is not None else None
+    if client is not None and not client.is_closed:
+        return client  # every request but the first of each client: no lock, no sweep
     with _clients_lock:
         for old_loop in [lp for lp in list(_clients.keys()) if lp.is_closed()]:
             # the loop is gone (asyncio.run() ended): drop its clients, their sockets die with them
