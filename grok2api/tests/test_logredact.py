@@ -205,3 +205,9 @@ def test_uvicorn_writes_its_access_line_only_at_debug(tmp_path):
         logging.config.dictConfig(settings.LOGGING)  # what every other test runs with
         access.handlers[:], access.propagate = saved[0], saved[1]
         access.setLevel(saved[2])
+
+
+def test_lines_without_any_credential_word_pass_unchanged_and_any_casing_is_still_masked():
+    plain = "request_id=req_1 method=POST path=/v1/chat/completions status=200 key=team model=grok-4"
+    assert redact(plain) is plain
+    assert "s3cret" not in redact("AUTHORIZATION: Bearer s3cret") and "s3cret" not in redact("CoOkIe: SSO=s3cret")
