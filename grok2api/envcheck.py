@@ -355,7 +355,7 @@ def read_env(env, base_dir: Path) -> SimpleNamespace:
         server_workers=_int("SERVER_WORKERS", 1, lo=1, hi=64),
         server_max_connections=_int("SERVER_MAX_CONNECTIONS", 2048, lo=1, hi=1_000_000),
         shutdown_grace_seconds=_float("SHUTDOWN_GRACE_SECONDS", 10.0, lo=0.0),
-        request_threads=_int("REQUEST_THREADS", 64, lo=0, hi=4096),
+        request_threads=_int("REQUEST_THREADS", 32, lo=0, hi=4096),
         server_head_timeout_seconds=_float("SERVER_HEAD_TIMEOUT_SECONDS", 10.0, lo=0.0),
         allow_open_api=_bool("ALLOW_OPEN_API", False),
         admin_username=_str("ADMIN_USERNAME", "admin"),
