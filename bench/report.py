@@ -113,9 +113,11 @@ def _micro_note(micro: dict) -> str:
           f"per run, {micro['rounds']} runs per variant in alternation, median of the runs; {micro['n']} requests "
           "per run). Metrics: the counters of one finished request (`metrics_request_observe`), in process memory "
           "(METRICS_TOKEN empty) or in prometheus-client's multi-process files (METRICS_TOKEN set). Limits: one "
-          "request's calls with every limit set — admission, its tokens, the release of its concurrency slot — on "
-          "per-process counters or on Redis (three round trips; the Redis server's CPU is not counted, and the "
-          "Redis instance was shared with the other work on the machine). CPU = this process's user + system time.")
+          "request's calls with every limit set — admission, then one release that frees its concurrency slot and "
+          "adds its tokens — on per-process counters or on Redis (two round trips: wall = the admission a request "
+          "waits for, the release is a task not waited for, its CPU counted; the Redis server's CPU is not counted, "
+          "and the Redis instance was shared with the other work on the machine). CPU = this process's user + "
+          "system time.")
 
 
 def _lane7_runs(results: list[dict], w) -> None:

@@ -12,7 +12,7 @@ early exit, so timing says nothing about which keys exist. When no key is config
 A key past its `expires_at` is refused with 401 saying it expired. `api_auth` also admits the
 request against the key's own limits (gateway/limits.py): over one, 429 naming it; admitted, the
 grant goes on the request's trace (gateway/requestid.py), which adds the rate-limit headers and
-frees the concurrency slot when the answer is over.
+releases the grant (the slot and the answer's tokens, one call) when the answer is over.
 """
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ async def api_auth(request) -> Principal | None:
     if trace is None:  # no request trace to release it at the end: do not hold a slot
         from gateway.limits import key_limits_release
 
-        await key_limits_release(grant=grant)
+        key_limits_release(grant=grant)
     else:
         trace.grant = grant
     return principal

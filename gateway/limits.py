@@ -14,10 +14,20 @@ change in the admin applies in every process within one snapshot poll. Empty or 
 
 With REDIS_URL the counters live in Redis and are exact across every worker and instance: one
 Lua script (redis-py `register_script`) per request checks and takes the request-window and
-concurrency entries and reads the token counters, atomically, in one round trip. The end of a
-request costs one more (release the slot; add the tokens). Without REDIS_URL, or with
-KEY_LIMITS_SHARED=false, the same rules run on per-process counters: each worker process then
-enforces the limits on its own share of the traffic only.
+concurrency entries and reads the token counters, atomically, in one round trip, which the request
+waits for. The end of a request is one more script call that frees the slot and adds the answer's
+tokens together: the usage ledger records the tokens on the request's `Grant` (`key_tokens_add`,
+memory only) and the release (`key_limits_release`) sends both. The release is a task of its own,
+started when the answer is over (gateway/requestid.py), so the client never waits for it; it only
+talks to Redis (no sync_to_async), so it may outlive the request. If it fails, or the process stops
+first, the slot expires on its own and that answer's tokens are not counted. A key with neither a
+concurrency limit nor a token limit has nothing to settle: one round trip per request in all.
+Because the release is not waited for, a client that sends its next request the instant an answer
+ended can, rarely, find that answer's concurrency slot still held (429, retry-after 1).
+
+Without REDIS_URL, or with KEY_LIMITS_SHARED=false, the same rules run on per-process counters
+(in memory, settled at once): each worker process then enforces the limits on its own share of
+the traffic only.
 
 Why not the `limits` library: it keeps one counter per call (a moving window here, a fixed window
 there), so checking five limits of one key would take several round trips and would not be atomic
@@ -103,6 +113,7 @@ class Grant:
     requests_oldest_ms: int = -1
     tokens_used: int = 0
     tokens_oldest_s: int = -1
+    tokens: int = 0  # of the answer, recorded by the usage ledger; sent with the release
     released: bool = field(default=False)
 
 
@@ -361,26 +372,33 @@ async def key_limits_acquire(*, key_id: int, limits: KeyLimits) -> Grant:
     return grant
 
 
-async def key_limits_release(*, grant: Grant) -> None:
-    """Free the request's concurrency slot (once; later calls do nothing)."""
+def key_limits_release(*, grant: Grant) -> asyncio.Task | None:
+    """End of a request: free its concurrency slot and count its answer's tokens, in one call (once;
+    later calls do nothing). Not waited for: on Redis it is a task of its own (returned, so tests and
+    the micro-benchmark can await it); per-process counters settle at once and return None."""
     if grant.released:
-        return
+        return None
     grant.released = True
-    if not grant.member:
-        return
-    try:
-        await _counters().settle(grant.key_id, grant.member, 0)
-    except Exception:  # the slot then expires on its own (KEY_CONCURRENCY_TTL_SECONDS)
-        log.warning("releasing a concurrency slot of key %s failed", grant.key_id, exc_info=True)
+    return _settle(grant.key_id, grant.member, grant.tokens)
 
 
 def key_tokens_add(*, grant: Grant, tokens: int) -> None:
     """Count an ended answer's tokens against the key's per-minute limit and budgets.
 
-    Called from the usage ledger (sync, possibly on the event loop): on a loop the Redis write is a
-    task of its own, so the caller never waits on the network."""
+    Called from the usage ledger (sync, any thread, no I/O): the tokens wait on the grant for its
+    release. Tokens of a grant already released (recorded after its answer was over) are sent on
+    their own."""
     if tokens <= 0 or not grant.limits.counts_tokens:
         return
+    if not grant.released:
+        grant.tokens += tokens
+        return
+    _settle(grant.key_id, "", tokens)
+
+
+def _settle(key_id: int, member: str, tokens: int) -> asyncio.Task | None:
+    if not member and tokens <= 0:
+        return None  # no slot, no tokens: nothing to send
     counters = _counters()
     try:
         loop = asyncio.get_running_loop()
@@ -388,19 +406,22 @@ def key_tokens_add(*, grant: Grant, tokens: int) -> None:
         loop = None
     if loop is None or isinstance(counters, _LocalCounters):
         try:
-            counters.settle_sync(grant.key_id, "", tokens)
-        except Exception:
-            log.warning("counting %d tokens of key %s failed", tokens, grant.key_id, exc_info=True)
-        return
-    task = loop.create_task(counters.settle(grant.key_id, "", tokens))
-    _pending.add(task)
-    task.add_done_callback(_token_task_done)
+            counters.settle_sync(key_id, member, tokens)
+        except Exception:  # a slot then expires on its own (KEY_CONCURRENCY_TTL_SECONDS)
+            log.warning("settling key %s (slot %r, %d tokens) failed", key_id, member, tokens, exc_info=True)
+        return None
+    task = loop.create_task(counters.settle(key_id, member, tokens))
+    _pending.add(task)  # the loop keeps only a weak reference to a task
+    task.add_done_callback(_settle_done)
+    return task
 
 
-def _token_task_done(task: asyncio.Task) -> None:
+def _settle_done(task: asyncio.Task) -> None:
     _pending.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("counting tokens failed: %r", task.exception())
+    if task.cancelled():
+        log.warning("settling a key's slot and tokens was cancelled (the slot expires on its own)")
+    elif task.exception() is not None:
+        log.warning("settling a key's slot and tokens failed (the slot expires on its own): %r", task.exception())
 
 
 def _duration(ms: int) -> str:

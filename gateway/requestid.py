@@ -11,9 +11,11 @@ stream, at its end — with the id, status, key label, model, account id, token 
 `key=value` pairs, or one JSON object with LOG_FORMAT=json. Never the key itself.
 
 The trace also carries the key's limit grant (gateway/limits.py, taken when the key is
-authenticated): the middleware adds the rate-limit headers to the answer and releases the
-concurrency slot when the answer is over — at once for a plain response, at the end (or
-cancellation) of a streamed one.
+authenticated): the middleware adds the rate-limit headers to the answer and, when the answer is
+over — for a plain response when the middleware returns it, for a streamed one after its last part
+(or its cancellation) — starts the grant's release, which frees the concurrency slot and counts the
+answer's tokens (recorded on the grant by the usage ledger) in one call. The release is not
+awaited: the client never waits for it.
 
 The middleware is async-only (Django's `sync_capable = False; async_capable = True`): the /v1
 views are async and the id must be set in the task that later streams the body.
@@ -82,8 +84,8 @@ def request_trace_start(presented: str | None) -> RequestTrace:
 
 
 async def _settled_at_end(content, trace: RequestTrace, request, status: int):
-    """The streamed body as is; when it ends or is closed the key's concurrency slot is released
-    and the request's log line is written (with the answer's tokens)."""
+    """The streamed body as is; when it ends or is closed the key's grant is released (its slot and
+    the answer's tokens, recorded by then) and the request's log line is written (with the tokens)."""
     from gateway.limits import key_limits_release
 
     try:
@@ -94,7 +96,7 @@ async def _settled_at_end(content, trace: RequestTrace, request, status: int):
             await content.aclose()
         finally:
             if trace.grant is not None:
-                await key_limits_release(grant=trace.grant)
+                key_limits_release(grant=trace.grant)
             _log_request(trace, request, status)
             _trace_set(None)
 
@@ -147,8 +149,8 @@ async def request_trace_finish(trace: RequestTrace, *, request, response):
     if response.streaming and response.is_async:
         response.streaming_content = _settled_at_end(response.streaming_content, trace, request, response.status_code)
         return response
-    if grant is not None:
-        await key_limits_release(grant=grant)
+    if grant is not None:  # the view is over and has recorded the answer's tokens
+        key_limits_release(grant=grant)
     _log_request(trace, request, response.status_code)
     # Over: asgiref copies context changes back to a sync caller (Django's test client, a sync
     # server), where a leftover trace would lend its id to unrelated work.

@@ -8,7 +8,9 @@ deleted meanwhile, rows are retried one by one with the dangling reference dropp
 entry is never lost for that reason. At interpreter exit the remaining buffer is flushed.
 
 Recording an entry is also where an answer's tokens are counted against its key's per-minute
-limit and budgets (gateway/limits.py), and where the row gets the request's id (gateway/requestid.py).
+limit and budgets: they are put on the request's limit grant, which sends them with the release of
+its concurrency slot in one call when the answer is over (gateway/limits.py); and where the row gets
+the request's id (gateway/requestid.py).
 """
 from __future__ import annotations
 

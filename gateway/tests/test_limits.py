@@ -44,11 +44,18 @@ def test_a_slot_never_released_expires_after_its_ttl():
         assert str(info.value) == "concurrent requests limit of 1 reached for this key"
         await asyncio.sleep(1.2)  # KEY_CONCURRENCY_TTL_SECONDS=1
         grant = await key_limits_acquire(key_id=KEY, limits=limits)
-        await key_limits_release(grant=grant)
-        await key_limits_release(grant=grant)  # a second release changes nothing
+        await _release(grant)
+        assert key_limits_release(grant=grant) is None  # a second release changes nothing
         await key_limits_acquire(key_id=KEY, limits=limits)
 
     asyncio.run(run())
+
+
+async def _release(grant) -> None:
+    """Release a grant and wait until the release has reached the counters (on Redis it is a task)."""
+    task = key_limits_release(grant=grant)
+    if task is not None:
+        await task
 
 
 def test_tokens_of_an_ended_answer_count_against_the_budgets_of_the_next_request():
@@ -57,10 +64,10 @@ def test_tokens_of_an_ended_answer_count_against_the_budgets_of_the_next_request
     async def run():
         grant = await key_limits_acquire(key_id=KEY, limits=limits)
         key_tokens_add(grant=grant, tokens=60)
-        await asyncio.sleep(0.05)  # the Redis write is a task of its own
+        await _release(grant)  # the release carries the answer's tokens
         grant = await key_limits_acquire(key_id=KEY, limits=limits)  # 60 < 100: admitted
         key_tokens_add(grant=grant, tokens=40)
-        await asyncio.sleep(0.05)
+        await _release(grant)
         with pytest.raises(KeyLimitReached) as info:
             await key_limits_acquire(key_id=KEY, limits=limits)
         assert str(info.value) == "monthly token budget of 100 reached for this key"
@@ -100,3 +107,105 @@ def test_it_refuses_with_a_503_when_redis_cannot_be_reached(settings):
         assert info.value.status == 503 and info.value.headers == {"retry-after": "1"}
 
     asyncio.run(run())
+
+
+def test_the_end_of_a_request_frees_its_slot_and_counts_its_tokens_together():
+    limits = KeyLimits(concurrent=1, tokens_per_minute=50)
+
+    async def run():
+        grant = await key_limits_acquire(key_id=KEY, limits=limits)
+        key_tokens_add(grant=grant, tokens=30)  # recorded on the grant: not counted before the release
+        with pytest.raises(KeyLimitReached, match="concurrent requests limit of 1"):
+            await key_limits_acquire(key_id=KEY, limits=limits)
+        await _release(grant)
+        grant = await key_limits_acquire(key_id=KEY, limits=limits)  # the slot is free again...
+        assert grant.tokens_used == 30  # ...and the tokens were counted by the same release
+        key_tokens_add(grant=grant, tokens=30)
+        await _release(grant)
+        with pytest.raises(KeyLimitReached, match="tokens per minute limit of 50"):
+            await key_limits_acquire(key_id=KEY, limits=limits)
+
+    asyncio.run(run())
+
+
+def test_tokens_recorded_after_the_release_still_count():
+    limits = KeyLimits(daily_tokens=10)
+
+    async def run():
+        grant = await key_limits_acquire(key_id=KEY, limits=limits)
+        await _release(grant)
+        key_tokens_add(grant=grant, tokens=10)  # a late ledger entry: sent on its own
+        await asyncio.gather(*[t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
+        with pytest.raises(KeyLimitReached, match="daily token budget of 10"):
+            await key_limits_acquire(key_id=KEY, limits=limits)
+
+    asyncio.run(run())
+
+
+@pytest.mark.skipif(not getattr(settings, "REDIS_URL", None), reason="needs real Redis (REDIS_URL)")
+def test_a_request_of_a_limited_key_costs_two_script_calls_on_redis_one_to_admit_one_to_end():
+    """Counted by Redis itself (MONITOR): the admission, then one call that frees the slot and adds
+    the tokens, not one call for each."""
+    import threading
+    import uuid
+
+    import redis
+
+    from gateway.limits import _RedisCounters
+
+    key_prefix = _RedisCounters(settings.REDIS_URL).prefix + f"{KEY}:"
+    stop = "stop-" + uuid.uuid4().hex
+    seen: list[str] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with redis.Redis.from_url(settings.REDIS_URL).monitor() as m:
+            ready.set()
+            for cmd in m.listen():
+                if stop in cmd["command"]:
+                    return
+                if key_prefix in cmd["command"] and cmd["command"].split()[0].upper() in ("EVAL", "EVALSHA"):
+                    seen.append(cmd["command"])
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(10)
+    limits = KeyLimits(requests_per_minute=100, concurrent=5, tokens_per_minute=1000, daily_tokens=1000,
+                       monthly_tokens=1000)
+
+    async def run():
+        grant = await key_limits_acquire(key_id=KEY, limits=limits)
+        key_tokens_add(grant=grant, tokens=36)
+        await _release(grant)
+
+    asyncio.run(run())
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.echo(stop)
+    client.close()
+    watcher.join(10)
+    assert len(seen) == 2, seen
+    # the second names the slot (its member, 32 hex digits) and the 36 tokens
+    assert re.search(r' [0-9a-f]{32} 36 ', seen[1]), seen[1]
+
+
+@pytest.mark.skipif(not getattr(settings, "REDIS_URL", None), reason="needs real Redis (REDIS_URL)")
+def test_a_release_that_cannot_reach_redis_leaves_the_slot_to_expire(settings, caplog):
+    limits = KeyLimits(concurrent=1)
+    reachable = settings.REDIS_URL
+
+    async def run():
+        grant = await key_limits_acquire(key_id=KEY, limits=limits)
+        settings.REDIS_URL = "redis://127.0.0.1:1/0"  # Redis gone before the answer ended
+        key_limits_reset()
+        task = key_limits_release(grant=grant)
+        await asyncio.wait([task])
+        assert task.exception() is not None  # not raised into the request: logged
+        settings.REDIS_URL = reachable
+        key_limits_reset()
+        with pytest.raises(KeyLimitReached, match="concurrent requests limit of 1"):
+            await key_limits_acquire(key_id=KEY, limits=limits)
+        await asyncio.sleep(1.2)  # KEY_CONCURRENCY_TTL_SECONDS=1
+        await key_limits_acquire(key_id=KEY, limits=limits)
+
+    asyncio.run(run())
+    assert "the slot expires on its own" in caplog.text
