@@ -1,9 +1,11 @@
 """`manage.py serve` on a real socket: a launcher around uvicorn that answers /healthz, runs N
-workers under uvicorn's supervisor, and stops every child process on SIGTERM / Ctrl-C."""
+uvicorn workers under gunicorn with the connections spread over them, and stops every child
+process on SIGTERM / Ctrl-C."""
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -82,8 +84,61 @@ def test_serve_answers_on_a_real_socket_and_stops_every_child_on_sigterm(gateway
     assert LIFESPAN_SHUTDOWN in gateway.log()
 
 
+def _established_per_process(pids: set[int], port: int) -> dict[int, int]:
+    """How many established TCP connections on local `port` each of `pids` holds (from /proc)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                inodes.add(fields[9])
+    held = {}
+    for pid in pids:
+        sockets = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                sockets.add(target[8:-1])
+        held[pid] = len(sockets & inodes)
+    return held
+
+
 @pytest.mark.django_db(transaction=True)
-def test_serve_runs_several_workers_under_uvicorns_supervisor(gateway_factory):
+def test_several_workers_share_the_connections(gateway_factory):
+    # uvicorn's own supervisor had every worker wait on one socket: the first to wake took all the
+    # queued connections (one worker held 16 of 16 in bench.profile). Each gunicorn worker has its
+    # own SO_REUSEPORT socket and the kernel hashes connections over them: with 32 connections,
+    # a worker holding fewer than 4 has a probability of about 3e-6.
+    gateway = gateway_factory(workers=2)
+    deadline = time.monotonic() + 30
+    while len(set(re.findall(WORKER_STARTED, gateway.log()))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = {int(p) for p in re.findall(WORKER_STARTED, gateway.log())}
+    assert len(workers) == 2, gateway.log()
+    port = int(gateway.url.rsplit(":", 1)[1])
+    held_open = []
+    try:
+        # a burst, as clients and load generators open them: all 32 wait in the kernel's accept
+        # queue together before any worker accepts
+        for _ in range(32):
+            held_open.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        for conn in held_open:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for conn in held_open:
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200")  # served, and kept alive
+        per_worker = _established_per_process(workers, port)
+    finally:
+        for conn in held_open:
+            conn.close()
+    assert sum(per_worker.values()) == 32, per_worker
+    assert min(per_worker.values()) >= 4, per_worker
+
+
+@pytest.mark.django_db(transaction=True)
+def test_serve_runs_several_workers_under_gunicorn(gateway_factory):
     gateway = gateway_factory(workers=2)
     assert httpx.get(gateway.url + "/readyz").status_code == 200
 

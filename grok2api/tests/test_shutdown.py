@@ -55,8 +55,12 @@ def _refused(port: int) -> bool:
         return True
 
 
-def test_sigterm_refuses_new_connections_and_ends_open_streams_with_the_family_error(gateway_factory, simulator_server):
-    gateway = gateway_factory({"GROK_APP_API_KEY": KEY, "SHUTDOWN_GRACE_SECONDS": "2", **simulator_server.upstream_env()})
+@pytest.mark.parametrize(("workers", "stop_signal"), [(1, signal.SIGTERM), (2, signal.SIGTERM), (2, signal.SIGINT)],
+                         ids=["uvicorn-sigterm", "gunicorn-workers-sigterm", "gunicorn-workers-ctrl-c"])
+def test_sigterm_refuses_new_connections_and_ends_open_streams_with_the_family_error(gateway_factory, simulator_server,
+                                                                                     workers, stop_signal):
+    gateway = gateway_factory({"GROK_APP_API_KEY": KEY, "SHUTDOWN_GRACE_SECONDS": "2", **simulator_server.upstream_env()},
+                              workers=workers)
     _account(f"sim-super-drain{uuid.uuid4().hex[:8]}~tokms=300")  # ~300 ms per token: the answers take ~30 s
     deadline = time.monotonic() + 20
     while not any(m["id"] == FAST for m in httpx.get(gateway.url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()["data"]):
@@ -73,10 +77,10 @@ def test_sigterm_refuses_new_connections_and_ends_open_streams_with_the_family_e
     messages_seen = _read_until(messages, b"content_block_delta")
     assert b"200 OK" in chat_seen and b"200 OK" in messages_seen
 
-    gateway.process.send_signal(signal.SIGTERM)
+    gateway.process.send_signal(stop_signal)
     deadline = time.monotonic() + 10
     while not _refused(port):
-        assert time.monotonic() < deadline, "the server still accepts connections after SIGTERM"
+        assert time.monotonic() < deadline, f"the server still accepts connections after {stop_signal.name}"
         time.sleep(0.05)
 
     chat_seen = _read_until(chat, b"\r\n0\r\n\r\n", chat_seen)

@@ -6,10 +6,11 @@
    grok2api.schedule.ManagedScheduler (django-celery-beat's DatabaseScheduler keeping the managed
    rows) on the filesystem broker as a child process (`--no-worker` skips it; with Redis run `worker`
    and `beat` as their own services, or pass `--worker`);
-4. runs uvicorn in this process on SERVER_HOST:SERVER_PORT (`uvicorn_config`): with
-   SERVER_WORKERS > 1 uvicorn's own supervisor runs the worker processes on one listening socket.
+4. runs uvicorn on SERVER_HOST:SERVER_PORT (`uvicorn_config`): one worker in this process, or with
+   SERVER_WORKERS > 1 that many uvicorn workers under gunicorn, each on its own SO_REUSEPORT
+   socket so that the kernel spreads the connections over them (grok2api/serveworkers.py says why).
 
-SIGTERM / Ctrl-C: uvicorn stops accepting at once, gives open streams SHUTDOWN_GRACE_SECONDS
+SIGTERM / Ctrl-C: the server stops accepting at once, gives open streams SHUTDOWN_GRACE_SECONDS
 (gateway/sse.py ends the ones still running with the family's error event), then serve stops
 the Celery child (SIGTERM, then SIGKILL after STOP_GRACE_SECONDS). The Celery child also gets
 SIGTERM if serve itself dies (Linux parent-death signal), and serve stops if that child exits.
@@ -32,7 +33,6 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from uvicorn import Server
-from uvicorn.supervisors import Multiprocess
 
 from grok2api.metrics import metrics_multiproc_setup
 
@@ -177,7 +177,8 @@ class Command(BaseCommand):
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.stdout.write(
-            f"grok2api: serving on http://{shown}:{bound_port} (uvicorn, {workers} worker{'s' if workers > 1 else ''})"
+            f"grok2api: serving on http://{shown}:{bound_port} (uvicorn, {workers} worker{'s' if workers > 1 else ''}"
+            + (" under gunicorn)" if workers > 1 else ")")
             + (f", embedded Celery worker + beat (pid {celery.pid})" if celery else "")
             + f"; admin at http://{shown}:{bound_port}/admin/"
         )
@@ -192,8 +193,10 @@ class Command(BaseCommand):
         self.celery_died = False
         try:
             if workers > 1:
-                Supervisor(config, sockets=[sock]).run()
-                code = 0
+                # gunicorn's workers bind their own sockets: this one only checked that the port is free
+                # (and chose it for --port 0), so it is closed before they start
+                sock.close()
+                code = self._run_workers(host=host, port=bound_port, workers=workers, level=level)
             else:
                 server = Server(config)
                 server.run(sockets=[sock])
@@ -204,6 +207,17 @@ class Command(BaseCommand):
             if celery is not None:
                 self.celery_stop(celery)
         return 1 if self.celery_died else code
+
+    def _run_workers(self, *, host: str, port: int, workers: int, level: str) -> int:
+        from grok2api.serveworkers import ServeApplication
+
+        app = ServeApplication(host=host, port=port, workers=workers, level=level,
+                               graceful_seconds=settings.SHUTDOWN_GRACE_SECONDS + 2, backlog=LISTEN_BACKLOG)
+        try:
+            app.run()
+        except SystemExit as stop:  # gunicorn's master leaves through sys.exit
+            return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        return 0
 
     def celery_start(self, level: str) -> subprocess.Popen:
         return subprocess.Popen(
@@ -230,19 +244,3 @@ class Command(BaseCommand):
                 celery.kill()
                 celery.wait()
         return celery.returncode
-
-
-class Supervisor(Multiprocess):
-    """uvicorn's multi-process supervisor, closing the listening socket as soon as it is told to stop
-    (the workers close their copies too): new connections are refused at once, so a load balancer
-    fails over, while the workers finish their open streams."""
-
-    def handle_term(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-        super().handle_term()
-
-    def handle_int(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-        super().handle_int()
