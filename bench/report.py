@@ -367,8 +367,8 @@ def render(r: dict) -> str:
     w("## How it was run")
     w("")
     server = r.get("server", "uvicorn")
-    w(f"Server: grok2api ran under **{server}** (`manage.py serve`); "
-      "LiteLLM runs under its own uvicorn.")
+    w(f"Server: grok2api ran under **{server}** (`manage.py serve`: one worker in the serve process for lanes 4–5, "
+      "two uvicorn workers under gunicorn with `reuse_port` for lanes 1–3 and 7); LiteLLM runs under its own uvicorn.")
     w("")
     w("```sh")
     for cmd in r["commands"]:

@@ -4,7 +4,7 @@
     python -m bench.run --quick --out /tmp/b.md --no-peer   # the smoke-test sizes (< 1 min)
 
 Processes (all on loopback, random free ports): the simulator, grok2api under `manage.py serve
---no-worker` (uvicorn; SERVER_WORKERS=2 for lanes 1–3, 1 for
+--no-worker` (uvicorn; SERVER_WORKERS=2 for lanes 1–3, under gunicorn, 1 for
 lanes 4–5), LiteLLM's proxy from
 bench/.peer-venv (installed here when missing; workers = cores for lanes 1–3, 1 for lanes 4–5),
 and this process as the load generator. The raw results are also written as JSON beside the
@@ -51,7 +51,8 @@ def _env_info(peer_version: str | None) -> dict:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     versions = {"Python": platform.python_version()}
-    for pkg in ("Django", "django-ninja", "uvicorn", "uvloop", "h11", "httpx2", "orjson"):
+    for pkg in ("Django", "django-ninja", "uvicorn", "gunicorn", "uvicorn-worker", "asgiref", "uvloop", "h11", "httpx2",
+                "orjson"):
         try:
             versions[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
