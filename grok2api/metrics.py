@@ -13,8 +13,10 @@ Three kinds of numbers, each kept where it is cheapest:
   snapshot, no query), video jobs by status and the media cache size (one GROUP BY each);
 - nothing per request touches the ORM.
 
-Several worker processes: `serve` calls `metrics_multiproc_setup` before starting its children, which
-points PROMETHEUS_MULTIPROC_DIR at DATA_DIR/metrics (emptied at each start). prometheus-client then
+Several worker processes: `serve` calls `metrics_multiproc_setup`, which points
+PROMETHEUS_MULTIPROC_DIR at DATA_DIR/metrics (emptied at each start), and then starts itself again
+(exec) so that prometheus-client, which reads the variable once at import, runs in file mode in the
+server — the one in-process worker or gunicorn's forked ones. prometheus-client then
 keeps every process's values in small memory-mapped files there and the scraping worker adds them
 up (its MultiProcessCollector), so /metrics shows the whole deployment whichever worker answers.
 The in-flight gauge sums live processes only: a worker that died is marked dead (its gauge file

@@ -39,6 +39,7 @@ from grok2api.metrics import metrics_multiproc_setup
 STOP_GRACE_SECONDS = 15.0
 LISTEN_BACKLOG = 2048
 APP = "grok2api.asgi:application"
+METRICS_READY_ENV = "GROK2API_METRICS_DIR_READY"  # set by serve before it starts itself again (metrics_env_first)
 # h11's cap on a request head still being received (a bigger one is answered 431 and the connection
 # closed, grok2api/httpproto.py). httptools, uvicorn's other parser, has no cap: 64 header lines of 1 MB
 # were accepted.
@@ -144,6 +145,7 @@ class Command(BaseCommand):
         group.add_argument("--worker", action="store_true", help="start the embedded Celery worker even with a Redis broker")
 
     def handle(self, *args, **opts) -> None:
+        self.metrics_env_first()
         host = opts["host"] or settings.SERVER_HOST
         port = opts["port"] if opts["port"] is not None else settings.SERVER_PORT
         workers = opts["workers"] if opts["workers"] is not None else settings.SERVER_WORKERS
@@ -158,6 +160,20 @@ class Command(BaseCommand):
         embedded = opts["worker"] or (not opts["no_worker"] and settings.CELERY_BROKER_URL.startswith("filesystem"))
         sys.exit(self.run(host=host, port=port, workers=workers, embedded_worker=embedded))
 
+    def metrics_env_first(self) -> None:
+        """prometheus-client chooses between in-process values and per-process files once, when it
+        is first imported, from PROMETHEUS_MULTIPROC_DIR; Django's start-up has imported it by now.
+        So with /metrics enabled, serve empties DATA_DIR/metrics, sets the variable and starts itself
+        again (exec, same pid and arguments): the server — this process with one worker, gunicorn's
+        forked workers with several — then writes the files /metrics adds up."""
+        if not settings.METRICS_TOKEN or os.environ.get(METRICS_READY_ENV):
+            return
+        path = metrics_multiproc_setup()
+        os.environ[METRICS_READY_ENV] = str(path)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
     def prepare(self, *, verbosity: int) -> None:
         from grok2api.config import config_seed
         from grok2api.bootstrap import admin_ensure
@@ -167,7 +183,6 @@ class Command(BaseCommand):
         if config_seed():
             self.stdout.write("grok2api: runtime config seeded from config.defaults.toml")
         connections.close_all()  # the server opens its own
-        metrics_multiproc_setup()  # before any worker starts: they all count into DATA_DIR/metrics
 
     def run(self, *, host: str, port: int, workers: int, embedded_worker: bool) -> int:
         level = settings.LOGGING["root"]["level"]
