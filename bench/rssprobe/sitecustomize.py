@@ -20,6 +20,7 @@ if _DIR:
     import tracemalloc
 
     _count = [0]
+    _first_buckets = set()
 
     class _Mallinfo2(ctypes.Structure):
         _fields_ = [(n, ctypes.c_size_t) for n in
@@ -64,6 +65,17 @@ if _DIR:
         with open(base + ".addr", "w") as fh:
             for a, o in seen.items():
                 fh.write(f"{a} {sys.getsizeof(o, 0)} {type(o).__module__}.{type(o).__qualname__}\n")
+        # the tuples in ranges the first dump did not use: a sample, with what refers to each
+        if not _first_buckets:
+            _first_buckets.update(a >> 20 for a in seen)
+        else:
+            new = [o for a, o in seen.items() if type(o) is tuple and (a >> 20) not in _first_buckets]
+            with open(base + ".tuples", "w") as fh:
+                fh.write(f"{len(new)} tuples in new ranges\n")
+                for o in new[:: max(1, len(new) // 60)]:
+                    refs = [type(r).__qualname__ for r in gc.get_referrers(o) if r is not new and r is not seen]
+                    fh.write(f"{repr(o)[:160]}  <- {refs[:4]}\n")
+            del new
         del objs, seen
         out.append(f"threads: {threading.active_count()} " +
                    str(collections.Counter(t.name.rstrip("0123456789_-") for t in threading.enumerate())))
