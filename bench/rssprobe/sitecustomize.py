@@ -3,7 +3,8 @@ every Python process of it imports this at start-up. SIGUSR2 makes the process w
 to RSS_PROBE_DIR/<pid>-<n>.txt: VmRSS and smaps_rollup, glibc's mallinfo2, pymalloc's own
 statistics (sys._debugmallocstats), live objects by type, threads, asyncio tasks and open file
 descriptors; to <pid>-<n>.addr the address, size and type of every object reachable from the
-collector's (read by arenas.py beside this file); and to <pid>-<n>.tm a tracemalloc snapshot when
+collector's (read by arenas.py beside this file), from the second dump on with <pid>-<n>.tuples (a
+sample of the tuples in address ranges the first dump did not use, with their referrers); and to <pid>-<n>.tm a tracemalloc snapshot when
 PYTHONTRACEMALLOC is set (read by tmdiff.py). Nothing of the gateway imports it."""
 import os
 
