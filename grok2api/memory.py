@@ -1,17 +1,21 @@
 """Worker memory: give freed heap back to the OS once the worker is idle.
 
-Why (docs/benchmarks.md, lane 5): a burst of 1,000 concurrent streams grows a worker by tens of MB,
-and without a release its RSS stays at that high-water mark. That is memory glibc's heap keeps:
-the free chunks of everything larger than 512 bytes (dict and set tables, read buffers, request
-bodies) stay mapped until `malloc_trim` hands their pages back. (CPython's own small-object arenas
-are returned only when empty, which this cannot change.) Measured with `python -m bench.rss`
-(1,000 streams, one worker, RSS 60 s after vs idle): +39 % with the release, +49 % without.
-`gc.freeze()` after the warm-up was tried too and kept nothing back (+37 % without it), so it went.
+Why (docs/benchmarks.md, "RSS after a burst, session 7"): a burst of 1,000 concurrent streams grows
+a worker by ~110 MB, almost all of it CPython's small-object arenas (pymalloc, 1 MiB each). After
+the burst those arenas are mostly empty pools, but pymalloc returns an arena only when every object
+in it is gone, and the state updated during the burst (the account snapshot above all) sits in
+nearly every one of them, so they stay. What can go back goes back here:
 
 - `Housekeeper` (one task per worker, started by the lifespan): once no HTTP request has been in
-  flight for MEMORY_RELEASE_IDLE_SECONDS (default 20; 0 turns it off) and requests were served since
-  the last release, a full `gc.collect()` (an idle worker never triggers one), then
-  `malloc_trim(0)` in a thread (`release`).
+  flight and no WebSocket open for MEMORY_RELEASE_IDLE_SECONDS (default 20; 0 turns it off) and
+  requests were served since the last release, `release`: the pooled upstream clients of this loop are closed (httpcore2
+  closes an expired keep-alive connection only when its pool is next used, so up to 64 connections
+  stayed open, each with its parser, buffers and the context of the request that opened it), a full
+  `gc.collect()` (an idle worker never triggers one), then `malloc_trim(0)` in a thread: glibc's
+  free chunks of everything over 512 bytes. Measured with `python -m bench.rss` (1,000 streams, one
+  worker, RSS 60 s after): 256 MB with the release, 276 MB without (idle 178 MB).
+  `gc.freeze()` after the warm-up was tried in session 5 and kept nothing back, so it went; the
+  idle arenas cannot be given back by any call here (pymalloc has none).
 
 Requests are counted by `track_requests` (wraps the ASGI application): two integer increments per
 request, no clock read on the request path. A tick that sees a request start or end restarts the
@@ -28,6 +32,9 @@ import os
 import time
 from typing import Any, Awaitable, Callable
 
+from grokweb.chat import chat_drains_running
+from grokweb.transport import transport_close_idle
+
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 5.0
@@ -35,7 +42,8 @@ DEFAULT_IDLE_SECONDS = 20.0
 
 
 class Activity:
-    """HTTP requests started and finished in this worker (event-loop thread only)."""
+    """HTTP requests and WebSocket sessions started and finished in this worker (event-loop thread
+    only)."""
 
     __slots__ = ("started", "finished")
 
@@ -52,10 +60,12 @@ activity = Activity()
 
 
 def track_requests(app: Callable) -> Callable:
-    """The ASGI application `app`, counting its HTTP requests in `activity`."""
+    """The ASGI application `app`, counting its HTTP requests and WebSocket sessions in `activity`.
+    WebSockets count because a session (the image wall) makes upstream calls between its frames,
+    on the pooled clients that the release closes."""
 
     async def tracked(scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             return await app(scope, receive, send)
         activity.started += 1
         try:
@@ -91,14 +101,20 @@ def _trim() -> bool | None:
 
 
 async def release() -> dict[str, Any]:
-    """Collect cyclic garbage, then hand glibc's free heap pages back to the OS. Returns what it did.
+    """Close this loop's pooled upstream clients (their kept-alive connections would stay open past
+    their expiry until the next request), collect cyclic garbage, then hand glibc's free heap pages
+    back to the OS. Returns what it did.
 
     The collection holds the GIL (~40 ms for a worker's ~150k objects); the trim (up to ~75 ms
     for a fragmented 200 MB heap) runs in a thread (ctypes releases the GIL), so the loop is free."""
     t0 = time.perf_counter()
+    closed = 0
+    if not chat_drains_running():  # no request or WebSocket in flight: nothing else uses them
+        closed = await transport_close_idle()
     collected = gc.collect()
     trimmed = await asyncio.get_running_loop().run_in_executor(None, _trim)
-    return {"collected": collected, "trimmed": trimmed, "ms": round((time.perf_counter() - t0) * 1000, 1)}
+    return {"upstream_clients_closed": closed, "collected": collected, "trimmed": trimmed,
+            "ms": round((time.perf_counter() - t0) * 1000, 1)}
 
 
 class Housekeeper:

@@ -34,6 +34,11 @@ async def chat_drains_settle() -> None:
         await asyncio.gather(*list(_draining), return_exceptions=True)
 
 
+def chat_drains_running() -> int:
+    """How many background reads of completed chat bodies are running on any loop."""
+    return len(_draining)
+
+
 def _drain(response: httpx2.Response, chunks: AsyncIterator[bytes]) -> None:
     """Read the rest of a completed body in a background task so the connection can be reused.
     The answer is already complete: the client's response never waits for this tail."""

@@ -143,6 +143,21 @@ async def transport_aclose() -> None:
         await client.aclose()
 
 
+async def transport_close_idle() -> int:
+    """Close the pooled clients of the running loop and forget them; the next call builds new ones.
+    For an idle worker (grok2api/memory.py): httpcore2 closes an expired keep-alive connection only
+    when its pool is next used, so after a burst up to `max_keepalive_connections` connections stay
+    open, each with its parser state, buffers and the context of the request that opened it, until
+    the next request. A request still using one of these clients would fail: the caller makes sure
+    there is none. Returns how many clients were closed."""
+    loop = asyncio.get_running_loop()
+    with _clients_lock:
+        per_loop = _clients.pop(loop, {})
+    for client in per_loop.values():
+        await client.aclose()
+    return len(per_loop)
+
+
 def deadline(seconds: float | None) -> "asyncio.Timeout":
     """A total deadline for a whole call (httpx2's read timeout only bounds the gap between chunks).
 
@@ -548,6 +563,7 @@ __all__ = [
     "fetch_untrusted",
     "send_with_redirects",
     "transport_aclose",
+    "transport_close_idle",
     "upstream_client",
     "vet_url",
     "ws_connect",

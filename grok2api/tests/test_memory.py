@@ -64,7 +64,7 @@ async def test_the_wrapper_counts_http_requests_in_flight_and_finished():
     assert (memory.activity.inflight, memory.activity.finished, seen_inflight) == (0, 1, [1])
 
 
-async def test_the_wrapper_ignores_lifespan_and_websocket_scopes():
+async def test_the_wrapper_ignores_lifespan_but_counts_websocket_sessions():
     calls = []
 
     async def app(scope, receive, send):
@@ -73,7 +73,7 @@ async def test_the_wrapper_ignores_lifespan_and_websocket_scopes():
     tracked = memory.track_requests(app)
     for kind in ("lifespan", "websocket"):
         await tracked({"type": kind}, None, None)
-    assert calls == [("lifespan", 0), ("websocket", 0)] and memory.activity.started == 0
+    assert calls == [("lifespan", 0), ("websocket", 1)] and memory.activity.finished == 1
 
 
 async def test_a_request_that_fails_is_no_longer_counted_in_flight():
@@ -137,6 +137,17 @@ async def test_release_collects_cyclic_garbage_and_trims_the_c_heap():
     assert probe() is None and done["collected"] >= 2
     if memory._malloc_trim is not None:  # glibc
         assert done["trimmed"] in (True, False)
+
+
+async def test_release_closes_the_pooled_upstream_clients_so_the_next_request_builds_new_ones():
+    from grokweb.egress import DIRECT
+    from grokweb.tests._config import make_cfg
+    from grokweb.transport import upstream_client
+
+    client = await upstream_client(egress=DIRECT, cfg=make_cfg())
+    done = await memory.release()
+    assert done["upstream_clients_closed"] >= 1 and client.is_closed
+    assert await upstream_client(egress=DIRECT, cfg=make_cfg()) is not client
 
 
 async def test_start_runs_one_housekeeping_task_per_worker_and_stop_cancels_it():

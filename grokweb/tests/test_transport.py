@@ -386,3 +386,35 @@ async def test_redirect_loops_are_capped(origin):
     with pytest.raises(transport.RedirectRefused):
         await send_with_redirects(client, client.build_request("GET", f"{base}/redirect?to={base}/redirect%3Fto%3D/x"),
                                   credentialed=lambda u: True, max_redirects=1)
+
+
+# --------------------------------------------------------------------------------------------
+# idle workers close their kept-alive connections (grok2api/memory.py)
+
+
+async def test_closing_idle_clients_closes_kept_alive_connections_and_the_next_call_gets_a_new_client():
+    closed_by_client = asyncio.Event()
+
+    async def keep_alive(reader, writer):
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except asyncio.IncompleteReadError:  # end of stream: the client closed the connection
+            closed_by_client.set()
+
+    cfg = make_cfg()
+    async with serve(keep_alive) as (port, accepted):
+        client = await upstream_client(egress=DIRECT, cfg=cfg)
+        assert (await client.get(f"http://127.0.0.1:{port}/")).text == "ok"
+        assert len(accepted) == 1 and not closed_by_client.is_set()  # kept alive in the pool
+
+        assert await transport.transport_close_idle() == 1
+        await asyncio.wait_for(closed_by_client.wait(), 5)  # a bound for a hung test
+        assert client.is_closed
+
+        again = await upstream_client(egress=DIRECT, cfg=cfg)
+        assert again is not client
+        assert (await again.get(f"http://127.0.0.1:{port}/")).text == "ok"
+    await transport.transport_aclose()
