@@ -33,7 +33,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from grokweb.chat import chat_drains_running
-from grokweb.transport import transport_close_idle
+from grokweb.transport import transport_aclose
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ async def release() -> dict[str, Any]:
     t0 = time.perf_counter()
     closed = 0
     if not chat_drains_running():  # no request or WebSocket in flight: nothing else uses them
-        closed = await transport_close_idle()
+        closed = await transport_aclose()
     collected = gc.collect()
     trimmed = await asyncio.get_running_loop().run_in_executor(None, _trim)
     return {"upstream_clients_closed": closed, "collected": collected, "trimmed": trimmed,

@@ -134,22 +134,15 @@ async def upstream_client(*, egress: Egress, cfg: Any | None = None) -> httpx2.A
     return _pooled(("upstream", egress.proxy_url, verify), lambda: _build_upstream_client(egress.proxy_url, verify))
 
 
-async def transport_aclose() -> None:
-    """Close every pooled client of the running loop (shutdown, tests)."""
-    loop = asyncio.get_running_loop()
-    with _clients_lock:
-        per_loop = _clients.pop(loop, {})
-    for client in per_loop.values():
-        await client.aclose()
-
-
-async def transport_close_idle() -> int:
+async def transport_aclose() -> int:
     """Close the pooled clients of the running loop and forget them; the next call builds new ones.
-    For an idle worker (grok2api/memory.py): httpcore2 closes an expired keep-alive connection only
-    when its pool is next used, so after a burst up to `max_keepalive_connections` connections stay
-    open, each with its parser state, buffers and the context of the request that opened it, until
-    the next request. A request still using one of these clients would fail: the caller makes sure
-    there is none. Returns how many clients were closed."""
+    Returns how many were closed.
+
+    At shutdown and in tests; and for an idle worker (grok2api/memory.py): httpcore2 closes an
+    expired keep-alive connection only when its pool is next used, so after a burst up to
+    `max_keepalive_connections` connections stay open, each with its parser state, buffers and the
+    context of the request that opened it, until the next request. A request still using one of
+    these clients would fail: the caller makes sure there is none."""
     loop = asyncio.get_running_loop()
     with _clients_lock:
         per_loop = _clients.pop(loop, {})
@@ -563,7 +556,6 @@ __all__ = [
     "fetch_untrusted",
     "send_with_redirects",
     "transport_aclose",
-    "transport_close_idle",
     "upstream_client",
     "vet_url",
     "ws_connect",

@@ -410,7 +410,7 @@ async def test_closing_idle_clients_closes_kept_alive_connections_and_the_next_c
         assert (await client.get(f"http://127.0.0.1:{port}/")).text == "ok"
         assert len(accepted) == 1 and not closed_by_client.is_set()  # kept alive in the pool
 
-        assert await transport.transport_close_idle() == 1
+        assert await transport.transport_aclose() == 1
         await asyncio.wait_for(closed_by_client.wait(), 5)  # a bound for a hung test
         assert client.is_closed
 
