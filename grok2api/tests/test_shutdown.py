@@ -59,9 +59,11 @@ def _refused(port: int) -> bool:
                          ids=["uvicorn-sigterm", "gunicorn-workers-sigterm", "gunicorn-workers-ctrl-c"])
 def test_sigterm_refuses_new_connections_and_ends_open_streams_with_the_family_error(gateway_factory, simulator_server,
                                                                                      workers, stop_signal):
+    # the account exists before the workers start, so every worker's pool snapshot has it (with two
+    # workers, the readiness poll below reaches only one of them)
+    _account(f"sim-super-drain{uuid.uuid4().hex[:8]}~tokms=300")  # ~300 ms per token: the answers take ~30 s
     gateway = gateway_factory({"GROK_APP_API_KEY": KEY, "SHUTDOWN_GRACE_SECONDS": "2", **simulator_server.upstream_env()},
                               workers=workers)
-    _account(f"sim-super-drain{uuid.uuid4().hex[:8]}~tokms=300")  # ~300 ms per token: the answers take ~30 s
     deadline = time.monotonic() + 20
     while not any(m["id"] == FAST for m in httpx.get(gateway.url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()["data"]):
         assert time.monotonic() < deadline, "the gateway did not load the account"
