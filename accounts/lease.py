@@ -181,11 +181,11 @@ def account_report(*, lease: Lease, outcome: UpstreamError | None, answer_starte
         view = snap.accounts.get(account_id) or lease.account
         cooldown_end = P.effect_apply(view, effect, in_memory=True)
         snap.reindex(account_id, now)
+        writer.flusher.enqueue(account_id, effect)  # under the lock: a reload catches up on it
     cooldown = (lease.mode, cooldown_end) if cooldown_end is not None else None
     if cooldown is not None:
         snapshot.cooldown_learn(account_id=account_id, mode=lease.mode, until=cooldown_end)
     slots().release_nowait(account_id, lease.lease_id, cooldown)
-    writer.flusher.enqueue(account_id, effect)
     if outcome is None:
         if strategy == "quota":
             refresh.refresh_after_use(account_id, lease.mode, now, cfg)

@@ -303,6 +303,17 @@ class PoolSnapshot:
         for mode in POOL_MODES[view.pool]:
             self._place(view, mode, now)
 
+    def take_over(self, fresh: "PoolSnapshot") -> None:
+        """Adopt a freshly built snapshot's contents in place; the caller holds `self.lock`.
+
+        The request path keeps reporting feedback on the live object while a reload builds the
+        fresh one; adopting in place (then catching up, accounts/snapshot.py) means no report lands
+        on an object nobody reads any more.
+        """
+        lock = self.lock
+        self.__dict__.update(fresh.__dict__)
+        self.lock = lock
+
     def replace(self, view: AccountView, now: float) -> None:
         """Put a freshly loaded view in place of the current one (incremental reload)."""
         self.accounts[view.id] = view

@@ -67,7 +67,33 @@ class _LoadState:
 _load_state = _LoadState()
 
 
-def _views(rows: list[dict[str, Any]], *, now: float) -> list[P.AccountView]:
+def _rows_and_pending(query) -> tuple[list[dict[str, Any]], dict[int, list[P.Effect]], int]:
+    """The rows and this process's unwritten feedback, read with no flush half-way between them."""
+    with flusher.settled():
+        rows = list(query)
+        pending, seq = flusher.pending_snapshot()
+    return rows, pending, seq
+
+
+def _catch_up(snap: P.PoolSnapshot, ids: set[int], seq: int, now: float) -> None:
+    """Apply to the fresh views in `ids` the feedback reported (on the old ones) while they were built.
+
+    The caller holds `snap.lock`, under which `account_report` applies an effect and queues it, so
+    every effect is either queued already (and applied here) or lands on the fresh view afterwards.
+    """
+    late = flusher.queued_since(seq)
+    if late is None:
+        log.warning("account pool: more feedback arrived during a reload than it can catch up on; the next reload has it")
+        return
+    with snap.lock:
+        for account_id, effect in late:
+            view = snap.accounts.get(account_id)
+            if view is not None and account_id in ids:
+                P.effect_apply(view, effect, in_memory=True)
+                snap.reindex(account_id, now)
+
+
+def _views(rows: list[dict[str, Any]], pending: dict[int, list[P.Effect]], *, now: float) -> list[P.AccountView]:
     """Rows → views: tokens decrypted once per (id, fingerprint); unwritten feedback re-applied."""
     missing = [r["id"] for r in rows if _token_cache.get(r["id"], ("",))[0] != r["token_fingerprint"]]
     if missing:
@@ -75,7 +101,6 @@ def _views(rows: list[dict[str, Any]], *, now: float) -> list[P.AccountView]:
         fps = {r["id"]: r["token_fingerprint"] for r in rows}
         for account_id, token in fetched.items():
             _token_cache[account_id] = (fps[account_id], token)
-    pending = flusher.pending_snapshot()
     with _state_lock:
         learned = {k: v for k, v in _learned_cooldowns.items() if v > now}
     views: list[P.AccountView] = []
@@ -103,7 +128,7 @@ def _load() -> P.PoolSnapshot:
     state = _load_state
     snap = state.snap
     if snap is None or len(snap.accounts) <= FULL_RELOAD_MAX_ACCOUNTS or now - state.full_at > FULL_RELOAD_EVERY or state.mark is None:
-        rows = list(Account.objects.filter(deleted_at__isnull=True).values(*SNAPSHOT_FIELDS))
+        rows, pending, seq = _rows_and_pending(Account.objects.filter(deleted_at__isnull=True).values(*SNAPSHOT_FIELDS))
         present = {r["id"] for r in rows}
         for stale in [k for k in _token_cache if k not in present]:
             _token_cache.pop(stale, None)
@@ -111,22 +136,28 @@ def _load() -> P.PoolSnapshot:
             live = {k: v for k, v in _learned_cooldowns.items() if v > now}
             _learned_cooldowns.clear()
             _learned_cooldowns.update(live)
-        snap = P.PoolSnapshot(_views(rows, now=now), now=now)
+        fresh = P.PoolSnapshot(_views(rows, pending, now=now), now=now)
+        snap = state.snap or fresh
+        with snap.lock:
+            if snap is not fresh:
+                snap.take_over(fresh)
+            _catch_up(snap, set(snap.accounts), seq, now)
         state.snap, state.full_at, state.mark = snap, now, started
         return snap
     since = state.mark - timedelta(seconds=INCREMENTAL_SLACK)
-    rows = list(Account.objects.filter(updated_at__gte=since).values(*SNAPSHOT_FIELDS, "deleted_at"))
+    rows, pending, seq = _rows_and_pending(Account.objects.filter(updated_at__gte=since).values(*SNAPSHOT_FIELDS, "deleted_at"))
     alive = Account.objects.filter(deleted_at__isnull=True).count()
     gone = [r["id"] for r in rows if r["deleted_at"] is not None]
-    views = _views([r for r in rows if r["deleted_at"] is None], now=now)
+    views = _views([r for r in rows if r["deleted_at"] is None], pending, now=now)
     with snap.lock:
         for account_id in gone:
             snap.remove(account_id, now)
         for view in views:
             snap.replace(view, now)
+        _catch_up(snap, {view.id for view in views}, seq, now)
     state.mark = started
     if alive != len(snap.accounts):  # rows vanished or appeared without a fresh updated_at
-        state.snap = None
+        state.full_at = 0.0
         return _load()
     return snap
 

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from datetime import datetime, timezone as dt_timezone
 from typing import Any
 
@@ -113,6 +114,9 @@ def row_values(view: P.AccountView, *, now: float) -> dict[str, Any]:
 # Batched writer
 
 
+RECENT_EFFECTS = 4096  # effects kept for reloads to catch up on (a reload takes well under 0.1 s)
+
+
 class _Flusher:
     """Coalesces feedback effects per account and writes them about once a second, off the request path."""
 
@@ -125,11 +129,15 @@ class _Flusher:
         self.interval = float(os.environ.get("ACCOUNT_FLUSH_INTERVAL", "1.0"))
         self.autostart = os.environ.get("ACCOUNT_FLUSHER", "1") != "0"
         self._write_lock = threading.Lock()
+        self._seq = 0  # row effects queued so far
+        self._recent: deque[tuple[int, int, P.Effect]] = deque(maxlen=RECENT_EFFECTS)  # (seq, account id, effect)
 
     def enqueue(self, account_id: int, effect: P.Effect) -> None:
         with self._lock:
             if effect.touches_row:
                 self._pending.setdefault(account_id, []).append(effect)
+                self._seq += 1
+                self._recent.append((self._seq, account_id, effect))
             if effect.alert:
                 a = effect.alert
                 key = (a["kind"], a["endpoint"][:200], a["egress"][:200])
@@ -142,13 +150,32 @@ class _Flusher:
                     slot["message"] = a["message"]
         self._ensure_thread()
 
-    def pending_for(self, account_id: int) -> list[P.Effect]:
+    def pending_snapshot(self) -> tuple[dict[int, list[P.Effect]], int]:
+        """The unwritten effects per account, and the sequence number of the last one queued."""
         with self._lock:
-            return list(self._pending.get(account_id, ()))
+            return {k: list(v) for k, v in self._pending.items()}, self._seq
 
-    def pending_snapshot(self) -> dict[int, list[P.Effect]]:
+    def queued_since(self, seq: int) -> list[tuple[int, P.Effect]] | None:
+        """(account id, effect) queued after `seq`, oldest first; None if more came than are kept.
+
+        A snapshot reload builds fresh views from the rows and the pending list; feedback reported
+        on the old snapshot while it was building is in neither, so the reload applies these last.
+        """
         with self._lock:
-            return {k: list(v) for k, v in self._pending.items()}
+            if self._seq - seq > len(self._recent):
+                return None
+            return [(account_id, effect) for n, account_id, effect in self._recent if n > seq]
+
+    def settled(self) -> threading.Lock:
+        """Held while a reader takes rows and `pending_snapshot()` together: no batch is half-way.
+
+        A flush takes its batch off the pending list before its transaction commits. A snapshot
+        reload that read the rows before that commit and the pending list after the take would see
+        neither, and an account just marked expired would look usable until the next reload. Under
+        this lock every batch has either committed (in the rows) or not started (in the list), so
+        each effect is seen exactly once.
+        """
+        return self._write_lock
 
     def _ensure_thread(self) -> None:
         if not self.autostart or (self._thread is not None and self._thread.is_alive()):
