@@ -1,7 +1,7 @@
 """Profile one gateway worker under load with py-spy (a dev tool, pinned in requirements-dev.txt).
 
     python -m bench.profile [--stream] [--concurrency 4] [--seconds 10] [--top 40] [--out DIR]
-                            [--pace 0] [--no-spy] [--spy-simulator]
+                            [--pace 0] [--no-spy] [--spy-simulator] [--workers N] [--redis-url URL]
 
 Starts the simulator (`--pace`, default 0; ~0.028 gives bench.run's 20 ms of upstream delay) and
 grok2api with ONE uvicorn worker (its own DATA_DIR, like bench.run),
@@ -79,6 +79,7 @@ def main() -> int:
     ap.add_argument("--out", default="")
     ap.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (CPU, not waits)")
     ap.add_argument("--no-spy", action="store_true", help="only measure (req/s, latency, worker CPU per request)")
+    ap.add_argument("--redis-url", default="", help="run the gateway with this REDIS_URL (shared in-flight counters; flushed first)")
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers (with --no-spy; the load line adds each worker's share of the CPU)")
     args = ap.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grok2api.settings")
@@ -96,6 +97,11 @@ def main() -> int:
     gw = None
     try:
         env = procs.prepare_gateway(out / "gateway", sim, n_accounts=20)
+        if args.redis_url:
+            import redis
+
+            redis.Redis.from_url(args.redis_url).flushdb()
+            env = {**env, "REDIS_URL": args.redis_url}
         gw = procs.start_gateway(out / "gateway", env, workers=args.workers if args.no_spy else 1)
         worker = sim.pid if args.spy_simulator else procs.worker_pids(gw.pid)[0]
         procs.sim_pace(sim, args.pace)

@@ -93,6 +93,7 @@ async def _lifespan(receive, send) -> None:
             except Exception as exc:
                 await send({"type": "lifespan.startup.failed", "message": f"grok2api warm-up failed: {exc!r}"})
                 return
+            memory.startup_freeze()
             memory.start()
             _drain_on_stop(settings.SHUTDOWN_GRACE_SECONDS)
             await send({"type": "lifespan.startup.complete"})

@@ -14,8 +14,13 @@ nearly every one of them, so they stay. What can go back goes back here:
   `gc.collect()` (an idle worker never triggers one), then `malloc_trim(0)` in a thread: glibc's
   free chunks of everything over 512 bytes. Measured with `python -m bench.rss` (1,000 streams, one
   worker, RSS 60 s after): 256 MB with the release, 276 MB without (idle 178 MB).
-  `gc.freeze()` after the warm-up was tried in session 5 and kept nothing back, so it went; the
-  idle arenas cannot be given back by any call here (pymalloc has none).
+  The idle arenas cannot be given back by any call here (pymalloc has none).
+- `startup_freeze` (once per worker, after the lifespan's warm-up): a full collection, then
+  `gc.freeze()`, so the ~150,000 objects of start-up (Django, the apps, the libraries) leave the
+  collector's generations. It keeps no memory back (session 5), but a full collection walks every
+  tracked object, which is ~60 ms of a worker holding the GIL on the bench machine; under load
+  those pauses were the TTFT p99 (docs/benchmarks.md, "Session 8: gc.freeze came back"). Frozen,
+  a full collection walks only what came since.
 
 Requests are counted by `track_requests` (wraps the ASGI application): two integer increments per
 request, no clock read on the request path. A tick that sees a request start or end restarts the
@@ -155,6 +160,14 @@ class Housekeeper:
 
 
 _task: asyncio.Task | None = None
+
+
+def startup_freeze() -> int:
+    """Collect, then freeze what is left (the warm-up's objects) out of the collector's walks;
+    return how many objects are frozen now."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def start() -> asyncio.Task | None:

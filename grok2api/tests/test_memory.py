@@ -216,7 +216,7 @@ asyncio.run(main())
 """
 
 
-def test_worker_start_up_leaves_the_collector_and_the_gil_switch_interval_alone(tmp_path):
+def test_worker_start_up_freezes_its_objects_and_leaves_the_gil_switch_interval_alone(tmp_path):
     import json
     import os
     import subprocess
@@ -233,5 +233,7 @@ def test_worker_start_up_leaves_the_collector_and_the_gil_switch_interval_alone(
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["sent"] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert out["frozen"] == 0 and out["switch"] == 0.005  # CPython's defaults before
-    assert out["after_frozen"] == 0  # gc.freeze() kept no memory back in bench.rss: not applied
+    # gc.freeze() keeps no memory back, but a full collection over the start-up objects was the
+    # TTFT p99 of bench lane 3 (docs/benchmarks.md): they are frozen once the warm-up is done
+    assert out["after_frozen"] > 10_000
     assert out["after_switch"] == 0.005
