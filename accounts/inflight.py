@@ -364,7 +364,7 @@ class RedisSlots:
     async def release(self, account_id: int, lease_id: str, cooldown: tuple[str, float] | None = None) -> None:
         """Stop renewing the lease and remove it (one attempt; `release_nowait` retries)."""
         self._untrack(account_id, lease_id)
-        await self._release_pipe(self._client().pipeline(transaction=False), account_id, lease_id, cooldown).execute()
+        await self._release_once(account_id, lease_id, cooldown)
 
     def release_nowait(self, account_id: int, lease_id: str, cooldown: tuple[str, float] | None = None) -> None:
         """Release from any code without waiting for Redis: on the running loop as a task, else one
@@ -389,13 +389,30 @@ class RedisSlots:
             threading.Thread(target=self._release_retrying_sync, args=(account_id, lease_id, cooldown),
                              name="slot-release", daemon=True).start()
 
+    async def _release_once(self, account_id: int, lease_id: str, cooldown: tuple[str, float] | None) -> None:
+        client = self._client()
+        if cooldown is None:  # the common case: one plain command, no pipeline object
+            await client.zrem(self.k_inflight(account_id), lease_id)
+        else:
+            await self._release_pipe(client.pipeline(transaction=False), account_id, lease_id, cooldown).execute()
+
     async def _release_retrying(self, account_id: int, lease_id: str, cooldown: tuple[str, float] | None) -> None:
         from tenacity import AsyncRetrying
 
+        # One plain attempt first: building tenacity's retry state for every request cost as much
+        # CPU as the acquire itself (bench.profile --redis-url); the retry loop is for failures.
+        try:
+            await self._release_once(account_id, lease_id, cooldown)
+            return
+        except Exception as exc:
+            if not _transient(exc):
+                log.warning("pool: releasing an in-flight slot in Redis failed; it expires within %.0f s",
+                            self.lease_ms / 1000, exc_info=True)
+                return
         try:
             async for attempt in AsyncRetrying(**self._retry_policy()):
                 with attempt:
-                    await self._release_pipe(self._client().pipeline(transaction=False), account_id, lease_id, cooldown).execute()
+                    await self._release_once(account_id, lease_id, cooldown)
         except Exception:
             log.warning("pool: releasing an in-flight slot in Redis failed after retries; it expires within %.0f s",
                         self.lease_ms / 1000, exc_info=True)
