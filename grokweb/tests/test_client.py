@@ -712,3 +712,34 @@ async def test_a_stalled_imagine_socket_hits_the_per_frame_wait(sim):
     with pytest.raises(UpstreamError) as info:
         [e async for e in client.imagine_generate(prompt="x", aspect_ratio="1:1", pro=False, n=1)]
     assert info.value.kind is UpstreamKind.TIMEOUT
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_a_chat_body_is_read_the_same_with_and_without_content_encoding(encoding):
+    """Without a Content-Encoding the raw chunks are read; with one, httpx2 decodes them: the
+    events are the same."""
+    import gzip
+    from pathlib import Path
+
+    from grokweb.tests._config import make_cfg
+    from grokweb.tests.rawservers import serve
+
+    plain = (Path(__file__).parent / "fixtures" / "chat__plain.ndjson").read_bytes()
+    body = gzip.compress(plain) if encoding == "gzip" else plain
+
+    async def handle(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: %s\r\n"
+                     b"content-length: %d\r\n\r\n%s" % (encoding.encode(), len(body), body))
+        await writer.drain()
+        await reader.read()
+
+    async with serve(handle) as (port, _):
+        client = GrokClient(token="sim-super-a", cfg=make_cfg({"upstream.web_base_url": f"http://127.0.0.1:{port}"}), egress=DIRECT)
+        events = await collect(client, client.build_chat_payload(message="hi", mode="fast"))
+        await chat_drains_settle()
+    text = "".join(e.text for e in events if isinstance(e, AnswerDelta))
+    assert text and text in plain.decode()
+    assert [type(e) for e in events].count(Completed) == 1
