@@ -85,12 +85,11 @@ def _catch_up(snap: P.PoolSnapshot, ids: set[int], seq: int, now: float) -> None
     if late is None:
         log.warning("account pool: more feedback arrived during a reload than it can catch up on; the next reload has it")
         return
-    with snap.lock:
-        for account_id, effect in late:
-            view = snap.accounts.get(account_id)
-            if view is not None and account_id in ids:
-                P.effect_apply(view, effect, in_memory=True)
-                snap.reindex(account_id, now)
+    for account_id, effect in late:
+        view = snap.accounts.get(account_id)
+        if view is not None and account_id in ids:
+            P.effect_apply(view, effect, in_memory=True)
+            snap.reindex(account_id, now)
 
 
 def _views(rows: list[dict[str, Any]], pending: dict[int, list[P.Effect]], *, now: float) -> list[P.AccountView]:
