@@ -20,8 +20,7 @@ nearly every one of them, so they stay. What can go back goes back here:
   collector's generations. It keeps no memory back (session 5), but a full collection walks every
   tracked object, which is ~60 ms of a worker holding the GIL on the bench machine; under load
   those pauses were the TTFT p99 (docs/benchmarks.md, session 8's table, the row "Each worker
-  freezes its start-up objects"). Frozen,
-  a full collection walks only what came since.
+  freezes its start-up objects"). Frozen, a full collection walks only what came since.
 
 Requests are counted by `track_requests` (wraps the ASGI application): two integer increments per
 request, no clock read on the request path. A tick that sees a request start or end restarts the
