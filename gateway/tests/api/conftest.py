@@ -16,6 +16,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from django.db import transaction
 
 from accounts.models import Account
 from gateway.models import ApiKey
@@ -62,6 +63,7 @@ class Env:
         self.key_row: ApiKey | None = None
         self.tag = uuid.uuid4().hex[:8]
         self.account_ids: list[int] = []
+        self._unsaved: list[Account] = []
 
     def own_key(self, *, allowed_models: list[str] | None = None) -> ApiKey:
         """Switch to a fresh ApiKey row (optionally model-limited) once the server accepts it."""
@@ -82,13 +84,24 @@ class Env:
         return f"sim-{tier}-{label}{self.tag}" + "".join(f"~{d}" for d in directives)
 
     def account(self, tier: str, label: str, *directives: str, pool: str | None = None) -> str:
+        """An account for this test, saved by the next `ready()`: all of a test's accounts are
+        committed in one transaction, so the server's pool never holds some of them without the
+        rest (a test with a spare account would otherwise race the poller between two saves)."""
         token = self.token(tier, label, *directives)
         acc = Account(pool=pool or tier)
         acc.set_token(token)
-        acc.save()
-        bump("accounts")
-        self.account_ids.append(acc.id)
+        self._unsaved.append(acc)
         return token
+
+    def _save_accounts(self) -> None:
+        if not self._unsaved:
+            return
+        with transaction.atomic():
+            for acc in self._unsaved:
+                acc.save()
+                self.account_ids.append(acc.id)
+        self._unsaved.clear()
+        bump("accounts")
 
     def usage_rows(self, **filters) -> list:
         """This test's ledger rows (the server flushes about once a second, so wait for them)."""
@@ -110,7 +123,9 @@ class Env:
         return anthropic.Anthropic(base_url=self.base, api_key=kw.pop("api_key", self.key), max_retries=0, timeout=30, **kw)
 
     def ready(self, model: str) -> None:
-        """Wait until the server's snapshots know the key and an account that serves `model`."""
+        """Save the accounts made since the last call, then wait until the server's snapshots know
+        the key and an account that serves `model`."""
+        self._save_accounts()
         def listed():
             r = httpx.get(self.base + "/v1/models", headers={"Authorization": f"Bearer {self.key}"}, timeout=10)
             return r.status_code == 200 and any(m["id"] == model for m in r.json()["data"])

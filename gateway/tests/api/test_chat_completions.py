@@ -369,7 +369,6 @@ def test_a_failed_non_streamed_request_is_retried_even_after_text(env):
     other = env.account("basic", "sparens")
     env.ready(FAST)
     done = env.openai().chat.completions.create(stream=False, model=FAST, messages=[{"role": "user", "content": "hi #sim:len=20"}])
-    print([(e["token"], e["status"], e["endpoint"]) for e in env.sim.requests()])
     assert done.choices[0].message.content
     assert len(env.chat_requests(dropping)) == 1 and len(env.chat_requests(other)) == 1
 
