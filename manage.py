@@ -6,7 +6,7 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grok2api.settings")
-    from grok2api.envcheck import EnvError
+    from core.envcheck import EnvError
 
     try:
         from django.core.management import execute_from_command_line
@@ -19,7 +19,7 @@ def main() -> None:
     except (OperationalError, InterfaceError) as exc:
         # An unreachable or refused database (any command, migrate and serve included): one line,
         # password masked, instead of a traceback that repeats the connection settings.
-        from grok2api.management.base import database_error_line
+        from core.management.base import database_error_line
 
         print(f"grok2api: {database_error_line(exc)}", file=sys.stderr)
         sys.exit(2)

@@ -1,4 +1,4 @@
-"""Account admin (issue 4). Runtime config / proxy / alert admin lives in grok2api/admin_runtime.py."""
+"""Account admin (issue 4). Runtime config / proxy / alert admin lives in core/admin.py."""
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 from django import forms
@@ -15,8 +15,8 @@ from django.utils.html import format_html, format_html_join
 from accounts import maintenance
 from accounts.models import Account, TierChange
 from accounts.tokenfile import token_normalize
-from grok2api import crypto
-from grok2api.snapshots import stamp_bump
+from core import crypto
+from core.snapshots import stamp_bump
 
 SYNC_REFRESH_LIMIT = 50  # "refresh quota now" probes up to this many accounts inline, more are queued
 MODE_LABELS = {"grok-420-computer-use-sa": "4.3"}

@@ -8,10 +8,10 @@ and the attempt helper (accounts/attempt.py) all decide with these two functions
 from __future__ import annotations
 
 from accounts import pool as P
-from grok2api.config import config
+from core.config import config
 from grokweb.classify import status_codes_parse
 from grokweb.classify import UpstreamError, UpstreamKind
-from grok2api.text import text_clip
+from core.text import text_clip
 
 ALERT_HINTS = {
     "anti_bot": (

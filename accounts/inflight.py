@@ -39,7 +39,7 @@ DEFAULT_LEASE_SECONDS = 60.0
 
 
 def lease_ms_configured() -> int:
-    """POOL_SLOT_LEASE_SECONDS in ms (validated at startup by grok2api/envcheck.py)."""
+    """POOL_SLOT_LEASE_SECONDS in ms (validated at startup by core/envcheck.py)."""
     return max(1000, int(float(os.environ.get("POOL_SLOT_LEASE_SECONDS", DEFAULT_LEASE_SECONDS)) * 1000))
 
 

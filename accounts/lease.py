@@ -21,13 +21,13 @@ from datetime import datetime, timezone as dt_timezone
 
 from accounts import pool as P
 from accounts import refresh, snapshot, writer
-from grok2api.config import config
+from core.config import config
 from accounts.feedback import outcome_effect
 from accounts.inflight import slots
 from grokweb.errors import RateLimited, ServiceUnavailable
 from grokweb.registry import MODELS, POOL_MODES, ModelSpec
 from grokweb.classify import UpstreamError
-from grok2api.metrics import metrics_inflight_add, metrics_upstream_observe
+from core.metrics import metrics_inflight_add, metrics_upstream_observe
 
 SELECT_K = 4  # candidates offered to the shared backend per round trip
 MAX_ACQUIRE_ROUNDS = 6

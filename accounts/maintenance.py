@@ -21,8 +21,8 @@ from accounts.quota import quota_probe_tokens
 from accounts.tokenfile import TokenLine, tokens_parse
 from grokweb.errors import InvalidRequest
 from grokweb.registry import POOL_MODES
-from grok2api import crypto
-from grok2api.snapshots import stamp_bump
+from core import crypto
+from core.snapshots import stamp_bump
 
 log = logging.getLogger(__name__)
 

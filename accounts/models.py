@@ -1,14 +1,14 @@
 """Accounts (upstream Grok Web sessions) and their tier history.
 
 The database is the source of truth. Request paths read in-memory snapshots that refresh when a
-VersionStamp changes (grok2api/snapshots.py); writes from the hot path are batched.
+VersionStamp changes (core/snapshots.py); writes from the hot path are batched.
 """
 from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
 
-from grok2api.fields import EncryptedTextField
+from core.fields import EncryptedTextField
 
 MODES = ("auto", "fast", "expert", "heavy", "grok-420-computer-use-sa")
 
@@ -76,7 +76,7 @@ class Account(models.Model):
         return "••••••" + self.token_last4
 
     def set_token(self, token: str) -> None:
-        from grok2api import crypto
+        from core import crypto
 
         self.token = token
         self.token_fingerprint = crypto.fingerprint(token)

@@ -39,14 +39,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts import pool as P
-from grok2api.config import config
+from core.config import config
 from accounts.feedback import outcome_effect
 from accounts.models import Account, AccountStatus, TierChange
 from accounts.writer import SNAPSHOT_FIELDS, flusher, row_values, view_from_row
 from grokweb.registry import POOL_MODES
 from grokweb.classify import UpstreamError, UpstreamKind
-from grok2api.snapshots import stamp_bump
-from grok2api.text import text_clip
+from core.snapshots import stamp_bump
+from core.text import text_clip
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 
 from django.core.cache import cache
 
-from grok2api.config import config
+from core.config import config
 from accounts.tasks import quota_refresh
 
 log = logging.getLogger(__name__)

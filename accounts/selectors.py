@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from accounts.models import Account, AccountStatus
-from grok2api.models import OperatorAlert
+from core.models import OperatorAlert
 
 
 def accounts_export(*, include_secrets: bool = False, pool: str | None = None, include_deleted: bool = False) -> list[dict[str, Any]]:

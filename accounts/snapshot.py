@@ -1,5 +1,5 @@
 """The account pool's in-memory snapshot: every usable account as a view, reloaded when the
-"accounts" VersionStamp moves (grok2api/snapshots.py).
+"accounts" VersionStamp moves (core/snapshots.py).
 
 Small pools reload in full; large ones patch in the rows changed since the last load (see
 `_load`). Tokens are decrypted once per (id, fingerprint). Feedback the writer has not written yet
@@ -24,8 +24,8 @@ from django.utils import timezone
 from accounts import pool as P
 from accounts.models import Account
 from accounts.writer import SNAPSHOT_FIELDS, flusher, view_from_row
-from grok2api import crypto
-from grok2api.snapshots import Snapshot
+from core import crypto
+from core.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 

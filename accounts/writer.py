@@ -26,8 +26,8 @@ from django.utils import timezone
 
 from accounts import pool as P
 from accounts.models import Account
-from grok2api.models import OperatorAlert
-from grok2api.snapshots import stamp_bump
+from core.models import OperatorAlert
+from core.snapshots import stamp_bump
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ HIGH = 1_000_000_000
 
 LIMITED_KEY_SNIPPET = """
 from gateway.models import ApiKey
-from grok2api.crypto import hash_api_key
+from core.crypto import hash_api_key
 key = {key!r}
 ApiKey.objects.update_or_create(key_hash=hash_api_key(key), defaults=dict(
     label="bench-limited", prefix=key[:8], requests_per_minute={high}, tokens_per_minute={high},
@@ -181,7 +181,7 @@ def _micro_run(variant: str, n: int) -> dict:
 
     if variant.startswith("metrics"):
         from gateway.usage import UsageEntry
-        from grok2api.metrics import metrics_request_observe
+        from core.metrics import metrics_request_observe
 
         entries = [UsageEntry(endpoint="/v1/chat/completions", model=m, stream=True, api_key_label="bench",
                               prompt_tokens=20, completion_tokens=16, duration_ms=3, ttft_ms=1)

@@ -252,7 +252,7 @@ def _manage(args: list[str], env: dict[str, str], log_path: Path, timeout: float
 
 API_KEY_SNIPPET = """
 from gateway.models import ApiKey
-from grok2api.crypto import hash_api_key
+from core.crypto import hash_api_key
 key = {key!r}
 ApiKey.objects.get_or_create(key_hash=hash_api_key(key), defaults=dict(label="bench", prefix=key[:8]))
 """

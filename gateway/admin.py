@@ -17,7 +17,7 @@ from django.utils.html import format_html
 
 from gateway.models import ApiKey, UsageHourly, UsageRecord
 from grokweb.registry import BY_ID
-from grok2api.crypto import hash_api_key
+from core.crypto import hash_api_key
 
 KEY_PREFIX = "sk-g2a-"
 

@@ -27,13 +27,13 @@ from django.dispatch import receiver
 
 from django.utils import timezone
 
-from grok2api.config import config
+from core.config import config
 from grokweb.errors import AuthenticationFailed
 from gateway.limits import NO_LIMITS, KeyLimitReached, KeyLimits, key_limits_acquire
 from gateway.models import ApiKey
 from gateway.requestid import request_trace
-from grok2api.crypto import hash_api_key
-from grok2api.snapshots import Snapshot, stamp_bump
+from core.crypto import hash_api_key
+from core.snapshots import Snapshot, stamp_bump
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,8 +48,8 @@ from django.db.models import F, Max
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 
-from grok2api.celery import task_enqueue
-from grok2api.config import config
+from core.celery import task_enqueue
+from core.config import config
 from grokweb.errors import GatewayError, InternalError, InvalidRequest
 from gateway.models import StoredResponse, StoredResponseEvent
 from gateway.sse import KEEPALIVE, KEEPALIVE_COMMENT, SSE_HEADERS, StreamCut, with_keepalive

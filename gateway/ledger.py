@@ -35,7 +35,7 @@ def _hour_floor(value: datetime) -> datetime:
 
 def _retention_cutoff(now: datetime, cfg=None) -> datetime | None:
     """Start of the oldest hour whose raw rows are kept, or None when raw rows are kept forever."""
-    from grok2api.config import config
+    from core.config import config
 
     days = int((cfg if cfg is not None else config()).get("usage.raw_retention_days") or 0)
     return _hour_floor(now - timedelta(days=days)) if days > 0 else None

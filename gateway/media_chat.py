@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from accounts.attempt import AccountAttempt, account_attempt
-from grok2api.config import config
+from core.config import config
 from media.attachments import attachment_fetch
 from grokweb.errors import InvalidRequest
 from grokweb.registry import ModelSpec

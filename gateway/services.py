@@ -36,7 +36,7 @@ from typing import Any
 
 from django.http import StreamingHttpResponse
 
-from grok2api.config import config
+from core.config import config
 from accounts.attempt import AccountAttempt, account_attempt
 from accounts.lease import accounts_available_models
 from media.attachments import attachment_fetch
@@ -59,7 +59,7 @@ from gateway.translate.tokens import prompt_tokens, usage_for
 from grokweb.client import GrokClient
 from grokweb.events import AnswerDelta, ThinkingDelta
 from gateway.usage import UsageEntry, usage_record
-from grok2api import crypto
+from core import crypto
 from gateway.media_chat import media_chat_pieces, media_chat_result, media_chat_urls
 from media.common import media_ledger
 
@@ -97,7 +97,7 @@ def chat_parse(*, family: str, raw: bytes):
     """Raw request bytes → ChatRequest, with the reasoning default from the runtime config.
 
     A request that omits `stream` gets JSON whatever features.stream says: that is both APIs'
-    documented default, and their SDKs omit the field on non-streaming calls (grok2api.config.
+    documented default, and their SDKs omit the field on non-streaming calls (core.config.
     config_warnings tells the operator the key has no effect)."""
     body = _body_object(raw)
     cfg = config()

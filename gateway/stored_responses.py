@@ -20,7 +20,7 @@ import orjson
 from django.conf import settings
 from django.utils import timezone
 
-from grok2api.config import config
+from core.config import config
 from grokweb.errors import InvalidRequest, NotFound
 from gateway.models import StoredResponse
 from gateway.translate import responses as responses_tr

@@ -20,7 +20,7 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
-from grok2api.celery import app
+from core.celery import app
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from gateway.limits import key_tokens_add
 from gateway.requestid import request_trace
-from grok2api.metrics import metrics_request_observe
+from core.metrics import metrics_request_observe
 
 log = logging.getLogger(__name__)
 

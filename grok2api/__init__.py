@@ -1,3 +1,3 @@
-from grok2api.celery import app as celery_app
+from core.celery import app as celery_app
 
 __all__ = ("celery_app",)

@@ -4,7 +4,7 @@ The runtime config wins over an admin edit of a managed row (grok2api/schedule.p
 edits back), so the admin says which config key to change instead of offering a form whose
 changes would be undone. Other rows (the media tasks, an operator's own) stay editable.
 
-The core's own models (runtime config, proxies, operator alerts) are registered in admin_runtime.
+The core's own models (runtime config, proxies, operator alerts) are registered in core/admin.py.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from django.contrib import admin, messages
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
-from grok2api import admin_runtime  # noqa: F401  (registers RuntimeConfig, Proxy, OperatorAlert)
 from grok2api.schedule import schedule_managed_names
 
 

@@ -19,7 +19,7 @@ class GatewayAdminSite(admin.AdminSite):
     enable_nav_sidebar = False
 
     def each_context(self, request):
-        from grok2api.config import config
+        from core.config import config
 
         context = super().each_context(request)
         context["site_url"] = reverse("webui:chat") if config().get("app.webui_enabled") else None

@@ -1,5 +1,6 @@
-"""The project app: startup validation of GROK_* overrides, signal wiring (incl. seeding the beat
-schedule after migrate), management commands."""
+"""The project's wiring app (signal wiring, incl. seeding the beat schedule after migrate; the
+management commands) and the admin app with our AdminSite. Start-up validation of GROK_*
+overrides is the core's (core/apps.py)."""
 from __future__ import annotations
 
 import logging
@@ -17,45 +18,23 @@ class GatewayAdminConfig(AdminConfig):
 
 
 class Grok2apiConfig(AppConfig):
+    """The project's wiring: management commands, admin template tags, the beat schedule's seeding.
+    The core's tables belong to core/apps.py, which keeps the "grok2api" label; this one is "site"."""
+
     name = "grok2api"
-    verbose_name = "grok2api"
+    label = "site"
+    verbose_name = "grok2api site"
 
     def ready(self) -> None:
-        import tomllib
-
-        from django.conf import settings
-
-        from grok2api.config import ConfigError, defaults, env_overrides, env_unknown
-        from grok2api.envcheck import EnvError
-
-        try:
-            defaults()
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise EnvError(f"{settings.CONFIG_DEFAULTS_PATH.name}: cannot be read as TOML ({exc})") from None
-        # A malformed GROK_* value stops every entry point (manage.py, serve, workers) with one
-        # line naming the variable, like a malformed deployment variable.
-        try:
-            env_overrides()
-        except ConfigError as exc:
-            raise EnvError(str(exc)) from None
-        for name in env_unknown():
-            log.warning("%s names no runtime config key and is ignored (see the README's configuration table)", name)
-
-        # The Grok Web client takes its settings and egress as arguments; when a caller gives
-        # none it uses these: the runtime config snapshot and the proxy pool (grokweb/host.py).
-        from grok2api.config import config
-        from grok2api.egress import egress_pick
-        from grokweb.host import Host, host_install
-
-        host_install(Host(settings=config, egress_pick=egress_pick))
-
         import gateway.auth  # noqa: F401  (connects the ApiKey signals that bump the "api_keys" stamp)
 
+        from django.apps import apps
         from django.db.models.signals import post_migrate
 
         # The beat schedule exists after the first `migrate` (which `serve` runs on every start),
-        # before any beat process has started (grok2api/schedule.py).
-        post_migrate.connect(_schedule_seed, sender=self, dispatch_uid="grok2api_schedule_seed")
+        # before any beat process has started (grok2api/schedule.py). Django sends post_migrate
+        # only for apps with models, so this listens for the core's.
+        post_migrate.connect(_schedule_seed, sender=apps.get_app_config("grok2api"), dispatch_uid="grok2api_schedule_seed")
 
 
 def _schedule_seed(sender, using="default", plan=None, **kwargs) -> None:

@@ -51,7 +51,7 @@ def _warm() -> None:
     from django.urls import get_resolver
 
     from gateway.translate.tokens import count_tokens
-    from grok2api.snapshots import snapshots_warm
+    from core.snapshots import snapshots_warm
 
     get_resolver().url_patterns  # import every route module, so their snapshots are registered
     snapshots_warm()

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from csp.middleware import CSPMiddleware, PolicyParts
 
-from grok2api.config import config
+from core.config import config
 
 VOICE_PAGE = "/webui/chatkit"
 _PAIRED_SCHEME = {"wss": "https", "ws": "http", "https": "wss", "http": "ws"}

@@ -5,7 +5,7 @@
 "details":{"alerts":[{"kind","message","hint","endpoint","egress","count","last_at"}],
 "warnings":[str]}}`; 200 when every check passes, else 503. Operator alerts and warnings
 (e.g. `app.app_url` unset, /v1 open without a key, no Celery worker or beat seen lately —
-grok2api/heartbeat.py) are reported but do not make the process unready: they are problems the
+core/heartbeat.py) are reported but do not make the process unready: they are problems the
 operator must fix, not reasons for a load balancer to stop sending traffic.
 """
 from __future__ import annotations
@@ -68,8 +68,8 @@ def _check_broker() -> dict:
 
 
 def _details() -> dict:
-    from grok2api.config import config
-    from grok2api.models import OperatorAlert
+    from core.config import config
+    from core.models import OperatorAlert
 
     alerts = [
         {
@@ -95,9 +95,9 @@ def _details() -> dict:
 
 
 def _background_warnings() -> list[str]:
-    # A Celery worker or beat not seen within its heartbeat limit (grok2api/heartbeat.py). Still
+    # A Celery worker or beat not seen within its heartbeat limit (core/heartbeat.py). Still
     # 200: chat does not need them; video jobs and scheduled maintenance wait until they run.
-    from grok2api.heartbeat import heartbeat_warnings
+    from core.heartbeat import heartbeat_warnings
 
     return heartbeat_warnings()
 

@@ -82,7 +82,7 @@ def track_requests(app: Callable) -> Callable:
 
 
 def idle_seconds_setting() -> float:
-    raw = os.environ.get("MEMORY_RELEASE_IDLE_SECONDS", "").strip()  # validated by grok2api/envcheck.py
+    raw = os.environ.get("MEMORY_RELEASE_IDLE_SECONDS", "").strip()  # validated by core/envcheck.py
     return float(raw) if raw else DEFAULT_IDLE_SECONDS
 
 

@@ -1,6 +1,6 @@
 """GET /metrics: the scrape-time state collector, the exposition of every worker and the view.
 
-The instruments counted on the request path are grok2api/metrics.py (below the apps, which count
+The instruments counted on the request path are core/metrics.py (below the apps, which count
 into them); this module reads the apps — the pool snapshot, video jobs, the media cache — at scrape
 time, so it sits on top of them with the URL conf that mounts it (docs/metrics.md).
 """
@@ -19,7 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from accounts.pool import POOL_MODES, default_window
 from accounts.snapshot import pool_snapshot
-from grok2api.metrics import MULTIPROC_ENV, REGISTRY
+from core.metrics import MULTIPROC_ENV, REGISTRY
 from media.cache import media_cache_stats
 from media.models import VideoJob, VideoJobStatus
 

@@ -5,7 +5,7 @@ Managed rows (django-celery-beat PeriodicTask, interval schedules):
 | row | task | every |
 |---|---|---|
 | `accounts: quota refresh <pool>` (basic, super, heavy) | `accounts.tasks.quota_refresh` {"pool": …} | `account.refresh.<pool>_interval_sec` (≥ 60 s) |
-| `grok2api: worker heartbeat` | `grok2api.worker_heartbeat` | 30 s, fixed (grok2api/heartbeat.py) |
+| `grok2api: worker heartbeat` | `grok2api.worker_heartbeat` | 30 s, fixed (core/heartbeat.py) |
 | `gateway: usage rollup` | `gateway.tasks.usage_rollup` | 600 s, fixed (gateway/ledger.py) |
 | `gateway: usage prune` | `gateway.tasks.usage_prune` | 3600 s, fixed; the retention is `usage.raw_retention_days` |
 
@@ -63,9 +63,9 @@ USAGE_PRUNE_NAME = "gateway: usage prune"
 
 def schedule_managed(*, cfg=None) -> list[ManagedTask]:
     """The managed rows as the runtime config `cfg` (default: the current snapshot) wants them."""
-    from grok2api.config import config
+    from core.config import config
     from gateway.tasks import PRUNE_EVERY, ROLLUP_EVERY
-    from grok2api.heartbeat import WORKER_EVERY
+    from core.heartbeat import WORKER_EVERY
 
     cfg = cfg if cfg is not None else config()
     out = []
@@ -95,8 +95,8 @@ def schedule_managed(*, cfg=None) -> list[ManagedTask]:
 def schedule_config_read():
     """The runtime config read once from the database, without the snapshot (whose first use starts a
     poller thread): for the post_migrate path, which runs in `migrate` and in `serve`'s supervisor."""
-    from grok2api.config import build_view
-    from grok2api.models import RuntimeConfig
+    from core.config import build_view
+    from core.models import RuntimeConfig
 
     row = RuntimeConfig.objects.filter(pk=1).first()
     return build_view(row.data if row else {})
@@ -158,7 +158,7 @@ class ManagedScheduler(DatabaseScheduler):
         return super().tick(*args, **kwargs)
 
     def _maintain(self, *, force: bool = False) -> None:
-        from grok2api.heartbeat import BEAT_EVERY, heartbeat_stamp
+        from core.heartbeat import BEAT_EVERY, heartbeat_stamp
 
         now = time.monotonic()
         try:

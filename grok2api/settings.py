@@ -3,7 +3,7 @@
 Without DATABASE_URL / REDIS_URL: SQLite (WAL) under DATA_DIR, local-memory cache, in-memory
 channel layer, Celery on kombu's filesystem:// broker under DATA_DIR. With them: PostgreSQL or
 MySQL, and Redis for cache, channel layer and broker. A malformed value stops startup with one
-line naming the variable (grok2api.envcheck).
+line naming the variable (core.envcheck).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import environ
 
-from grok2api.envcheck import EnvError, read_env
+from core.envcheck import EnvError, read_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -42,11 +42,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_celery_beat",
+    "core.apps.CoreConfig",  # runtime config, snapshots, crypto, proxies, stamps, alerts (label "grok2api")
     "accounts",
     "gateway",
     "media",
     "webui",
-    "grok2api.apps.Grok2apiConfig",  # startup checks, serve/import_config/export_config/ensure_admin
+    "grok2api.apps.Grok2apiConfig",  # wiring: serve/import_config/export_config/ensure_admin, schedule seeding
 ]
 
 MIDDLEWARE = [
@@ -137,7 +138,7 @@ ALLOW_OPEN_API = E.allow_open_api  # serve: may /v1 run without a key on a non-l
 ADMIN_USERNAME = E.admin_username
 ADMIN_PASSWORD = E.admin_password
 ENCRYPTION_KEY = E.encryption_key
-METRICS_TOKEN = E.metrics_token  # grok2api/metrics.py: bearer token of /metrics; empty = 404
+METRICS_TOKEN = E.metrics_token  # core/metrics.py: bearer token of /metrics; empty = 404
 CONFIG_DEFAULTS_PATH = BASE_DIR / "config.defaults.toml"
 
 LOGGING = E.logging

@@ -1,4 +1,4 @@
-"""Celery tasks of the project app: the worker heartbeat (grok2api/heartbeat.py).
+"""Celery tasks of the project app: the worker heartbeat (core/heartbeat.py).
 
 `grok2api.worker_heartbeat` is a managed beat row (grok2api/schedule.py) sent every
 heartbeat.WORKER_EVERY seconds with an expiry of the same length, so a backlog queued while no
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 @shared_task(name="grok2api.worker_heartbeat", ignore_result=True, bind=True)
 def worker_heartbeat(self) -> None:
-    from grok2api.heartbeat import heartbeat_stamp
+    from core.heartbeat import heartbeat_stamp
 
     heartbeat_stamp(name="worker", host=self.request.hostname or "")
 
@@ -25,7 +25,7 @@ def worker_heartbeat(self) -> None:
 @worker_ready.connect(dispatch_uid="grok2api_heartbeat_on_worker_start")
 def _stamp_on_start(sender=None, **kwargs) -> None:
     try:
-        from grok2api.heartbeat import heartbeat_stamp
+        from core.heartbeat import heartbeat_stamp
 
         heartbeat_stamp(name="worker", host=getattr(sender, "hostname", "") or "")
     except Exception:  # a database hiccup at start must not stop the worker; the periodic stamp follows

@@ -1,5 +1,5 @@
 """URL map: / (a small JSON for clients probing the base URL), /v1 (Ninja), /admin (Django admin),
-/webui (pages), /healthz, /readyz and /metrics (grok2api/metrics.py).
+/webui (pages), /healthz, /readyz and /metrics (core/metrics.py).
 
 Static files (/static/) are served before Django, by grok2api/asgi.py. Django's own error pages
 (400 bad Host, 404, 500) answer /v1 paths in JSON (grok2api/middleware.py)."""

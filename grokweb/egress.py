@@ -1,7 +1,7 @@
 """Egress: where upstream traffic leaves (direct or one proxy) and which one to use next.
 
 Pure and in memory. `proxy.egress.mode` (direct, single_proxy, proxy_pool) and the proxy rows are
-the core's business (grok2api/egress.py builds the candidates and writes the outcomes to the rows);
+the core's business (core/egress.py builds the candidates and writes the outcomes to the rows);
 this module normalises proxy URLs, keeps the sticky per-process choice among candidates and counts
 the outcome of every call. HTTP(S) and SOCKS5 proxies; `socks5://` is normalised to `socks5h://`
 (remote DNS) and `socks4://` to `socks4a://`. Pool mode keeps a sticky cursor and advances it when

@@ -13,7 +13,7 @@ What it speaks:
   host can never ride along to another. Credentials are per-request headers chosen by
   grokweb/core.py.
 - Egress: the client is built for one `Egress` (grokweb/egress.py: direct or one proxy URL);
-  which one, from the config and the proxy rows, is the core's choice (grok2api/egress.py).
+  which one, from the config and the proxy rows, is the core's choice (core/egress.py).
   `socks4a://` proxies, which httpx2 cannot speak, fail with an actionable error.
 - Untrusted fetches (`fetch_untrusted`, docs/upstream-protocol.md §3.5): client-supplied http(s) URLs are fetched by a
   separate credential-free client: the host is resolved once, every address is vetted (loopback,

@@ -104,7 +104,7 @@ class CachedMediaAdmin(admin.ModelAdmin):
         extra_context = dict(extra_context or {})
         extra_context["cache_stats"] = cache.media_cache_stats()
         extra_context["has_delete_permission"] = self.has_delete_permission(request)
-        from grok2api.config import config
+        from core.config import config
 
         extra_context["app_url_missing"] = not (config().get("app.app_url") or "")
         return super().changelist_view(request, extra_context=extra_context)

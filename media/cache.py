@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import Count, Sum
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from grok2api.config import config
+from core.config import config
 from media.models import CachedMedia
 from media.params import sniff_content_type
 

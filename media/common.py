@@ -21,8 +21,8 @@ from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
-from grok2api.config import config
-from grok2api.models import AlertKind, OperatorAlert
+from core.config import config
+from core.models import AlertKind, OperatorAlert
 from grokweb.errors import GatewayError, InternalError, PermissionDenied
 from grokweb.registry import ModelSpec
 from grokweb.classify import UpstreamError, UpstreamKind

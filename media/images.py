@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from accounts.attempt import AccountAttempt, account_attempt
-from grok2api.config import config
+from core.config import config
 from grokweb.errors import GatewayError, InternalError, InvalidRequest
 from grokweb.registry import ModelSpec
 from grokweb.classify import UpstreamError, UpstreamKind

@@ -16,7 +16,7 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
-from grok2api.celery import app
+from core.celery import app
 from media.cache import media_cache_evict_all
 from media.videos import video_job_run as run_video_job
 from media.videos import video_jobs_recover as recover_video_jobs

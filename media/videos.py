@@ -34,7 +34,7 @@ from grokweb.errors import Conflict, GatewayError, InternalError, InvalidRequest
 from grokweb.registry import model_get
 from grokweb.events import VideoProgress, VideoResult
 from grokweb.payloads import video_extension_payload, video_payload, video_segments
-from grok2api.celery import task_enqueue
+from core.celery import task_enqueue
 from media import cache
 from media.common import (
     VIDEO_DOWNLOAD_MAX,

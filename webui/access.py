@@ -29,7 +29,7 @@ from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from grok2api.config import config
+from core.config import config
 from gateway.auth import Principal, api_open, key_digests, key_match
 
 SESSION_FLAG = "webui_access"

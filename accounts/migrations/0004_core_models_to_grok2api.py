@@ -1,6 +1,6 @@
 """RuntimeConfig, VersionStamp, OperatorAlert and Proxy leave the accounts app for the core.
 
-State only (their tables keep their names; grok2api/migrations/0002 takes them over). Their content
+State only (their tables keep their names; core/migrations/0002 takes them over). Their content
 types move with them, so permissions and admin log entries that point at them stay attached.
 """
 from django.db import migrations

@@ -21,7 +21,7 @@ def make_account(db):
     from django.db import transaction
 
     from accounts.models import Account
-    from grok2api.snapshots import stamp_bump
+    from core.snapshots import stamp_bump
 
     def create(token, pool="super", *, quotas=None, status="active", health=1.0, **fields):
         account = Account(pool=pool, status=status, health=health, quotas=quotas or {}, **fields)

@@ -7,7 +7,7 @@ import pytest
 
 from accounts import feedback, lease as leasing, writer
 from accounts.models import Account
-from grok2api.models import OperatorAlert
+from core.models import OperatorAlert
 from grokweb.errors import RateLimited
 from grokweb.registry import BY_ID
 from grokweb.classify import UpstreamError, UpstreamKind

@@ -38,7 +38,7 @@ def redis_proxy():
 
 def _account() -> Account:
     from accounts.maintenance import account_import
-    from grok2api.snapshots import stamp_bump
+    from core.snapshots import stamp_bump
 
     account_import(tokens=TOKEN, pool="super", probe_after=False)
     Account.objects.filter(token_last4=TOKEN[-4:]).update(quotas={

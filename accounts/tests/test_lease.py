@@ -7,7 +7,7 @@ import pytest
 
 from accounts import feedback, lease as leasing, maintenance, snapshot, writer
 from accounts.models import Account
-from grok2api.models import OperatorAlert
+from core.models import OperatorAlert
 from grokweb.errors import RateLimited
 from grokweb.registry import BY_ID
 from grokweb.classify import UpstreamError, UpstreamKind
@@ -291,7 +291,7 @@ def test_large_pools_reload_only_changed_rows(make_account, monkeypatch):
     c = make_account("sim-super-inc-c", quotas={"auto": quota(40)})
     assert snapshot.pool_snapshot() is first and lease().account.id == c.id
     Account.objects.filter(id=b.id).delete()  # a hard delete leaves no updated_at trace: the count check catches it
-    from grok2api.snapshots import stamp_bump
+    from core.snapshots import stamp_bump
 
     full_before = snapshot._load_state.full_at
     stamp_bump("accounts")

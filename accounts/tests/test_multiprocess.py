@@ -46,7 +46,7 @@ def _accounts(*specs):
         Account.objects.filter(token_last4=token[-4:]).update(quotas={
             "auto": {"remaining": remaining, "total": 50, "window_seconds": 7200, "reset_at": None, "synced_at": time.time(), "source": 1},
         })
-    from grok2api.snapshots import stamp_bump
+    from core.snapshots import stamp_bump
 
     stamp_bump("accounts")
 

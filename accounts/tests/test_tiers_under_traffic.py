@@ -27,7 +27,7 @@ from django.core.management import call_command
 from accounts import tasks
 from accounts.models import Account, TierChange
 from grokweb.registry import MODELS
-from grok2api.crypto import fingerprint
+from core.crypto import fingerprint
 from media.tests.e2e import tiny_png
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from django.test import RequestFactory
 
-from grok2api.config import config_save
+from core.config import config_save
 from gateway.auth import OPEN, Principal, authenticate, principal_allows
 from gateway.models import ApiKey
-from grok2api.crypto import hash_api_key
+from core.crypto import hash_api_key
 
 MODEL_URL = "/v1/models/grok-4.20-auto"
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from gateway.background import MAX_ATTEMPTS, responses_background_recover
 from gateway.models import StoredResponse, StoredResponseEvent
 from gateway.tasks import responses_background_recover as recover_task
-from grok2api.celery import app
+from core.celery import app
 
 pytestmark = pytest.mark.django_db
 

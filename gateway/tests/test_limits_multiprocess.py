@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from gateway.models import ApiKey
-from grok2api.crypto import hash_api_key
-from grok2api.snapshots import stamp_bump
+from core.crypto import hash_api_key
+from core.snapshots import stamp_bump
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

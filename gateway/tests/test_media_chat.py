@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from grok2api.config import config_save
+from core.config import config_save
 from gateway.translate.assembler import ImagePiece
 from grokweb.client import GrokClient
 from grokweb.events import ImageResult

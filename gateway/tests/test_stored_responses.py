@@ -6,11 +6,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from grok2api.config import config_save
+from core.config import config_save
 from gateway.models import StoredResponse
 from gateway.tasks import responses_prune as prune_task
-from grok2api.celery import app
-from grok2api.snapshots import stamp_bump
+from core.celery import app
+from core.snapshots import stamp_bump
 
 pytestmark = pytest.mark.django_db
 

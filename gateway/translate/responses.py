@@ -237,7 +237,7 @@ class ResponsesRequest(ChatRequest):
 
 
 # Seals a reasoning text into an opaque `encrypted_content` string; the service passes the
-# project's at-rest cipher (grok2api.crypto.encrypt) so this module stays free of Django.
+# project's at-rest cipher (core.crypto.encrypt) so this module stays free of Django.
 Seal = Callable[[str], str]
 
 

@@ -10,9 +10,9 @@ register = template.Library()
 
 @register.simple_tag
 def pool_health() -> dict:
-    from grok2api.config import config
+    from core.config import config
     from accounts.models import Account, AccountStatus, Pool
-    from grok2api.models import OperatorAlert
+    from core.models import OperatorAlert
 
     statuses = [s.value for s in AccountStatus]
     counts = {(row["pool"], row["status"]): row["n"] for row in

@@ -1,5 +1,5 @@
 """`{% background_processes as procs %}` for the admin index: when a Celery worker and beat were last
-seen (grok2api/heartbeat.py), and a warning naming what to start for each one that is missing."""
+seen (core/heartbeat.py), and a warning naming what to start for each one that is missing."""
 from __future__ import annotations
 
 from django import template
@@ -11,7 +11,7 @@ register = template.Library()
 def background_processes() -> dict:
     from django.utils import timezone
 
-    from grok2api.heartbeat import heartbeat_seen, heartbeat_warnings
+    from core.heartbeat import heartbeat_seen, heartbeat_warnings
 
     now = timezone.now()
     seen = heartbeat_seen(now=now)

@@ -190,7 +190,7 @@ def pytest_configure(config) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_snapshots():
     """In-memory snapshots outlive a test's rolled-back transaction: start every test stale."""
-    from grok2api.snapshots import _registry
+    from core.snapshots import _registry
 
     for snap in list(_registry.values()):
         snap.invalidate()
@@ -244,7 +244,7 @@ def set_config(monkeypatch):
 
     `set_config(chat__timeout=5)` or `set_config(**{"chat.timeout": 5})`; undone after the test.
     """
-    from grok2api.config import config_snapshot, env_name
+    from core.config import config_snapshot, env_name
 
     def apply(**values):
         for key, value in values.items():

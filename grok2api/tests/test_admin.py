@@ -10,11 +10,11 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from grok2api.config import config_get, config_saved, config_seed
+from core.config import config_get, config_saved, config_seed
 from accounts.models import Account
-from grok2api.models import OperatorAlert, Proxy, RuntimeConfig
+from core.models import OperatorAlert, Proxy, RuntimeConfig
 from gateway.models import ApiKey, UsageRecord
-from grok2api.crypto import hash_api_key
+from core.crypto import hash_api_key
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_the_index_charts_the_last_24_hours_of_usage_by_model_with_the_vendored_
 
 @pytest.mark.django_db
 def test_secrets_never_appear_in_admin_pages(staff, rows):
-    from grok2api.config import config_save
+    from core.config import config_save
 
     config_save(values={"app.api_key": "sk-config-secret-9876"})
     for url in (reverse("admin:grok2api_runtimeconfig_change", args=[1]),

@@ -139,8 +139,8 @@ def test_the_usage_list_fits_the_window(page):
 
 
 def test_view_site_leads_to_the_web_chat_only_when_the_pages_are_on(page, module_gateway):
-    from grok2api.config import config_save
-    from grok2api.models import VersionStamp
+    from core.config import config_save
+    from core.models import VersionStamp
 
     page.goto("/admin/")
     expect(page.locator("#user-tools")).not_to_contain_text("View site")  # was a link to a 404

@@ -32,7 +32,7 @@ def _seed() -> dict:
     from accounts.models import Account
     from gateway.ledger import usage_rollup
     from gateway.models import ApiKey, UsageRecord
-    from grok2api.crypto import hash_api_key
+    from core.crypto import hash_api_key
 
     get_user_model().objects.create_superuser("operator", password=PASSWORD)
     now = timezone.now()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from grok2api.models import OperatorAlert
+from core.models import OperatorAlert
 
 
 @pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""GET /metrics (grok2api/metrics.py): counted across worker processes, protected by METRICS_TOKEN,
+"""GET /metrics (core/metrics.py): counted across worker processes, protected by METRICS_TOKEN,
 state gauges read at scrape time, dead workers dropped from the in-flight gauge."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from grok2api.metrics import metrics_multiproc_setup
+from core.metrics import metrics_multiproc_setup
 from grok2api.metrics_view import metrics_render
 from grok2api.testing.fixtures import BASE_DIR
 
@@ -90,7 +90,7 @@ def test_it_answers_404_while_the_metrics_token_is_empty():
 @override_settings(METRICS_TOKEN=TOKEN)
 def test_it_reports_accounts_video_jobs_and_the_media_cache_at_scrape_time():
     from accounts.models import Account
-    from grok2api.snapshots import stamp_bump
+    from core.snapshots import stamp_bump
     from media.models import CachedMedia, VideoJob
 
     for token, pool, status in (("sim-basic-a", "basic", "active"), ("sim-basic-b", "basic", "expired"), ("sim-heavy-c", "heavy", "active")):
@@ -118,7 +118,7 @@ def test_it_reports_accounts_video_jobs_and_the_media_cache_at_scrape_time():
 
 _WORKER = """
 import sys, time
-from grok2api.metrics import REQUESTS, metrics_inflight_add
+from core.metrics import REQUESTS, metrics_inflight_add
 REQUESTS.labels("messages", "grok-4.20-auto", "ok").inc()
 metrics_inflight_add(pool="super", delta=1)
 print("ready", flush=True)

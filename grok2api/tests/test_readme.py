@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from grok2api.config import defaults
+from core.config import defaults
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 README = (BASE_DIR / "README.md").read_text()
@@ -22,7 +22,7 @@ def test_every_variable_of_the_env_example_is_in_the_readme():
 
 
 def test_every_variable_read_by_envcheck_is_in_the_env_example():
-    source = (BASE_DIR / "grok2api" / "envcheck.py").read_text()
+    source = (BASE_DIR / "core" / "envcheck.py").read_text()
     read = set(re.findall(r'_(?:raw|bool|int|float|str|url)\("([A-Z][A-Z0-9_]+)"', source))
     read |= set(re.findall(r'\("([A-Z][A-Z0-9_]+)", \d', source))
     example = (BASE_DIR / ".env.example").read_text()

@@ -13,8 +13,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-from grok2api.config import config_save
-from grok2api.models import Heartbeat
+from core.config import config_save
+from core.models import Heartbeat
 from grok2api.schedule import (
     USAGE_PRUNE_NAME, USAGE_ROLLUP_NAME, WORKER_HEARTBEAT_NAME, ManagedScheduler, quota_refresh_name,
 )

@@ -22,7 +22,7 @@ def _account(token: str) -> None:
     from django.db import transaction
 
     from accounts.models import Account
-    from grok2api.snapshots import stamp_bump
+    from core.snapshots import stamp_bump
 
     account = Account(pool="super")
     account.set_token(token)

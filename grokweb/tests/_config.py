@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from grok2api.config import ConfigView, coerce, defaults
+from core.config import ConfigView, coerce, defaults
 
 
 def make_cfg(overrides: dict[str, Any] | None = None, **kw: Any) -> ConfigView:

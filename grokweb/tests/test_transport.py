@@ -1,6 +1,6 @@
 """transport.py: proxy URLs, pooled clients, credential-safe redirects — with a real origin server
 and a real HTTP forward proxy on 127.0.0.1. The egress pool (choice, health feedback, Proxy rows)
-is the core's: grok2api/tests/test_egress.py."""
+is the core's: core/tests/test_egress.py."""
 from __future__ import annotations
 
 import asyncio

@@ -123,7 +123,7 @@ def bump_unique(*names: str) -> None:
     the server's poller (which compares with !=) would then miss the change. A random version
     cannot collide.
     """
-    from grok2api.models import VersionStamp
+    from core.models import VersionStamp
 
     for name in names:
         VersionStamp.objects.update_or_create(name=name, defaults={"version": secrets.randbelow(10**12) + 10})
@@ -132,7 +132,7 @@ def bump_unique(*names: str) -> None:
 class MediaEnv:
     def __init__(self, gateway, simulator):
         from gateway.models import ApiKey
-        from grok2api.crypto import hash_api_key
+        from core.crypto import hash_api_key
 
         self.gateway = gateway
         self.simulator = simulator
@@ -149,7 +149,7 @@ class MediaEnv:
 
     def account(self, tier: str, label: str, *directives: str) -> str:
         from accounts.models import Account
-        from grok2api.snapshots import stamp_bump
+        from core.snapshots import stamp_bump
 
         token = f"sim-{tier}-{label}{self.tag}" + "".join(f"~{d}" for d in directives)
         acc = Account(pool=tier)
@@ -184,7 +184,7 @@ class MediaEnv:
 
     def set_config(self, values: dict, *, probe=None) -> None:
         """Save runtime config overrides; `probe()` (truthy once the server applied them) is awaited."""
-        from grok2api.config import config_save, defaults
+        from core.config import config_save, defaults
 
         for key in values:
             self._saved.setdefault(key, defaults()[key])
@@ -195,7 +195,7 @@ class MediaEnv:
 
     def restore(self) -> None:
         if self._saved:
-            from grok2api.config import config_save
+            from core.config import config_save
 
             config_save(values=self._saved)
             bump_unique("config")

@@ -9,7 +9,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from grok2api.config import config_save
+from core.config import config_save
 from media import cache
 from media.models import CachedMedia
 from media.ranges import parse_range

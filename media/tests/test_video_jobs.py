@@ -12,9 +12,9 @@ import pytest
 from django.db.models import F
 from django.utils import timezone
 
-from grok2api.config import config_save
+from core.config import config_save
 from accounts.models import Account
-from grok2api.snapshots import stamp_bump
+from core.snapshots import stamp_bump
 from media import videos
 from media.models import VideoJob, VideoJobStatus
 

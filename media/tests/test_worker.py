@@ -12,9 +12,9 @@ import sys
 import pytest
 from django.conf import settings
 
-from grok2api.config import config_save
+from core.config import config_save
 from accounts.models import Account
-from grok2api.snapshots import stamp_bump
+from core.snapshots import stamp_bump
 from grok2api.testing.fixtures import BASE_DIR, database_env
 from media import videos
 from media.models import VideoJob

@@ -10,7 +10,7 @@ def make_account():
     from django.db import transaction
 
     from accounts.models import Account
-    from grok2api.snapshots import stamp_bump
+    from core.snapshots import stamp_bump
 
     def create(token, pool="super", **fields):
         account = Account(pool=pool, **fields)

@@ -148,7 +148,7 @@ def test_without_a_page_key_the_pages_ask_for_the_v1_key_when_v1_needs_one(clien
 @pytest.mark.django_db(transaction=True)  # the api_keys snapshot reads committed rows
 def test_an_api_key_row_alone_closes_the_pages_and_opens_them_to_its_key(client, set_config):
     from gateway.models import ApiKey
-    from grok2api.crypto import hash_api_key
+    from core.crypto import hash_api_key
 
     set_config(app__webui_enabled="true", app__webui_key="", app__api_key="")
     assert client.get("/webui/chat").status_code == 200  # /v1 open → pages open

@@ -68,7 +68,7 @@ def _seed_accounts() -> None:
     from django.db import transaction
 
     from accounts.models import Account
-    from grok2api.models import VersionStamp
+    from core.models import VersionStamp
 
     with transaction.atomic():
         for token, pool in ACCOUNTS:

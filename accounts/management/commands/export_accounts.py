@@ -9,7 +9,7 @@ import json
 from django.core.management.base import CommandError
 
 from accounts.selectors import accounts_export
-from grok2api.management.base import DatabaseCommand
+from core.management.base import DatabaseCommand
 
 
 class Command(DatabaseCommand):

@@ -8,7 +8,7 @@ import sys
 from django.core.management.base import CommandError
 
 from accounts.maintenance import IMPORT_POOLS, account_import
-from grok2api.management.base import DatabaseCommand
+from core.management.base import DatabaseCommand
 
 
 class Command(DatabaseCommand):

@@ -2,7 +2,7 @@
 from django.core.management.base import CommandError
 
 from accounts.quota import quota_refresh
-from grok2api.management.base import DatabaseCommand
+from core.management.base import DatabaseCommand
 
 
 class Command(DatabaseCommand):

@@ -20,8 +20,8 @@ from django.db import transaction
 
 from accounts.models import Account
 from gateway.models import ApiKey
-from grok2api.crypto import hash_api_key
-from grok2api.snapshots import stamp_bump
+from core.crypto import hash_api_key
+from core.snapshots import stamp_bump
 
 # Servers started by the gateway fixtures inherit this: usage rows land ~0.1 s after a request
 # instead of ~1 s, so they are written while the test still runs, not during the next test's
@@ -35,7 +35,7 @@ def bump(name: str) -> None:
     Transactional tests truncate VersionStamp between tests, so plain stamp_bump() restarts at 1
     and the server's poller (which compares versions) could miss a change that lands on the same
     number the previous test ended with."""
-    from grok2api.models import VersionStamp
+    from core.models import VersionStamp
 
     stamp_bump(name)
     VersionStamp.objects.filter(name=name).update(version=time.time_ns() // 1000)
@@ -138,7 +138,7 @@ class Env:
 
     def set_config(self, values: dict) -> None:
         """Save runtime config in the test DB; the server reloads it through its snapshot poller."""
-        from grok2api.config import config_save
+        from core.config import config_save
 
         config_save(values=values)
         bump("config")

@@ -50,7 +50,7 @@ def test_it_returns_local_urls_built_from_app_url_that_download(menv, model, tie
 
 
 def test_without_app_url_it_returns_upstream_urls_and_alerts_the_operator(menv):
-    from grok2api.models import AlertKind, OperatorAlert
+    from core.models import AlertKind, OperatorAlert
 
     menv.account("basic", "noapp")
     menv.ready("grok-imagine-image-lite")

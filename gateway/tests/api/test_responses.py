@@ -122,7 +122,7 @@ def test_responses_reasoning_shown_and_hidden(env):
 def test_encrypted_reasoning_is_included_and_accepted_back(env, stream):
     """Codex CLI's shape: include=["reasoning.encrypted_content"], store false, the whole output sent
     back as input on the next turn."""
-    from grok2api.crypto import decrypt
+    from core.crypto import decrypt
 
     env.account("super", f"enc{int(stream)}")
     env.ready(EXPERT)

@@ -109,7 +109,7 @@ def test_content_supports_range_requests(menv):
 
 def test_content_is_409_until_ready_and_other_keys_jobs_are_404(menv):
     from gateway.models import ApiKey
-    from grok2api.crypto import hash_api_key
+    from core.crypto import hash_api_key
 
     menv.key_ready()
     mine = VideoJob.objects.create(id="video_" + "a" * 32, api_key=menv.key_row, model=MODEL, prompt="p")

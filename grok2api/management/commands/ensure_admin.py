@@ -4,7 +4,7 @@ Uses ADMIN_USERNAME / ADMIN_PASSWORD; without a password one is generated, print
 written to DATA_DIR/admin-password.txt (mode 0600). Does nothing when a superuser exists.
 """
 from grok2api.bootstrap import admin_ensure
-from grok2api.management.base import DatabaseCommand
+from core.management.base import DatabaseCommand
 
 
 class Command(DatabaseCommand):

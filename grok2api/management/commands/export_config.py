@@ -4,8 +4,8 @@ Defaults plus the database (not GROK_* overrides, which belong to the deployment
 (`app.api_key`, clearance cookies, proxy URLs, ...) are masked to their last 4 characters
 unless --include-secrets; `import_config` keeps the current value for a masked secret.
 """
-from grok2api.config import config_export
-from grok2api.management.base import DatabaseCommand
+from core.config import config_export
+from core.management.base import DatabaseCommand
 
 
 class Command(DatabaseCommand):

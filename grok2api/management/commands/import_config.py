@@ -1,7 +1,7 @@
 """`manage.py import_config FILE.toml [--dry-run]`: load a config file into the saved config.
 
 Accepts this project's format (see `export_config`) and the reference project's config.toml:
-legacy flat keys are mapped (grok2api/config.py), keys dropped by policy are ignored with a
+legacy flat keys are mapped (core/config.py), keys dropped by policy are ignored with a
 warning, and so are settings that would do nothing as imported (`config_warnings`: features.stream
 = true, clearance cookies with proxy.clearance.mode none). The file is validated as a whole first: an unreadable file, an unknown key or a bad
 value is reported (every one, one per line) and nothing changes (exit code 2). Keys absent from
@@ -13,7 +13,7 @@ import tomllib
 
 from django.core.management.base import CommandError
 
-from grok2api.config import (
+from core.config import (
     config_parse_file,
     config_save,
     config_saved,
@@ -21,7 +21,7 @@ from grok2api.config import (
     env_overrides,
     mask_value,
 )
-from grok2api.management.base import DatabaseCommand
+from core.management.base import DatabaseCommand
 
 
 class Command(DatabaseCommand):

@@ -34,7 +34,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from uvicorn import Server
 
-from grok2api.metrics import metrics_multiproc_setup
+from core.metrics import metrics_multiproc_setup
 
 STOP_GRACE_SECONDS = 15.0
 LISTEN_BACKLOG = 2048
@@ -80,7 +80,7 @@ def allowed_hosts_extend() -> list[str]:
     app.app_url (the public address clients use). app.app_url is runtime config, read here once:
     after changing it, restart serve (or set ALLOWED_HOSTS). The workers read the list from the
     environment, so it is put there too."""
-    from grok2api.config import config
+    from core.config import config
 
     if os.environ.get("ALLOWED_HOSTS", "").strip():
         return settings.ALLOWED_HOSTS
@@ -175,7 +175,7 @@ class Command(BaseCommand):
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
     def prepare(self, *, verbosity: int) -> None:
-        from grok2api.config import config_seed
+        from core.config import config_seed
         from grok2api.bootstrap import admin_ensure
 
         call_command("migrate", interactive=False, verbosity=max(0, verbosity - 1))

@@ -5,7 +5,7 @@ and whenever the runtime config changes (grok2api/schedule.py). Managed rows fol
 config: one per pool ("accounts: quota refresh <pool>", every `account.refresh.<pool>_interval_sec`)
 and the worker heartbeat. `--force` is accepted for compatibility; the config always wins.
 """
-from grok2api.management.base import DatabaseCommand
+from core.management.base import DatabaseCommand
 from grok2api.schedule import quota_refresh_name, schedule_reconcile
 
 task_name = quota_refresh_name  # the row name of a pool's quota refresh (kept for callers of the old command)

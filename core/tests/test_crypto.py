@@ -5,8 +5,8 @@ import pytest
 from django.db import connection
 
 from accounts.models import Account
-from grok2api.models import Proxy
-from grok2api import crypto
+from core.models import Proxy
+from core import crypto
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzZXNzaW9uX2lkIjoiYWJjIn0.sig-0123456789wxyz"
 

@@ -195,20 +195,20 @@ def _database(env, data_dir: Path) -> dict[str, Any]:
 
 
 # Libraries that log request and handshake details (headers, cookies, frames) at DEBUG: capped at
-# WARNING unless LOG_LIBRARY_DEBUG=true; grok2api/logredact.py masks secrets either way.
+# WARNING unless LOG_LIBRARY_DEBUG=true; core/logredact.py masks secrets either way.
 LIBRARY_LOGGERS = ("websockets", "httpx", "httpx2", "httpcore", "httpcore2", "h2", "hpack", "h11", "urllib3",
                    "asyncio", "daphne", "twisted", "redis", "kombu", "amqp")
 
 
 def _logging(level: str, file_enabled: bool, log_dir: Path, log_format: str = "text", *,
              library_debug: bool = False) -> dict[str, Any]:
-    # Every handler carries the secret filter (grok2api/logredact.py); the file is created 0600.
+    # Every handler carries the secret filter (core/logredact.py); the file is created 0600.
     handlers: dict[str, Any] = {"console": {"class": "logging.StreamHandler", "formatter": "plain",
                                             "filters": ["secrets"]}}
     if file_enabled:
         log_dir.mkdir(parents=True, exist_ok=True)
         handlers["file"] = {
-            "class": "grok2api.logredact.PrivateFileHandler",
+            "class": "core.logredact.PrivateFileHandler",
             "filename": str(log_dir / "grok2api.log"),
             "when": "midnight",
             "backupCount": 7,
@@ -238,7 +238,7 @@ def _logging(level: str, file_enabled: bool, log_dir: Path, log_format: str = "t
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"secrets": {"()": "grok2api.logredact.SecretFilter"}},
+        "filters": {"secrets": {"()": "core.logredact.SecretFilter"}},
         "formatters": formatters,
         "handlers": handlers,
         "root": {"handlers": [h for h in handlers if not h.endswith("_json")], "level": level},
@@ -247,7 +247,7 @@ def _logging(level: str, file_enabled: bool, log_dir: Path, log_format: str = "t
 
 
 def _metrics_token() -> str:
-    """METRICS_TOKEN (grok2api/metrics.py): empty = /metrics disabled; else a bearer secret, long
+    """METRICS_TOKEN (core/metrics.py): empty = /metrics disabled; else a bearer secret, long
     enough not to be guessed since /metrics names accounts' pools, keys' labels and traffic."""
     token = _raw("METRICS_TOKEN") or ""
     if token and len(token) < 16:

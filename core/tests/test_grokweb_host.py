@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from grok2api.config import config_snapshot
+from core.config import config_snapshot
 from grokweb.client import GrokClient
 from grokweb.events import Completed
 from grokweb.tests.test_client import collect

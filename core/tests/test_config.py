@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.core.management.base import CommandError
 
-from grok2api.config import (
+from core.config import (
     ConfigError,
     coerce,
     config,
@@ -27,7 +27,7 @@ from grok2api.config import (
     env_name,
     env_overrides,
 )
-from grok2api.models import RuntimeConfig, VersionStamp
+from core.models import RuntimeConfig, VersionStamp
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -86,7 +86,7 @@ def test_it_applies_defaults_then_database_then_environment(monkeypatch):
     assert config().sources["chat.timeout"] == "database"
 
     monkeypatch.setenv("GROK_CHAT_TIMEOUT", "120")
-    from grok2api.config import config_snapshot
+    from core.config import config_snapshot
 
     config_snapshot().refresh_now()
     assert config_get("chat.timeout") == 120
@@ -307,7 +307,7 @@ WATCHER = """
 import os, sys, time
 import django
 django.setup()
-from grok2api.config import config_get
+from core.config import config_get
 print("ready", config_get("chat.timeout"), flush=True)
 last = None
 deadline = time.monotonic() + 30

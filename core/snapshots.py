@@ -78,7 +78,7 @@ def _run_in_thread(fn: Callable[[], T]) -> T:
 
 
 def _read_stamps(names: list[str]) -> dict[str, int]:
-    from grok2api.models import VersionStamp
+    from core.models import VersionStamp
 
     return dict(VersionStamp.objects.filter(name__in=names).values_list("name", "version"))
 
@@ -131,7 +131,7 @@ class Snapshot(Generic[T]):
 
 def stamp_bump(name: str) -> None:
     """Record that `name` changed; call inside the writing transaction."""
-    from grok2api.models import VersionStamp
+    from core.models import VersionStamp
 
     # A fresh clock value, not a counter: a counter restarts at 1 when the table is recreated or
     # flushed, and a poller that had cached 1 would then miss the change.

@@ -1,4 +1,4 @@
-"""grok2api/egress.py: the egress pool (direct, single proxy, proxy pool with Proxy rows), its
+"""core/egress.py: the egress pool (direct, single proxy, proxy pool with Proxy rows), its
 sticky choice and health feedback, and the rows written off the request path — with a real HTTP
 forward proxy and the simulator on 127.0.0.1."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from grok2api.egress import egress_candidates, egress_flush, egress_pick, proxies_snapshot
+from core.egress import egress_candidates, egress_flush, egress_pick, proxies_snapshot
 from grokweb.egress import DIRECT, FAIL_STREAK_DOWN, Egress, EgressConfigError, egress_report, egress_state_reset
 from grokweb.tests._config import make_cfg
 from grokweb.tests.test_transport import ForwardProxy, origin  # noqa: F401  (fixture)
@@ -73,7 +73,7 @@ def test_a_proxy_failing_repeatedly_is_skipped_for_a_while():
 
 @pytest.mark.django_db
 def test_pool_includes_enabled_proxy_rows_and_feeds_back_their_health():
-    from grok2api.models import Proxy
+    from core.models import Proxy
 
     row = Proxy.objects.create(url="socks5://user:pw@10.9.9.9:1080", label="office")
     Proxy.objects.create(url="http://10.8.8.8:3128", label="disabled", enabled=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from grok2api import crypto
+from core import crypto
 
 
 class EncryptedTextField(models.TextField):

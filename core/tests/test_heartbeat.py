@@ -10,8 +10,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from grok2api.heartbeat import heartbeat_warnings
-from grok2api.models import Heartbeat
+from core.heartbeat import heartbeat_warnings
+from core.models import Heartbeat
 from grok2api.schedule import WORKER_HEARTBEAT_NAME, quota_refresh_name
 from grok2api.tasks import worker_heartbeat
 

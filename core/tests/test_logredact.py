@@ -17,8 +17,8 @@ import httpx
 import openai
 import pytest
 
-from grok2api.envcheck import LIBRARY_LOGGERS, _logging
-from grok2api.logredact import MASK, PrivateFileHandler, SecretFilter, redact
+from core.envcheck import LIBRARY_LOGGERS, _logging
+from core.logredact import MASK, PrivateFileHandler, SecretFilter, redact
 from grok2api.testing.fixtures import BASE_DIR, TEST_GATEWAY_KEY, GatewayFactory
 
 # --------------------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def test_every_handler_carries_the_filter_and_libraries_are_capped(tmp_path):
     config = _logging("DEBUG", True, tmp_path)
     assert set(config["handlers"]) == {"console", "file"}
     assert all(handler["filters"] == ["secrets"] for handler in config["handlers"].values())
-    assert config["handlers"]["file"]["class"] == "grok2api.logredact.PrivateFileHandler"
+    assert config["handlers"]["file"]["class"] == "core.logredact.PrivateFileHandler"
     for name in LIBRARY_LOGGERS:
         assert config["loggers"][name] == {"level": "WARNING"}
     opted_in = _logging("DEBUG", True, tmp_path, library_debug=True)
@@ -112,8 +112,8 @@ def _png() -> bytes:
 def test_no_secret_reaches_any_log_at_debug_on_every_upstream_path(tmp_path, simulator_server, sim):
     from accounts.models import Account
     from gateway.models import ApiKey
-    from grok2api.crypto import hash_api_key
-    from grok2api.snapshots import stamp_bump
+    from core.crypto import hash_api_key
+    from core.snapshots import stamp_bump
     from media.tests.e2e import bump_unique, wait_until
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -6,7 +6,7 @@ leave the accounts app's state in accounts/migrations/0004, which runs after thi
 import django.utils.timezone
 from django.db import migrations, models
 
-import grok2api.fields
+import core.fields
 
 
 class Migration(migrations.Migration):
@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
                     name='Proxy',
                     fields=[
                         ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                        ('url', grok2api.fields.EncryptedTextField(help_text='http://, https://, socks5:// (credentials allowed), encrypted at rest')),
+                        ('url', core.fields.EncryptedTextField(help_text='http://, https://, socks5:// (credentials allowed), encrypted at rest')),
                         ('label', models.CharField(blank=True, default='', max_length=100)),
                         ('enabled', models.BooleanField(default=True)),
                         ('healthy', models.BooleanField(default=True)),

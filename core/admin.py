@@ -20,7 +20,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 
-from grok2api.config import (
+from core.config import (
     CHOICES,
     SECRET_KEYS,
     config,
@@ -35,8 +35,8 @@ from grok2api.config import (
     mask_url,
     mask_value,
 )
-from grok2api.models import OperatorAlert, Proxy, RuntimeConfig
-from grok2api.snapshots import stamp_bump
+from core.models import OperatorAlert, Proxy, RuntimeConfig
+from core.snapshots import stamp_bump
 
 CLEAR_SUFFIX = "__clear"
 
@@ -125,7 +125,7 @@ def _field_for(key: str, default: Any, current: Any, source: str, env_value: Any
 
 
 def runtime_config_form() -> type[forms.ModelForm]:
-    from grok2api.config import config
+    from core.config import config
 
     saved = config_saved()
     env = env_overrides()

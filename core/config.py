@@ -8,11 +8,11 @@ some keys have extra rules (choices, URL schemes, ranges) in `_RULES`.
 The RuntimeConfig row (pk=1) holds the saved config as a nested dict. It is created on first
 start with a copy of the defaults (`config_seed`); keys missing from it (added by a newer
 version) take their default. Secret values (SECRET_KEYS) are stored encrypted ("enc:v1:" +
-Fernet, grok2api/crypto.py). The effective source of a key is "environment" when a GROK_*
+Fernet, core/crypto.py). The effective source of a key is "environment" when a GROK_*
 variable sets it, "database" when the saved value differs from the default, else "default".
 
 Request paths call `config_get(key)` / `config()`: a memory read of the current snapshot, which
-reloads when the "config" version stamp moves (grok2api/snapshots.py).
+reloads when the "config" version stamp moves (core/snapshots.py).
 
 Reference config files (`import_config`): the legacy flat keys `proxy.cf_cookies`,
 `proxy.user_agent`, `proxy.cf_clearance` win over their nested `proxy.clearance.*` keys, as in
@@ -36,9 +36,9 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 
-from grok2api import crypto
-from grok2api.crypto import mask
-from grok2api.snapshots import Snapshot, stamp_bump
+from core import crypto
+from core.crypto import mask
+from core.snapshots import Snapshot, stamp_bump
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ SEALED_PREFIX = "enc:v1:"
 
 
 def _seal(key: str, value: Any) -> Any:
-    """Secret values are stored encrypted in RuntimeConfig.data (grok2api.crypto)."""
+    """Secret values are stored encrypted in RuntimeConfig.data (core.crypto)."""
     if key not in SECRET_KEYS:
         return value
     if isinstance(value, list):
@@ -383,7 +383,7 @@ def build_view(saved: dict[str, Any]) -> ConfigView:
 
 
 def _load() -> ConfigView:
-    from grok2api.models import RuntimeConfig
+    from core.models import RuntimeConfig
 
     row = RuntimeConfig.objects.filter(pk=1).first()
     return build_view(row.data if row else {})
@@ -420,7 +420,7 @@ def config_validate(flat: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str
 
 def config_saved() -> dict[str, Any]:
     """The saved config (defaults filled in), flat and coerced; read from the database."""
-    from grok2api.models import RuntimeConfig
+    from core.models import RuntimeConfig
 
     row = RuntimeConfig.objects.filter(pk=1).first()
     out = dict(defaults())
@@ -432,7 +432,7 @@ def config_seed() -> bool:
     """Create the RuntimeConfig row from config.defaults.toml if it does not exist (first start)."""
     from django.db import transaction
 
-    from grok2api.models import RuntimeConfig
+    from core.models import RuntimeConfig
 
     with transaction.atomic():
         _, created = RuntimeConfig.objects.get_or_create(pk=1, defaults={"data": unflatten({k: _seal(k, v) for k, v in defaults().items()})})
@@ -446,7 +446,7 @@ def config_save(*, values: dict[str, Any]) -> None:
     config, and bump the stamp, atomically: every process sees it within a poll interval."""
     from django.db import transaction
 
-    from grok2api.models import RuntimeConfig
+    from core.models import RuntimeConfig
 
     clean, errors = config_validate(values)
     if errors:

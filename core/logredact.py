@@ -5,7 +5,7 @@ the Imagine WebSocket, so the account's full `sso` / `sso-rw` cookies and the op
 `cf_clearance` reached the log file and the console. Nothing stops the next library (or a future
 line of ours) from doing the same, so the masking is not left to each call site:
 
-- `SecretFilter` is attached to every handler of LOGGING (grok2api/envcheck.py). It renders the
+- `SecretFilter` is attached to every handler of LOGGING (core/envcheck.py). It renders the
   message with its args, masks the values of credential headers (Cookie, Set-Cookie,
   Authorization, Proxy-Authorization, x-api-key, x-statsig-id) and secret-looking tokens
   (`sso=`, `sso-rw=`, `cf_clearance=`, `Bearer …`, `sk-…`) wherever they appear, and does the same

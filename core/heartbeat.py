@@ -8,7 +8,7 @@
 `heartbeat_warnings()` turns rows older than their limit into one sentence each, naming what to
 start; /readyz and the admin index show them. A missing worker or beat stops video jobs and
 scheduled maintenance, not chat, so /readyz stays 200 and lists them under `details.warnings`.
-Rows live in the database (grok2api.models.Heartbeat) so every web process sees them, with or
+Rows live in the database (core.models.Heartbeat) so every web process sees them, with or
 without Redis.
 """
 from __future__ import annotations
@@ -34,14 +34,14 @@ START_BEAT = ("start `celery -A grok2api beat` (`manage.py serve`'s embedded wor
 
 def heartbeat_stamp(*, name: str, host: str = "") -> None:
     """Record that process kind `name` ("worker" or "beat") is alive now."""
-    from grok2api.models import Heartbeat
+    from core.models import Heartbeat
 
     Heartbeat.objects.update_or_create(name=name, defaults={"seen_at": timezone.now(), "host": (host or socket.gethostname())[:200]})
 
 
 def heartbeat_seen(*, now: datetime | None = None) -> dict[str, dict]:
     """{"worker"|"beat": {"seen_at": datetime|None, "age": seconds|None, "host": str, "stale": bool}}."""
-    from grok2api.models import Heartbeat
+    from core.models import Heartbeat
 
     now = now or timezone.now()
     rows = {h.name: h for h in Heartbeat.objects.filter(name__in=("worker", "beat"))}

@@ -36,7 +36,7 @@ def database_error_line(exc: BaseException) -> str:
     """One line for a database that cannot be reached, without its password."""
     from django.conf import settings
 
-    from grok2api.envcheck import url_mask
+    from core.envcheck import url_mask
 
     db = settings.DATABASES["default"]
     if "sqlite" in db.get("ENGINE", ""):

@@ -2,9 +2,9 @@
 
 RuntimeConfig, VersionStamp, OperatorAlert and Proxy were born in the accounts app; they moved here
 (issue 17 §4: the project's core sits below the pool) with their tables kept under their first
-names (`db_table`), so no row moved (grok2api/migrations/0002, accounts/migrations/0004).
+names (`db_table`), so no row moved (core/migrations/0002, accounts/migrations/0004).
 
-Heartbeat: when a Celery worker and Celery beat were last seen (grok2api/heartbeat.py). A database
+Heartbeat: when a Celery worker and Celery beat were last seen (core/heartbeat.py). A database
 row, not the cache: without Redis the cache is per process (locmem), and the web processes that
 report on /readyz and the admin index must see what the worker and beat wrote.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from grok2api.fields import EncryptedTextField
+from core.fields import EncryptedTextField
 
 
 class Heartbeat(models.Model):

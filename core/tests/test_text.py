@@ -1,5 +1,5 @@
 """text_clip: operator messages are shortened at sentence ends, never mid-word."""
-from grok2api.text import text_clip
+from core.text import text_clip
 
 
 def test_it_keeps_a_message_that_fits_on_one_line():

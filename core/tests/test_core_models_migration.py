@@ -11,7 +11,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from grok2api.models import OperatorAlert, Proxy, RuntimeConfig, VersionStamp
+from core.models import OperatorAlert, Proxy, RuntimeConfig, VersionStamp
 
 BEFORE = [("accounts", "0003_tierchange"), ("grok2api", "0001_initial")]
 AFTER = [("accounts", "0004_core_models_to_grok2api"), ("grok2api", "0002_core_models_from_accounts")]

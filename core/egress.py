@@ -19,9 +19,9 @@ from typing import Any
 from django.db import close_old_connections
 from django.db.models import F
 
-from grok2api.config import config
-from grok2api.models import Proxy
-from grok2api.snapshots import Snapshot
+from core.config import config
+from core.models import Proxy
+from core.snapshots import Snapshot
 from grokweb.egress import (
     DIRECT,
     Egress,
@@ -56,7 +56,7 @@ def _load_proxies() -> tuple[_ProxyRow, ...]:
     return tuple(rows)
 
 
-# Writers of Proxy rows (admin) call grok2api.snapshots.stamp_bump("proxies").
+# Writers of Proxy rows (admin) call core.snapshots.stamp_bump("proxies").
 proxies_snapshot: Snapshot[tuple[_ProxyRow, ...]] = Snapshot("proxies", _load_proxies)
 
 _flusher_lock = threading.Lock()
