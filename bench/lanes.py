@@ -28,7 +28,8 @@ DIRECT_TOKEN = "sim-super-benchdirect"
 
 # ----------------------------------------------------------------------------- targets and bodies
 
-def targets(sim: Proc, gateway: Proc | None, peer: Proc | None) -> dict[str, Target]:
+def targets(sim: Proc, gateway: Proc | None, peer: Proc | None, floors: dict[str, Proc] | None = None) -> dict[str, Target]:
+    """`floors`: bench/floor.py's proxies by name (`floor`, `bare`), OpenAI-shaped, no client key."""
     out = {
         "direct-grok": Target("direct-grok", "127.0.0.1", sim.port, "/rest/app-chat/conversations/new", GROK,
                               (("Cookie", f"sso={DIRECT_TOKEN}; sso-rw={DIRECT_TOKEN}"),)),
@@ -41,10 +42,14 @@ def targets(sim: Proc, gateway: Proc | None, peer: Proc | None) -> dict[str, Tar
     if peer is not None:
         out["peer"] = Target("peer", "127.0.0.1", peer.port, "/v1/chat/completions", OPENAI,
                              (("Authorization", f"Bearer {PEER_MASTER_KEY}"),))
+    for name, proc in (floors or {}).items():
+        out[name] = Target(name, "127.0.0.1", proc.port, "/v1/chat/completions", OPENAI, ())
     return out
 
 
-BASELINE = {"gateway": "direct-grok", "peer": "direct-openai"}
+# What each proxy's added figures are measured against: the simulator face it calls.
+BASELINE = {"gateway": "direct-grok", "peer": "direct-openai", "floor": "direct-openai", "bare": "direct-openai"}
+ORDER = ("direct-grok", "gateway", "direct-openai", "peer", "floor", "bare")
 
 
 def body_for(target: Target, prompt: str, *, stream: bool) -> bytes:
@@ -134,11 +139,12 @@ async def calibrate(sim: Proc, prompt: str) -> dict:
 
 # ----------------------------------------------------------------------------- lane 1
 
-async def lane_added_latency(sim: Proc, gateway: Proc, peer: Proc | None, *, rounds: int, tokens: int = 16) -> dict:
+async def lane_added_latency(sim: Proc, gateway: Proc, peer: Proc | None, *, rounds: int, tokens: int = 16,
+                             floors: dict[str, Proc] | None = None) -> dict:
     """Concurrency 1, pace 0; each round sends the same prompt to every target, in a rotating order."""
     sim_pace(sim, 0.0)
-    ts = targets(sim, gateway, peer)
-    order = [n for n in ("direct-grok", "gateway", "direct-openai", "peer") if n in ts]
+    ts = targets(sim, gateway, peer, floors)
+    order = [n for n in ORDER if n in ts]
     out = {}
     for stream in (False, True):
         conns = {n: Connection(ts[n]) for n in order}
@@ -171,17 +177,20 @@ async def lane_added_latency(sim: Proc, gateway: Proc, peer: Proc | None, *, rou
 # ----------------------------------------------------------------------------- lane 2
 
 async def lane_sustained(sim: Proc, gateway: Proc, peer: Proc | None, *, pace: float, levels: list[int],
-                         duration: float, tokens: int, prompt: str, warmup: float = 1.0) -> dict:
+                         duration: float, tokens: int, prompt: str, warmup: float = 1.0,
+                         floors: dict[str, Proc] | None = None) -> dict:
     """Closed-loop load at rising concurrency; sustained = best req/s with p99 < 1 s and errors < 0.1 %."""
     sim_pace(sim, pace)
-    ts = targets(sim, gateway, peer)
+    floors = floors or {}
+    ts = targets(sim, gateway, peer, floors)
+    servers = {"gateway": gateway, "peer": peer, **floors}
     out: dict = {}
     try:
         for stream in (False, True):
             per: dict = {}
-            for name in [n for n in ("gateway", "peer") if n in ts]:
+            for name in [n for n in ORDER if n in ts and not n.startswith("direct-")]:
                 per[name] = await _ramp(ts[name], prompt, stream=stream, levels=levels, duration=duration,
-                                        server=gateway if name == "gateway" else peer, sim=sim, warmup=warmup)
+                                        server=servers[name], sim=sim, warmup=warmup)
             # the generator + simulator ceiling: the same load straight at the simulator's faces
             top = max(levels)
             for name in ("direct-grok", "direct-openai"):
@@ -233,7 +242,7 @@ async def _ramp(target: Target, prompt: str, *, stream: bool, levels: list[int],
 # ----------------------------------------------------------------------------- lane 3
 
 async def lane_ttft(sim: Proc, gateway: Proc, peer: Proc | None, *, pace: float, rounds: int, clients: int,
-                    prompt: str) -> dict:
+                    prompt: str, floors: dict[str, Proc] | None = None) -> dict:
     """`clients` parallel clients, each doing `rounds` rounds over all targets (rotating order), same prompt.
 
     TTFT = request sent → first chunk carrying answer text. Chunk timing: every content chunk is
@@ -241,12 +250,12 @@ async def lane_ttft(sim: Proc, gateway: Proc, peer: Proc | None, *, pace: float,
     round (identical upstream delays), so buffering would show as collapsed gaps.
     """
     sim_pace(sim, pace)
-    ts = targets(sim, gateway, peer)
-    order = [n for n in ("direct-grok", "gateway", "direct-openai", "peer") if n in ts]
+    ts = targets(sim, gateway, peer, floors)
+    order = [n for n in ORDER if n in ts]
     ttft: dict[str, list[float]] = {n: [] for n in order}
     chunks: dict[str, list[int]] = {n: [] for n in order}
     gaps: dict[str, list[float]] = {n: [] for n in order}
-    gap_diff: dict[str, list[float]] = {n: [] for n in BASELINE}
+    gap_diff: dict[str, list[float]] = {n: [] for n in BASELINE if n in ts}
     errors: dict[str, int] = {n: 0 for n in order}
 
     async def client(k: int) -> None:

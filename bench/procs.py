@@ -292,6 +292,32 @@ def start_gateway(data_dir: Path, env: dict[str, str], *, workers: int, name: st
     return proc
 
 
+# ----------------------------------------------------------------------------- the libraries' floor
+
+FLOOR_APPS = {"floor": "bench.floor:app", "bare": "bench.floor:bare_app"}
+
+
+def start_floor(run_dir: Path, sim: Proc, *, name: str, workers: int) -> Proc:
+    """bench/floor.py under uvicorn as `serve` runs it (uvloop, h11, no access log): `floor` = Django +
+    Ninja + httpx2, `bare` = uvicorn + httpx2 only. With workers > 1, uvicorn's own supervisor."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", FLOOR_APPS[name], "--loop", "uvloop", "--http", "h11",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
+            *(["--workers", str(workers)] if workers > 1 else [])]
+    proc = _spawn(name, argv, env={"FLOOR_UPSTREAM": sim.url + "/openai/v1"}, log_path=run_dir / f"{name}-{port}.log",
+                  port=port)
+
+    def ready() -> bool:
+        if workers > 1 and len(worker_pids(proc.pid)) < workers:
+            return False
+        status, _ = http_json("POST", proc.url + "/v1/chat/completions",
+                              {"model": "m", "messages": [{"role": "user", "content": "ready? #sim:len=2"}]}, timeout=3)
+        return status == 200
+
+    wait_ready(proc, ready, timeout=60)
+    return proc
+
+
 # ----------------------------------------------------------------------------- peer (LiteLLM)
 
 def peer_install(log_path: Path) -> tuple[bool, str]:

@@ -200,6 +200,41 @@ def targets_check(r: dict) -> list[dict]:
     return rows
 
 
+def _floor_summary(r: dict, w) -> None:
+    """What the design card's libraries add on their own (bench/floor.py), beside what grok2api adds."""
+    l1, l2, l3 = r.get("lane1") or {}, r.get("lane2") or {}, r.get("lane3") or {}
+    if "floor" not in (l1.get("non_stream") or {}):
+        return
+    w("### The libraries' floor")
+    w("")
+    w("`floor` is a one-endpoint proxy on the stack `serve` runs and nothing of ours (`bench/floor.py`): uvicorn "
+      "(uvloop, h11) → Django's ASGI handler → a Ninja schema for the body → httpx2 to the simulator's OpenAI-shaped "
+      "face → the answer passed back as it came. `bare` is the same proxy without Django and Ninja (a plain ASGI "
+      "callable on uvicorn and httpx2). Both are measured in the same interleaved rounds as grok2api, against the face "
+      "they call. grok2api does more on top: the key check, the account pool, the payload and answer translation.")
+    w("")
+    w("| lane | metric | bare (uvicorn + httpx2) | floor (+ Django + Ninja) | grok2api | grok2api − floor |")
+    w("|---|---|---|---|---|---|")
+    for mode in ("non_stream", "stream"):
+        rows = l1.get(mode) or {}
+        for q in ("p50", "p99"):
+            b, f, g = ((rows.get(n) or {}).get("added_" + q) for n in ("bare", "floor", "gateway"))
+            d = None if f is None or g is None else g - f
+            w(f"| 1 added latency, {mode.replace('_', '-')} | {q} | {_f(b, 3, ' ms')} | {_f(f, 3, ' ms')} | "
+              f"{_f(g, 3, ' ms')} | {_f(d, 3, ' ms')} |")
+    for mode in ("non_stream", "stream"):
+        per = l2.get(mode) or {}
+        f, g, p = ((per.get(n) or {}).get("sustained_rps") for n in ("floor", "gateway", "peer"))
+        vs = f" ({_ratio(f, p, lower_is_better=False)} LiteLLM)" if p else ""
+        w(f"| 2 sustained, {mode.replace('_', '-')} | req/s | n/a | {_f(f, 1)}{vs} | {_f(g, 1)} | "
+          f"{_ratio(g, f, lower_is_better=False)} of the floor |")
+    for q in ("p50", "p99"):
+        f, g = ((l3.get(n) or {}).get("added_" + q) for n in ("floor", "gateway"))
+        d = None if f is None or g is None else g - f
+        w(f"| 3 added TTFT | {q} | n/a | {_f(f, 3, ' ms')} | {_f(g, 3, ' ms')} | {_f(d, 3, ' ms')} |")
+    w("")
+
+
 def _mark(met) -> str:
     return "n/a" if met is None else ("met" if met else "**missed**")
 
@@ -268,6 +303,7 @@ def render(r: dict) -> str:
     w(f"| 6 account selection, {l6.get('n_accounts', '?')} accounts | median / p99 | {_f(l6.get('median_us'), 2)} / "
       f"{_f(l6.get('p99_us'), 2)} µs | n/a | |")
     w("")
+    _floor_summary(r, w)
 
     # ---------------------------------------------------------------- details
     w("## Lane details")
@@ -276,10 +312,10 @@ def render(r: dict) -> str:
     w("### 1. Added latency (concurrency 1, simulator pace 0, interleaved rounds)")
     w("")
     w(f"{r['params']['lane1_rounds']} rounds after 10 warm-up rounds; each round sends the same prompt "
-      f"(`#sim:len={r['params']['lane1_tokens']}`) to all four targets over keep-alive connections, in a rotating order. "
+      f"(`#sim:len={r['params']['lane1_tokens']}`) to every target over keep-alive connections, in a rotating order. "
       "Latency = request written → last byte (the whole SSE stream for streamed requests). "
       "Added = percentile through the gateway − the same percentile directly at the simulator face that gateway uses "
-      "(Grok Web NDJSON for grok2api, the OpenAI-shaped face for LiteLLM).")
+      "(Grok Web NDJSON for grok2api, the OpenAI-shaped face for LiteLLM and for the libraries' floor, `floor` and `bare`).")
     w("")
     w("| mode | target | n | p50 ms | p99 ms | mean ms | errors | added p50 | added p99 |")
     w("|---|---|---|---|---|---|---|---|---|")

@@ -114,6 +114,8 @@ async def _main(args) -> dict:
         "DATA_DIR=$RUN/gateway GROK_UPSTREAM_*=http://127.0.0.1:$SIM manage.py migrate; manage.py import_accounts "
         f"tokens.txt --pool super --no-probe  # {P['n_accounts']} × sim-super-benchNNNN; then manage.py refresh_quotas",
         f"SERVER_WORKERS=2 manage.py serve --no-worker --host 127.0.0.1 --port $GW    # lanes 1-3 (1 worker: lanes 4-5)",
+        "FLOOR_UPSTREAM=http://127.0.0.1:$SIM/openai/v1 uvicorn bench.floor:app --loop uvloop --http h11 --workers 2 "
+        "--no-access-log    # lanes 1-3; bench.floor:bare_app the same way, lane 1 only",
         f"bench/.peer-venv/bin/litellm --config config.yaml --num_workers {cores} --telemetry False --log_config log.json --timeout_worker_healthcheck 120"
         "    # model openai/grok-sim at http://127.0.0.1:$SIM/openai/v1; num_retries 0; no DATABASE_URL (1 worker: lanes 4-5)",
     ]
@@ -147,7 +149,13 @@ async def _main(args) -> dict:
         # ---------------------------------------------------------------- lanes 1-3: cores workers
         _log(f"starting grok2api ({server}, 2 workers) and the peer ({cores} workers)")
         gw, peer = await start_pair(2 if not args.workers else args.workers)
-        ts = lanes.targets(sim, gw, peer)
+        # the libraries' floor (bench/floor.py): the same stack as `serve`, nothing of ours
+        floors = {}
+        if not args.no_floor:
+            for name in procs.FLOOR_APPS:
+                floors[name] = procs.start_floor(run_dir, sim, name=name, workers=2 if not args.workers else args.workers)
+                started.append(floors[name])
+        ts = lanes.targets(sim, gw, peer, floors)
         for t in ts.values():
             await lanes.check_target(t, "Check #sim:len=4")
         r["calibration"]["lane2"] = c2 = await lanes.calibrate(sim, f"Sustained load #sim:len={P['lane2_tokens']}")
@@ -169,23 +177,26 @@ async def _main(args) -> dict:
 
         if "1" in args.lanes:
             _log("lane 1: added latency")
-            r["lane1"] = await lanes.lane_added_latency(sim, gw, peer, rounds=P["lane1_rounds"], tokens=P["lane1_tokens"])
+            r["lane1"] = await lanes.lane_added_latency(sim, gw, peer, rounds=P["lane1_rounds"], tokens=P["lane1_tokens"],
+                                                        floors=floors)
         if "2" in args.lanes:
             _log("lane 2: sustained throughput")
             r["lane2"] = await lanes.lane_sustained(sim, gw, peer, pace=P["lane2_pace"], levels=P["lane2_levels"],
                                                     duration=P["lane2_duration"], warmup=P["lane2_warmup"],
                                                     tokens=P["lane2_tokens"],
-                                                    prompt=f"Sustained load #sim:len={P['lane2_tokens']}")
+                                                    prompt=f"Sustained load #sim:len={P['lane2_tokens']}",
+                                                    floors={k: v for k, v in floors.items() if k == "floor"})
         if "3" in args.lanes:
             _log("lane 3: time to first token")
             r["lane3"] = await lanes.lane_ttft(sim, gw, peer, pace=P["lane3_pace"], rounds=P["lane3_rounds"],
                                                clients=P["lane3_clients"],
-                                               prompt=f"Time to first token #sim:len={P['lane3_tokens']}")
+                                               prompt=f"Time to first token #sim:len={P['lane3_tokens']}",
+                                               floors={k: v for k, v in floors.items() if k == "floor"})
         for name, s in samplers.items():
             s.__exit__(None, None, None)
             main_rss[name]["peak_mb"] = round(s.peak, 1)
         r["main_rss"] = main_rss
-        for proc in (gw, peer):
+        for proc in (gw, peer, *floors.values()):
             if proc is not None:
                 proc.stop()
 
@@ -273,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-dir", default="", help="keep logs and data here (default: a temporary directory, removed)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     ap.add_argument("--workers", type=int, default=0, help="grok2api workers for lanes 1-3 (default 2)")
+    ap.add_argument("--no-floor", action="store_true", help="skip the libraries' floor (bench/floor.py) in lanes 1-3")
     ap.add_argument("--lanes", default="1234567", help="lanes to run, e.g. 45 (default all; 5 needs 4)")
     ap.add_argument("--redis-url", default="", help="lane 7 also measures key limits on shared Redis counters with "
                     "this Redis (default: $BENCH_REDIS_URL; empty = that variant is left out)")
