@@ -239,6 +239,7 @@ class _Ctx:
     t0: float = field(default_factory=time.monotonic)
     attempts: int = 0
     ttft_ms: int | None = None
+    lease: Any = None  # the account lease of the attempt running now (a cancelled request's row names it)
 
     def usage_entry(self, *, lease, status: str, error: GatewayError | None, usage) -> UsageEntry:
         principal = self.principal
@@ -415,7 +416,7 @@ async def chat_run(*, req, family: str, principal) -> StreamingHttpResponse | di
             usage_record(entry=ctx.usage_entry(lease=getattr(exc, "_lease", None), status="error", error=exc, usage=None))
         raise
     except asyncio.CancelledError:
-        usage_record(entry=ctx.usage_entry(lease=None, status="cancelled", error=None, usage=None))
+        usage_record(entry=ctx.usage_entry(lease=ctx.lease, status="cancelled", error=None, usage=None))
         raise
 
 
@@ -423,6 +424,7 @@ async def _run_complete(ctx: _Ctx) -> dict:
     mod = _family_module(ctx.family)
 
     async def work(account: AccountAttempt) -> tuple[Any, Any]:
+        ctx.lease = account.lease
         attempt = await _open_attempt(ctx, account)
         assembler = _assembler(ctx.req)
         try:

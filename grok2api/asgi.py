@@ -4,7 +4,8 @@
   scope types. Start-up loads the in-memory snapshots (config, API keys, ...) and the token
   vocabulary so the first request does not wait for them (`_warm`); a failing warm-up is reported
   as `lifespan.startup.failed`, which stops the server (and `serve` with it).
-- HTTP goes to Django's ASGI handler — /v1 (Ninja), admin, web pages, /healthz alike — behind the
+- HTTP goes to Django's ASGI handler (`ASGIHandler` below: Django's own, without the reference
+  cycle its disconnect listener leaves per request) — /v1 (Ninja), admin, web pages, /healthz alike — behind the
   request body cap (grok2api/bodylimit.py), each request's sync parts on a kept thread
   (grok2api/requestthreads.py); /static/ goes to WhiteNoise (grok2api/staticfiles.py)
   so Django's middleware chain stays async from end to end.
@@ -16,9 +17,34 @@ import threading
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "grok2api.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+import django  # noqa: E402
+from django.core.handlers import asgi as django_handlers  # noqa: E402
 
-django_asgi = get_asgi_application()
+
+class ASGIHandler(django_handlers.ASGIHandler):
+    """Django's ASGI handler, with a disconnect listener that returns instead of raising.
+
+    Django 5.2's `handle` runs the view and `listen_for_disconnect` as two tasks and cancels
+    whichever is still running when the other ends; what the listener ended with is read and
+    dropped. Raised, its `RequestAborted` keeps a traceback holding `handle`'s frame, whose task
+    list holds the listener's task, which holds the exception: a reference cycle per request (the
+    request, its response, the body file and the tasks, ~60 objects), freed only by the cyclic
+    garbage collector. Uvicorn ends every finished response with `http.disconnect`, so every
+    request left one, and the full collections they fed were the tail of the time to first token
+    (docs/benchmarks.md). A listener that returns ends its task the same way for `handle` and
+    leaves nothing behind. `grok2api/tests/test_asgi.py` checks both: no cycle, and a client that
+    goes away still cancels the view (which a newer Django that only cancels on a raised error
+    would break, so the test is the guard for an upgrade).
+    """
+
+    async def listen_for_disconnect(self, receive):
+        message = await receive()
+        if message["type"] != "http.disconnect":
+            raise AssertionError(f"Invalid ASGI message after request body: {message['type']}")
+
+
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
+django_asgi = ASGIHandler()
 
 import asyncio  # noqa: E402
 

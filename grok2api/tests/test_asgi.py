@@ -90,6 +90,53 @@ async def _call(path: str, *, method: str = "GET", body: bytes = b"") -> list[di
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_finished_request_leaves_no_reference_cycle_behind():
+    """Uvicorn answers the handler's disconnect listener with `http.disconnect` once the response is
+    complete; Django's own listener raised then, and the exception kept the request's objects in a
+    cycle until a full garbage collection (grok2api/asgi.py)."""
+    import gc
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    async def one_request() -> list[dict]:
+        sent: list[dict] = []
+        complete = asyncio.Event()
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await complete.wait()  # as uvicorn: the next receive after the response ends
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                complete.set()
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+                 "path": "/v1/models", "raw_path": b"/v1/models", "query_string": b"", "root_path": "",
+                 "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        await application(scope, receive, send)
+        await asyncio.sleep(0)  # let the listener's task finish
+        return sent
+
+    await one_request()  # warm: imports, snapshots
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(3):
+            sent = await one_request()
+            assert sent[0]["type"] == "http.response.start" and sent[-1].get("more_body", False) is False
+        gc.collect()
+        left = [o for o in gc.garbage if isinstance(o, ASGIRequest)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_an_error_escaping_a_view_is_a_500_in_the_family_envelope(monkeypatch):
     from gateway import services
 

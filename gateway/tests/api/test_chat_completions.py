@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import openai
 import pytest
 
@@ -385,6 +386,20 @@ def test_a_client_disconnect_mid_stream_closes_the_upstream_request(env):
         next(it)
         assert env.open_streams() == 1
     # the simulator sees its stream closed long before the 20 s the answer would take
+    wait_until(lambda: env.open_streams() == 0, timeout=5, what="upstream stream to close")
+    row = wait_until(lambda: env.usage_rows(model=FAST), what="usage row")[0]
+    assert row.status == "cancelled"
+
+
+def test_a_client_gone_before_a_whole_answer_closes_the_upstream_request(env):
+    """Django's handler cancels the view when the client goes away (grok2api/asgi.py keeps that)."""
+    slow = env.account("super", "slow", "tokms=50")
+    env.ready(FAST)
+    with pytest.raises(httpx.ReadTimeout):
+        env.http().post("/v1/chat/completions", headers={"Authorization": f"Bearer {env.key}"}, timeout=1.0,
+                        json={"model": FAST, "stream": False, "messages": [{"role": "user", "content": "long #sim:len=400"}]})
+    assert len(env.chat_requests(slow)) == 1
+    # the answer would take 20 s; the simulator sees its stream closed soon after the client left
     wait_until(lambda: env.open_streams() == 0, timeout=5, what="upstream stream to close")
     row = wait_until(lambda: env.usage_rows(model=FAST), what="usage row")[0]
     assert row.status == "cancelled"
