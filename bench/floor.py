@@ -4,9 +4,10 @@ A one-endpoint proxy on exactly the stack `serve` runs — uvicorn (uvloop, h11,
 ASGI handler, django-ninja parsing the body into a schema, httpx2 calling the upstream — and nothing
 of ours: no key check, no pool, no translation, no middleware. `POST /v1/chat/completions` parses
 the body, sends it to the simulator's OpenAI-shaped face and passes the answer back (whole, or
-streamed chunk by chunk). Lane 1 measures it beside the gateway (`floor`, against `direct-openai`),
-so every `make bench` says how much of the gateway's added latency is the libraries' and how much
-is ours.
+streamed chunk by chunk). Lanes 1–3 measure it beside the gateway (`floor`, against
+`direct-openai`), so every `make bench` says how much of the gateway's added latency is the
+libraries' and how much is ours. Django's handler is used as it ships, with the per-request reference
+cycle that grok2api/asgi.py removes: the floor is the libraries as they come.
 
     FLOOR_UPSTREAM=http://127.0.0.1:PORT/openai/v1 uvicorn bench.floor:app --loop uvloop --http h11
 

@@ -30,9 +30,9 @@ class ASGIHandler(django_handlers.ASGIHandler):
     list holds the listener's task, which holds the exception: a reference cycle per request (the
     request, its response, the body file and the tasks, ~60 objects), freed only by the cyclic
     garbage collector. Uvicorn ends every finished response with `http.disconnect`, so every
-    request left one, and the full collections they fed were the tail of the time to first token
-    (docs/benchmarks.md). A listener that returns ends its task the same way for `handle` and
-    leaves nothing behind. `grok2api/tests/test_asgi.py` checks both: no cycle, and a client that
+    request left one, with its body bytes, and the workers paused twice as long in collections
+    (docs/benchmarks.md, session 10). A listener that returns ends its task the same way for
+    `handle` and leaves nothing behind. `grok2api/tests/test_asgi.py` checks both: no cycle, and a client that
     goes away still cancels the view (which a newer Django that only cancels on a raised error
     would break, so the test is the guard for an upgrade).
     """
