@@ -333,6 +333,7 @@ async def _open_attempt(ctx: _Ctx, account: AccountAttempt) -> _Attempt:
     closes what was opened and carries the lease for the usage ledger; accounts/attempt.py reports
     it and decides whether another account is tried."""
     ctx.attempts = account.number
+    ctx.lease = account.lease
     stack = AsyncExitStack()
     try:
         client = account.client
@@ -424,7 +425,6 @@ async def _run_complete(ctx: _Ctx) -> dict:
     mod = _family_module(ctx.family)
 
     async def work(account: AccountAttempt) -> tuple[Any, Any]:
-        ctx.lease = account.lease
         attempt = await _open_attempt(ctx, account)
         assembler = _assembler(ctx.req)
         try:
