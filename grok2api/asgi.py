@@ -5,10 +5,10 @@
   vocabulary so the first request does not wait for them (`_warm`); a failing warm-up is reported
   as `lifespan.startup.failed`, which stops the server (and `serve` with it).
 - HTTP goes to Django's ASGI handler (`ASGIHandler` below: Django's own, without the reference
-  cycle its disconnect listener leaves per request) — /v1 (Ninja), admin, web pages, /healthz alike — behind the
-  request body cap (grok2api/bodylimit.py), each request's sync parts on a kept thread
-  (grok2api/requestthreads.py); /static/ goes to WhiteNoise (grok2api/staticfiles.py)
-  so Django's middleware chain stays async from end to end.
+  cycle its disconnect listener leaves per request) — /v1 (Ninja), admin, web pages, /healthz
+  alike — behind the request body cap (grok2api/bodylimit.py), each request's sync parts on a kept
+  thread (grok2api/requestthreads.py); /static/ goes to WhiteNoise (grok2api/staticfiles.py) so
+  Django's middleware chain stays async from end to end.
 - WebSockets go to Channels (webui).
 """
 import os
@@ -32,9 +32,9 @@ class ASGIHandler(django_handlers.ASGIHandler):
     garbage collector. Uvicorn ends every finished response with `http.disconnect`, so every
     request left one, with its body bytes, and the workers paused twice as long in collections
     (docs/benchmarks.md, session 10). A listener that returns ends its task the same way for
-    `handle` and leaves nothing behind. `grok2api/tests/test_asgi.py` checks both: no cycle, and a client that
-    goes away still cancels the view (which a newer Django that only cancels on a raised error
-    would break, so the test is the guard for an upgrade).
+    `handle` and leaves nothing behind. `grok2api/tests/test_asgi.py` checks that no cycle is left;
+    `gateway/tests/api/test_chat_completions.py` checks that a client that goes away still cancels
+    the view (the guard for a Django upgrade that cancels only on a raised error).
     """
 
     async def listen_for_disconnect(self, receive):

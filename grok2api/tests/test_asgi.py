@@ -70,17 +70,25 @@ def test_it_serves_static_files_in_front_of_django(keyed_gateway):
     assert httpx.get(keyed_gateway.url + "/static/no-such-file.css").status_code == 404
 
 
-async def _call(path: str, *, method: str = "GET", body: bytes = b"") -> list[dict]:
+async def _call(path: str, *, method: str = "GET", body: bytes = b"", disconnect_when_done: bool = False) -> list[dict]:
+    """One request through the ASGI application. `disconnect_when_done`: the next receive after the
+    response ends gets `http.disconnect`, as uvicorn answers it; otherwise it never returns."""
     sent: list[dict] = []
+    complete = asyncio.Event()
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def receive():
         if messages:
             return messages.pop(0)
+        if disconnect_when_done:
+            await complete.wait()
+            return {"type": "http.disconnect"}
         await asyncio.sleep(3600)
 
     async def send(message):
         sent.append(message)
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            complete.set()
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
@@ -99,25 +107,7 @@ async def test_a_finished_request_leaves_no_reference_cycle_behind():
     from django.core.handlers.asgi import ASGIRequest
 
     async def one_request() -> list[dict]:
-        sent: list[dict] = []
-        complete = asyncio.Event()
-        messages = [{"type": "http.request", "body": b"", "more_body": False}]
-
-        async def receive():
-            if messages:
-                return messages.pop(0)
-            await complete.wait()  # as uvicorn: the next receive after the response ends
-            return {"type": "http.disconnect"}
-
-        async def send(message):
-            sent.append(message)
-            if message["type"] == "http.response.body" and not message.get("more_body"):
-                complete.set()
-
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-                 "path": "/v1/models", "raw_path": b"/v1/models", "query_string": b"", "root_path": "",
-                 "headers": [(b"host", b"localhost")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
-        await application(scope, receive, send)
+        sent = await _call("/v1/models", disconnect_when_done=True)
         await asyncio.sleep(0)  # let the listener's task finish
         return sent
 
