@@ -61,7 +61,7 @@ class ChatBody(Schema):
 
 @api.post("/chat/completions")
 async def chat(request, body: ChatBody):
-    resp = await client.send(_upstream_request(body.dict()), stream=True)
+    resp = await client.send(_upstream_request(body.model_dump()), stream=True)
     if not body.stream:
         try:
             content = await resp.aread()
