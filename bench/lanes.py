@@ -29,7 +29,8 @@ DIRECT_TOKEN = "sim-super-benchdirect"
 # ----------------------------------------------------------------------------- targets and bodies
 
 def targets(sim: Proc, gateway: Proc | None, peer: Proc | None, floors: dict[str, Proc] | None = None) -> dict[str, Target]:
-    """`floors`: bench/floor.py's proxies by name (`floor`, `bare`), OpenAI-shaped, no client key."""
+    """`floors`: bench/floor.py's proxies by name (`floor`, `bare`), OpenAI-shaped, no client key; the `floor`
+    process also serves `floor-grok`, shaped like the Grok Web face."""
     out = {
         "direct-grok": Target("direct-grok", "127.0.0.1", sim.port, "/rest/app-chat/conversations/new", GROK,
                               (("Cookie", f"sso={DIRECT_TOKEN}; sso-rw={DIRECT_TOKEN}"),)),
@@ -44,21 +45,36 @@ def targets(sim: Proc, gateway: Proc | None, peer: Proc | None, floors: dict[str
                              (("Authorization", f"Bearer {PEER_MASTER_KEY}"),))
     for name, proc in (floors or {}).items():
         out[name] = Target(name, "127.0.0.1", proc.port, "/v1/chat/completions", OPENAI, ())
+    if "floor" in (floors or {}):
+        # the same floor process, on the upstream grok2api calls (bench/floor.py `/v1/grok`)
+        out["floor-grok"] = Target("floor-grok", "127.0.0.1", floors["floor"].port, "/v1/grok", GROK, ())
+    return out
+
+
+def floor_servers(floors: dict[str, Proc] | None) -> dict[str, Proc]:
+    """The process behind each floor target (`floor-grok` is served by the `floor` process)."""
+    out = dict(floors or {})
+    if "floor" in out:
+        out["floor-grok"] = out["floor"]
     return out
 
 
 # What each proxy's added figures are measured against: the simulator face it calls.
-BASELINE = {"gateway": "direct-grok", "peer": "direct-openai", "floor": "direct-openai", "bare": "direct-openai"}
-ORDER = ("direct-grok", "gateway", "direct-openai", "peer", "floor", "bare")
+BASELINE = {"gateway": "direct-grok", "peer": "direct-openai", "floor": "direct-openai", "bare": "direct-openai",
+            "floor-grok": "direct-grok"}
+ORDER = ("direct-grok", "gateway", "direct-openai", "peer", "floor", "bare", "floor-grok")
 
 
 def body_for(target: Target, prompt: str, *, stream: bool) -> bytes:
-    """The request each target gets for one prompt; all four carry the same upstream `message`."""
+    """The request each target gets for one prompt; all of them carry the same upstream `message`."""
     if target.kind == GROK:
         from grokweb.payloads import chat_payload
 
         # exactly what the gateway sends upstream for a one-message chat (flatten → "[user]: ...")
-        return orjson.dumps(chat_payload(message=f"[user]: {prompt}", mode="fast"))
+        payload = chat_payload(message=f"[user]: {prompt}", mode="fast")
+        if target.name == "floor-grok":
+            payload["stream"] = stream  # the floor's own flag: answer whole or chunk by chunk
+        return orjson.dumps(payload)
     model = BENCH_MODEL if target.name in ("gateway", "peer") else "grok-sim"
     return orjson.dumps({"model": model, "stream": stream, "messages": [{"role": "user", "content": prompt}]})
 
@@ -183,7 +199,7 @@ async def lane_sustained(sim: Proc, gateway: Proc, peer: Proc | None, *, pace: f
     sim_pace(sim, pace)
     floors = floors or {}
     ts = targets(sim, gateway, peer, floors)
-    servers = {"gateway": gateway, "peer": peer, **floors}
+    servers = {"gateway": gateway, "peer": peer, **floor_servers(floors)}
     out: dict = {}
     try:
         for stream in (False, True):

@@ -299,12 +299,13 @@ FLOOR_APPS = {"floor": "bench.floor:app", "bare": "bench.floor:bare_app"}
 
 def start_floor(run_dir: Path, sim: Proc, *, name: str, workers: int) -> Proc:
     """bench/floor.py under uvicorn as `serve` runs it (uvloop, h11, no access log): `floor` = Django +
-    Ninja + httpx2, `bare` = uvicorn + httpx2 only. With workers > 1, uvicorn's own supervisor."""
+    Ninja + httpx2 (its process also serves `floor-grok`), `bare` = uvicorn + httpx2 only. With workers > 1, uvicorn's own supervisor."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", FLOOR_APPS[name], "--loop", "uvloop", "--http", "h11",
             "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
             *(["--workers", str(workers)] if workers > 1 else [])]
-    proc = _spawn(name, argv, env={"FLOOR_UPSTREAM": sim.url + "/openai/v1"}, log_path=run_dir / f"{name}-{port}.log",
+    proc = _spawn(name, argv, env={"FLOOR_UPSTREAM": sim.url + "/openai/v1",
+                                      "FLOOR_GROK_UPSTREAM": sim.url + "/rest/app-chat/conversations/new"}, log_path=run_dir / f"{name}-{port}.log",
                   port=port)
 
     def ready() -> bool:

@@ -210,28 +210,36 @@ def _floor_summary(r: dict, w) -> None:
     w("`floor` is a one-endpoint proxy on the stack `serve` runs and nothing of ours (`bench/floor.py`): uvicorn "
       "(uvloop, h11) → Django's ASGI handler → a Ninja schema for the body → httpx2 to the simulator's OpenAI-shaped "
       "face → the answer passed back as it came. `bare` is the same proxy without Django and Ninja (a plain ASGI "
-      "callable on uvicorn and httpx2). Both are measured in the same interleaved rounds as grok2api, against the face "
-      "they call. grok2api does more on top: the key check, the account pool, the payload and answer translation.")
+      "callable on uvicorn and httpx2). `floor (Grok face)` is `floor` on the upstream grok2api calls: it takes the "
+      "Grok Web chat body grok2api sends, calls the simulator's Grok Web face and passes its NDJSON answer back, so it "
+      "reads as many answer lines as grok2api and costs the simulator as much. All are measured in the same "
+      "interleaved rounds as grok2api, against the face they call. grok2api does more on top: the key check, the "
+      "account pool, the payload and answer translation; `grok2api − floor` compares it with the floor on its own "
+      "upstream.")
     w("")
-    w("| lane | metric | bare (uvicorn + httpx2) | floor (+ Django + Ninja) | grok2api | grok2api − floor |")
-    w("|---|---|---|---|---|---|")
+    w("| lane | metric | bare (uvicorn + httpx2) | floor (+ Django + Ninja) | floor (Grok face) | grok2api | "
+      "grok2api − floor |")
+    w("|---|---|---|---|---|---|---|")
     for mode in ("non_stream", "stream"):
         rows = l1.get(mode) or {}
         for q in ("p50", "p99"):
-            b, f, g = ((rows.get(n) or {}).get("added_" + q) for n in ("bare", "floor", "gateway"))
-            d = None if f is None or g is None else g - f
+            b, f, fg, g = ((rows.get(n) or {}).get("added_" + q) for n in ("bare", "floor", "floor-grok", "gateway"))
+            d = None if fg is None or g is None else g - fg
             w(f"| 1 added latency, {mode.replace('_', '-')} | {q} | {_f(b, 3, ' ms')} | {_f(f, 3, ' ms')} | "
-              f"{_f(g, 3, ' ms')} | {_f(d, 3, ' ms')} |")
+              f"{_f(fg, 3, ' ms')} | {_f(g, 3, ' ms')} | {_f(d, 3, ' ms')} |")
     for mode in ("non_stream", "stream"):
         per = l2.get(mode) or {}
-        f, g, p = ((per.get(n) or {}).get("sustained_rps") for n in ("floor", "gateway", "peer"))
-        vs = f" ({_ratio(f, p, lower_is_better=False)} LiteLLM)" if p else ""
-        w(f"| 2 sustained, {mode.replace('_', '-')} | req/s | n/a | {_f(f, 1)}{vs} | {_f(g, 1)} | "
-          f"{_ratio(g, f, lower_is_better=False)} of the floor |")
+        f, fg, g, p = ((per.get(n) or {}).get("sustained_rps") for n in ("floor", "floor-grok", "gateway", "peer"))
+
+        def vs(x):
+            return f" ({_ratio(x, p, lower_is_better=False)} LiteLLM)" if p and x is not None else ""
+
+        w(f"| 2 sustained, {mode.replace('_', '-')} | req/s | n/a | {_f(f, 1)}{vs(f)} | {_f(fg, 1)}{vs(fg)} | "
+          f"{_f(g, 1)}{vs(g)} | {_ratio(g, fg, lower_is_better=False)} of the floor |")
     for q in ("p50", "p99"):
-        f, g = ((l3.get(n) or {}).get("added_" + q) for n in ("floor", "gateway"))
-        d = None if f is None or g is None else g - f
-        w(f"| 3 added TTFT | {q} | n/a | {_f(f, 3, ' ms')} | {_f(g, 3, ' ms')} | {_f(d, 3, ' ms')} |")
+        f, fg, g = ((l3.get(n) or {}).get("added_" + q) for n in ("floor", "floor-grok", "gateway"))
+        d = None if fg is None or g is None else g - fg
+        w(f"| 3 added TTFT | {q} | n/a | {_f(f, 3, ' ms')} | {_f(fg, 3, ' ms')} | {_f(g, 3, ' ms')} | {_f(d, 3, ' ms')} |")
     w("")
 
 
@@ -315,7 +323,7 @@ def render(r: dict) -> str:
       f"(`#sim:len={r['params']['lane1_tokens']}`) to every target over keep-alive connections, in a rotating order. "
       "Latency = request written → last byte (the whole SSE stream for streamed requests). "
       "Added = percentile through the gateway − the same percentile directly at the simulator face that gateway uses "
-      "(Grok Web NDJSON for grok2api, the OpenAI-shaped face for LiteLLM and for the libraries' floor, `floor` and `bare`).")
+      "(Grok Web NDJSON for grok2api and `floor-grok`, the OpenAI-shaped face for LiteLLM and for the libraries' floor, `floor` and `bare`).")
     w("")
     w("| mode | target | n | p50 ms | p99 ms | mean ms | errors | added p50 | added p99 |")
     w("|---|---|---|---|---|---|---|---|---|")
@@ -374,11 +382,13 @@ def render(r: dict) -> str:
       f"({r['params']['lane4_tokens']} answer tokens), so they are all open together (`peak open`). RSS = VmRSS of the worker process, "
       f"sampled every 100 ms. Idle = after start-up and 20 warm-up requests; after = {l5.get('gateway', {}).get('settle_s', 60):.0f} s "
       f"after the last stream ended. grok2api's workers ran with the `{r.get('worker_malloc', 'pymalloc')}` allocator "
-      "(CPython's own since WORKER_MALLOC was removed; the allocator decides whether a burst's memory goes back, see below).")
+      "(CPython's own since WORKER_MALLOC was removed; the allocator decides whether a burst's memory goes back, see below). "
+      "`floor-grok` is the libraries' floor on the Grok Web face (bench/floor.py, one uvicorn worker, grok2api's upstream "
+      "connection limits): what the same streams cost the stack with nothing of ours in it.")
     w("")
     w("| server | completed | failed | peak open | TTFT p50 / p99 ms | stream p50 s | wall s | gen cpu | RSS idle MB | RSS peak MB | RSS after MB |")
     w("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name in ("gateway", "peer"):
+    for name in ("gateway", "peer", "floor-grok"):
         a, b = l4.get(name), l5.get(name) or {}
         if not a:
             continue

@@ -231,10 +231,15 @@ async def _main(args) -> dict:
         if "4" in args.lanes:
             _log("lanes 4-5: one worker each")
             gw1, peer1 = await start_pair(1)
-            ts1 = lanes.targets(sim, gw1, peer1)
+            floor1 = None
+            if not args.no_floor:  # the libraries' floor on grok2api's upstream, one worker too
+                floor1 = procs.start_floor(run_dir, sim, name="floor", workers=1)
+                started.append(floor1)
+            ts1 = lanes.targets(sim, gw1, peer1, {"floor": floor1} if floor1 else None)
             prompt4 = f"Many streams #sim:len={P['lane4_tokens']}"
             r["lane4"], r["lane5"] = {}, {}
-            for name, proc in (("gateway", gw1), ("peer", peer1)):
+            servers1 = (("gateway", gw1), ("peer", peer1), ("floor-grok", floor1))
+            for name, proc in servers1:
                 if proc is None:
                     continue
                 await lanes.warm(ts1[name], "Warm up #sim:len=8")
@@ -246,7 +251,7 @@ async def _main(args) -> dict:
                 r["lane4"][name] = res
                 r["lane5"][name] = {"idle_mb": round(idle, 1), "peak_mb": res["peak_rss_mb"], "settle_s": P["settle_s"]}
             if "5" in args.lanes:
-                for name, proc in (("gateway", gw1), ("peer", peer1)):
+                for name, proc in servers1:
                     if proc is None:
                         continue
                     wait = r["lane4"][name]["ended_at"] + P["settle_s"] - time.monotonic()

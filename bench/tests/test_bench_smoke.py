@@ -56,23 +56,28 @@ def test_it_measures_added_latency_per_round(quick_run):
     rounds = r["params"]["lane1_rounds"]
     for mode in ("non_stream", "stream"):
         lane = r["lane1"][mode]
-        assert set(lane) == {"direct-grok", "gateway", "direct-openai", "floor", "bare"}
+        assert set(lane) == {"direct-grok", "gateway", "direct-openai", "floor", "bare", "floor-grok"}
         for row in lane.values():
             assert row["n"] == rounds and row["errors"] == 0
             assert _finite_positive(row["p50"]) and row["p99"] >= row["p50"]
         g = lane["gateway"]
         assert g["added_p50"] == pytest.approx(g["p50"] - lane["direct-grok"]["p50"], abs=0.01)
-        for floor in ("floor", "bare"):  # the libraries' floor calls the OpenAI-shaped face
+        for floor in ("floor", "bare"):  # the libraries' floor on the OpenAI-shaped face
             f = lane[floor]
             assert f["added_p50"] == pytest.approx(f["p50"] - lane["direct-openai"]["p50"], abs=0.01)
+        f = lane["floor-grok"]  # and on the Grok Web face grok2api calls
+        assert f["added_p50"] == pytest.approx(f["p50"] - lane["direct-grok"]["p50"], abs=0.01)
 
 
 def test_it_measures_the_libraries_floor_beside_the_gateway(quick_run):
     md, r = quick_run
     assert "### The libraries' floor" in md
     for mode in ("non_stream", "stream"):
-        assert _finite_positive(r["lane2"][mode]["floor"]["sustained_rps"])
-    assert r["lane3"]["floor"]["errors"] == 0 and r["lane3"]["floor"]["n"] > 0
+        for floor in ("floor", "floor-grok"):
+            assert _finite_positive(r["lane2"][mode][floor]["sustained_rps"])
+    for floor in ("floor", "floor-grok"):
+        assert r["lane3"][floor]["errors"] == 0 and r["lane3"][floor]["n"] > 0
+    assert "| floor (Grok face) |" in md
 
 
 def test_it_finds_a_sustained_rate_without_errors(quick_run):
