@@ -114,8 +114,9 @@ async def _main(args) -> dict:
         "DATA_DIR=$RUN/gateway GROK_UPSTREAM_*=http://127.0.0.1:$SIM manage.py migrate; manage.py import_accounts "
         f"tokens.txt --pool super --no-probe  # {P['n_accounts']} × sim-super-benchNNNN; then manage.py refresh_quotas",
         f"SERVER_WORKERS=2 manage.py serve --no-worker --host 127.0.0.1 --port $GW    # lanes 1-3 (1 worker: lanes 4-5)",
-        "FLOOR_UPSTREAM=http://127.0.0.1:$SIM/openai/v1 uvicorn bench.floor:app --loop uvloop --http h11 --workers 2 "
-        "--no-access-log    # lanes 1-3; bench.floor:bare_app the same way, lane 1 only",
+        "FLOOR_UPSTREAM=http://127.0.0.1:$SIM/openai/v1 FLOOR_GROK_UPSTREAM=http://127.0.0.1:$SIM/rest/app-chat/conversations/new "
+        "uvicorn bench.floor:app --loop uvloop --http h11 --workers 2 --no-access-log    # floor and floor-grok, lanes 1-3 "
+        "(floor-grok with 1 worker: lanes 4-5); bench.floor:bare_app the same way, lane 1 only",
         f"bench/.peer-venv/bin/litellm --config config.yaml --num_workers {cores} --telemetry False --log_config log.json --timeout_worker_healthcheck 120"
         "    # model openai/grok-sim at http://127.0.0.1:$SIM/openai/v1; num_retries 0; no DATABASE_URL (1 worker: lanes 4-5)",
     ]

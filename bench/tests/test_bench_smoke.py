@@ -78,6 +78,8 @@ def test_it_measures_the_libraries_floor_beside_the_gateway(quick_run):
     for floor in ("floor", "floor-grok"):
         assert r["lane3"][floor]["errors"] == 0 and r["lane3"][floor]["n"] > 0
     assert "| floor (Grok face) |" in md
+    summary = md.split("## Summary", 1)[1].split("## Lane details", 1)[0]
+    assert "| the libraries' floor (`floor-grok`) |" in summary  # each target beside the floor's own figure
 
 
 def test_it_finds_a_sustained_rate_without_errors(quick_run):
