@@ -103,9 +103,10 @@ def test_it_streams_every_chunk_separately(quick_run):
     assert _finite_positive(g["p50"]) and math.isfinite(g["added_p99"])
 
 
-def test_it_holds_all_streams_in_one_worker_and_samples_rss(quick_run):
+@pytest.mark.parametrize("server", ["gateway", "floor-grok"])  # floor-grok: the libraries' floor, same streams
+def test_it_holds_all_streams_in_one_worker_and_samples_rss(quick_run, server):
     _, r = quick_run
-    l4, l5 = r["lane4"]["gateway"], r["lane5"]["gateway"]
+    l4, l5 = r["lane4"][server], r["lane5"][server]
     assert l4["completed"] == l4["streams"] == r["params"]["lane4_streams"] and l4["failed"] == 0
     assert l4["peak_open"] == l4["streams"]
     assert l4["events_min"] == r["params"]["lane4_tokens"]
