@@ -275,8 +275,8 @@ def render(r: dict) -> str:
         w("| target | grok2api | | the libraries' floor (`floor-grok`) | |")
         w("|---|---|---|---|---|")
         for t, f in zip(targets_check(r), floor_rows):
-            fv = "n/a" if f["value"] is None else f"{f['value']} | {_mark(f['met'])}"
-            w(f"| {t['target']} | {t['value'] or 'n/a'} | {_mark(t['met'])} | {fv if f['value'] is not None else 'n/a | '} |")
+            floor_cells = "n/a | " if f["value"] is None else f"{f['value']} | {_mark(f['met'])}"
+            w(f"| {t['target']} | {t['value'] or 'n/a'} | {_mark(t['met'])} | {floor_cells} |")
     else:
         w("| target | measured | |")
         w("|---|---|---|")
